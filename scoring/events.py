@@ -1,0 +1,152 @@
+"""The wire contract: pydantic models of the five event kinds.
+
+Producers send one JSON object per Kafka message, keyed by ``account_id``, on one topic per
+kind. This module is the only place that knows how an event looks on the wire; see
+``docs/events.md`` for the documented contract.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
+
+NonEmptyId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class EventKind(StrEnum):
+    LOGIN = "login"
+    FEATURE_USE = "feature_use"
+    TICKET = "ticket"
+    PAYMENT = "payment"
+    SURVEY = "survey"
+
+
+class TicketAction(StrEnum):
+    OPENED = "opened"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+class TicketPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class PaymentStatus(StrEnum):
+    PAID = "paid"
+    FAILED = "failed"
+    OVERDUE = "overdue"
+    REFUNDED = "refunded"
+
+
+class SurveyType(StrEnum):
+    NPS = "nps"
+    CSAT = "csat"
+    CES = "ces"
+
+
+SURVEY_SCALES: dict[SurveyType, tuple[int, int]] = {
+    SurveyType.NPS: (0, 10),
+    SurveyType.CSAT: (1, 5),
+    SurveyType.CES: (1, 7),
+}
+
+
+class BaseEvent(BaseModel):
+    """Fields every event carries. Unknown extra fields are ignored (forward compatibility)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    event_id: NonEmptyId
+    account_id: NonEmptyId
+    occurred_at: AwareDatetime
+
+    @property
+    def occurred_ts(self) -> float:
+        """Event time as POSIX seconds: the scoring core works in plain numbers."""
+        return self.occurred_at.timestamp()
+
+
+class LoginEvent(BaseEvent):
+    kind: Literal[EventKind.LOGIN] = EventKind.LOGIN
+    user_id: NonEmptyId
+
+
+class FeatureUseEvent(BaseEvent):
+    kind: Literal[EventKind.FEATURE_USE] = EventKind.FEATURE_USE
+    user_id: NonEmptyId
+    feature: NonEmptyId
+    count: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class TicketEvent(BaseEvent):
+    kind: Literal[EventKind.TICKET] = EventKind.TICKET
+    ticket_id: NonEmptyId
+    action: TicketAction
+    priority: TicketPriority
+
+
+class PaymentEvent(BaseEvent):
+    kind: Literal[EventKind.PAYMENT] = EventKind.PAYMENT
+    invoice_id: NonEmptyId
+    status: PaymentStatus
+    amount: Decimal = Field(ge=0, max_digits=20, decimal_places=4)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+
+    @field_validator("amount")
+    @classmethod
+    def _finite(cls, value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("amount must be a finite number")
+        return value
+
+
+class SurveyEvent(BaseEvent):
+    kind: Literal[EventKind.SURVEY] = EventKind.SURVEY
+    survey: SurveyType
+    score: int
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("score")
+    @classmethod
+    def _in_scale(cls, value: int, info: ValidationInfo) -> int:
+        survey = info.data.get("survey")
+        if survey is not None:
+            low, high = SURVEY_SCALES[survey]
+            if not low <= value <= high:
+                raise ValueError(f"{survey.value} score must be between {low} and {high}")
+        return value
+
+    @property
+    def normalized(self) -> float:
+        """The answer on a 0-100 scale, higher is better for all three survey types."""
+        low, high = SURVEY_SCALES[self.survey]
+        return (self.score - low) * 100.0 / (high - low)
+
+
+Event = LoginEvent | FeatureUseEvent | TicketEvent | PaymentEvent | SurveyEvent
+
+EVENT_MODELS: dict[EventKind, type[Event]] = {
+    EventKind.LOGIN: LoginEvent,
+    EventKind.FEATURE_USE: FeatureUseEvent,
+    EventKind.TICKET: TicketEvent,
+    EventKind.PAYMENT: PaymentEvent,
+    EventKind.SURVEY: SurveyEvent,
+}
+
+# One discriminated union, for readers that get events of mixed kinds (JSONL files, tests).
+AnyEvent = Annotated[Event, Field(discriminator="kind")]
+ANY_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)

@@ -1,0 +1,50 @@
+"""A small aiokafka producer of events, keyed by account_id, for the demo and the tests."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+
+from scoring.events import Event
+from streams.settings import Settings
+
+
+class EventProducer:
+    """Sends events to the topic of their kind. Use as ``async with EventProducer(s) as p``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            linger_ms=5,
+            max_batch_size=settings.producer_max_batch_size,
+            acks="all",
+        )
+
+    async def __aenter__(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._producer.stop()
+
+    async def send(self, event: Event) -> None:
+        """Queue one event; it is on the broker after ``flush``."""
+        await self.send_raw(
+            self._settings.topic_for(event.kind),
+            event.account_id.encode(),
+            event.model_dump_json(exclude={"kind"}).encode(),
+        )
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue arbitrary bytes, e.g. a malformed message in a test."""
+        await self._producer.send(topic, value=value, key=key)
+
+    async def flush(self) -> None:
+        await self._producer.flush()

@@ -1,0 +1,69 @@
+"""The Redis read model: the latest ScoreUpdate of each account, under ``chs:account:{id}``.
+
+Written from the scores topic in pipelined batches, so scoring never waits on Redis. A failed
+write is logged (without payloads) and counted; the view catches up with the next update of
+the account.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from scoring.score import ScoreUpdate
+
+log = logging.getLogger(__name__)
+
+REDIS_WRITE_ERRORS = Counter(
+    "chs_redis_write_errors_total", "Batches of score updates that failed to reach Redis"
+)
+
+
+def account_key(account_id: str) -> str:
+    return f"chs:account:{account_id}"
+
+
+def view_fields(update: ScoreUpdate) -> dict[str, str]:
+    """The hash fields stored for an account: flat strings, readable with HGETALL."""
+    data = update.model_dump(mode="json")
+    return {name: _flat(value) for name, value in data.items()}
+
+
+def _flat(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class ScoreView:
+    """Writes score updates to Redis; never raises on a Redis outage."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> ScoreView:
+        return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+
+    async def write(self, updates: Sequence[ScoreUpdate]) -> bool:
+        """Store the updates in order, in one round trip; False if Redis refused."""
+        if not updates:
+            return True
+        pipe = self._client.pipeline(transaction=False)
+        for update in updates:
+            pipe.hset(account_key(update.account_id), mapping=view_fields(update))
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            REDIS_WRITE_ERRORS.inc()
+            log.warning("Redis view write of %d updates failed: %s", len(updates), type(error))
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._client.aclose()

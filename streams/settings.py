@@ -1,0 +1,70 @@
+"""The one settings object, read from the environment (prefix ``CHS_``) once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scoring.events import EventKind
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker, the demo and the dev stack. See README.md for the list."""
+
+    model_config = SettingsConfigDict(env_prefix="CHS_", extra="ignore", frozen=True)
+
+    app_id: str = Field(default="chs", description="Kafka consumer group and table prefix")
+    broker_url: str = Field(default="kafka://localhost:9092", description="comma-separated")
+    redis_url: str = "redis://localhost:6379/0"
+    web_host: str = Field(default="127.0.0.1", description="bind address of the worker's web")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Field(default=Path(".chs-data"), description="the worker's local data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    topic_partitions: int = Field(default=8, ge=1, description="partitions of every topic")
+    topic_replication: int = Field(default=1, ge=1)
+    create_topics: bool = Field(default=True, description="create missing topics at start")
+
+    topic_login: str = "chs.events.login"
+    topic_feature_use: str = "chs.events.feature_use"
+    topic_ticket: str = "chs.events.ticket"
+    topic_payment: str = "chs.events.payment"
+    topic_survey: str = "chs.events.survey"
+    topic_scores: str = "chs.scores"
+    topic_dlq: str = "chs.events.dlq"
+
+    # Kafka client tuning. Production keeps Faust's defaults; `chs dev` and the tests lower
+    # them for the dev broker (Tansu), see docs/dev-broker.md.
+    broker_session_timeout: float = Field(default=60.0, gt=0, description="seconds")
+    broker_heartbeat_interval: float = Field(default=3.0, gt=0, description="seconds")
+    producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        for url in value.split(","):
+            if not url.strip().startswith("kafka://"):
+                raise ValueError(f"broker URL must start with kafka://, got {url.strip()!r}")
+        return value
+
+    @property
+    def event_topics(self) -> dict[str, EventKind]:
+        """Topic name -> the kind of event it carries."""
+        return {
+            self.topic_login: EventKind.LOGIN,
+            self.topic_feature_use: EventKind.FEATURE_USE,
+            self.topic_ticket: EventKind.TICKET,
+            self.topic_payment: EventKind.PAYMENT,
+            self.topic_survey: EventKind.SURVEY,
+        }
+
+    def topic_for(self, kind: EventKind) -> str:
+        return next(topic for topic, k in self.event_topics.items() if k is kind)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` list for plain aiokafka clients."""
+        return [url.strip().removeprefix("kafka://") for url in self.broker_url.split(",")]
