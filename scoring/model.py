@@ -57,9 +57,9 @@ class UsageMeasures(BaseModel):
     )
     trend_recent_days: PositiveInt = Field(default=7, description="recent period of the trend")
     trend_baseline_days: PositiveInt = Field(
-        default=28, description="baseline period just before the recent one"
+        default=21, description="baseline period just before the recent one"
     )
-    activity_weight: float = Field(default=0.6, ge=0, le=1)
+    activity_weight: float = Field(default=0.4, ge=0, le=1)
     """Share of the usage component from active days; the rest comes from the trend."""
 
     @model_validator(mode="after")

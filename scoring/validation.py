@@ -23,7 +23,7 @@ class RejectCode(StrEnum):
     KEY_MISMATCH = "key_mismatch"
 
 
-class InvalidEvent(Exception):  # noqa: N818 - it is the outcome, not an error of ours
+class InvalidEvent(Exception):
     def __init__(self, code: RejectCode, reason: str) -> None:
         super().__init__(f"{code.value}: {reason}")
         self.code = code

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
@@ -29,7 +29,7 @@ SCORE_VIEW_WITHIN = 0.2
 """Seconds a partial batch of score updates waits before it is written to Redis."""
 
 
-class AccountStateCodec(codecs.Codec):  # type: ignore[misc]
+class AccountStateCodec(codecs.Codec):
     """Table values are ``AccountState`` in memory and compact JSON in the changelog."""
 
     def _dumps(self, obj: Any) -> bytes:
@@ -71,23 +71,34 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
         web_port=settings.web_port,
         web_in_thread=False,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
     kinds = settings.event_topics
-    events_topic = app.topic(*kinds, partitions=settings.topic_partitions, **raw)
-    scores_topic = app.topic(settings.topic_scores, partitions=settings.topic_partitions, **raw)
-    dlq_topic = app.topic(settings.topic_dlq, partitions=settings.topic_partitions, **raw)
-    accounts = app.Table(
-        "accounts",
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
+
+    def raw_topic(*names: str) -> faust.TopicT:
+        return app.topic(
+            *names,
+            partitions=settings.topic_partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    events_topic = raw_topic(*kinds)
+    scores_topic = raw_topic(settings.topic_scores)
+    dlq_topic = raw_topic(settings.topic_dlq)
+    accounts = cast(
+        "faust.Table[bytes, AccountState]",
+        app.Table(
+            "accounts",
+            default=None,
+            partitions=settings.topic_partitions,
+            key_type=bytes,
+        ),
     )
     # Faust derives a table's value codec from value_type (a Faust Record) and would JSON-encode
     # anything else; the store and the changelog topic are created lazily, so naming our codec
     # here makes both use it while the in-memory values stay AccountState objects.
     accounts.value_serializer = "chs_account_state"
 
-    @app.agent(events_topic)  # type: ignore[misc]
+    @app.agent(events_topic)
     async def score_events(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
@@ -117,7 +128,7 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
 
     view = ScoreView.from_url(settings.redis_url)
 
-    @app.agent(scores_topic)  # type: ignore[misc]
+    @app.agent(scores_topic)
     async def write_score_view(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take(SCORE_VIEW_BATCH, within=SCORE_VIEW_WITHIN):
             await view.write([ScoreUpdate.model_validate_json(value) for value in batch])

@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--days", type=int, default=30, help="days of history sent first")
     demo.add_argument("--rate", type=float, default=20.0, help="live events per second")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--live-seconds", type=float, default=None, help="stop after (default: never)")
+    demo.add_argument(
+        "--live-seconds", type=float, default=None, help="stop after (default: never)"
+    )
     commands.add_parser("watch", help="print score changes from the scores topic")
     commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from scoring.score import ScoreUpdate
 
@@ -28,10 +29,11 @@ def account_key(account_id: str) -> str:
     return f"chs:account:{account_id}"
 
 
-def view_fields(update: ScoreUpdate) -> dict[str, str]:
+def view_fields(update: ScoreUpdate) -> dict[FieldT, EncodableT]:
     """The hash fields stored for an account: flat strings, readable with HGETALL."""
     data = update.model_dump(mode="json")
-    return {name: _flat(value) for name, value in data.items()}
+    fields: dict[FieldT, EncodableT] = {name: _flat(v) for name, v in data.items()}
+    return fields
 
 
 def _flat(value: object) -> str:

