@@ -72,7 +72,8 @@ class BaseEvent(BaseModel):
 
     event_id: NonEmptyId
     account_id: NonEmptyId
-    occurred_at: AwareDatetime
+    occurred_at: AwareDatetime = Field(strict=True)
+    """Event time, ISO-8601 with a time zone; strict: no bare numbers."""
 
     @property
     def occurred_ts(self) -> float:

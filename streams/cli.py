@@ -17,7 +17,11 @@ def _load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        sys.exit(f"chs: invalid configuration (CHS_* environment variables):\n{error}")
+        problems = [
+            f"  CHS_{'_'.join(str(p) for p in e['loc']).upper() or '(settings)'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        ]
+        sys.exit("chs: invalid configuration:\n" + "\n".join(problems))
 
 
 def run_worker(settings: Settings) -> None:

@@ -29,12 +29,18 @@ from typing import IO, Any
 
 from streams.settings import Settings
 
-DEV_BROKER_ENV = {
-    "CHS_BROKER_SESSION_TIMEOUT": "6",
-    "CHS_BROKER_HEARTBEAT_INTERVAL": "1",
-    "CHS_PRODUCER_MAX_BATCH_SIZE": "1",
+DEV_BROKER_SETTINGS: dict[str, Any] = {
+    "broker_session_timeout": 6.0,
+    "broker_heartbeat_interval": 1.0,
+    "producer_max_batch_size": 1,
 }
 """Work-arounds for the dev broker's gaps; never set in production."""
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CHS_*`` environment that reproduces ``settings`` in a child process."""
+    return {f"CHS_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
+
 
 _PR_SET_PDEATHSIG = 1
 
@@ -202,33 +208,30 @@ def run_dev(settings: Settings, run_dir: Path = Path(".run")) -> int:
     from streams.topics import ensure_topics
     from streams.watch import watch_scores
 
-    broker_port, redis_port, web_port = free_port(), free_port(), free_port()
-    env = {
-        **DEV_BROKER_ENV,
-        "CHS_BROKER_URL": f"kafka://127.0.0.1:{broker_port}",
-        "CHS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "CHS_WEB_PORT": str(web_port),
-        "CHS_DATA_DIR": str(run_dir / "worker-data"),
-    }
+    broker_port, redis_port = free_port(), free_port()
     dev_settings = settings.model_copy(
         update={
-            "broker_url": env["CHS_BROKER_URL"],
-            "redis_url": env["CHS_REDIS_URL"],
-            "producer_max_batch_size": 1,
+            **DEV_BROKER_SETTINGS,
+            "broker_url": f"kafka://127.0.0.1:{broker_port}",
+            "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+            "web_port": free_port(),
+            "data_dir": run_dir / "worker-data",
         }
     )
+    env = settings_env(dev_settings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with stopping([]) as services:
             print(f"chs dev: logs in {run_dir}/", flush=True)
             services.append(start_tansu(broker_port, run_dir / "tansu.log"))
-            print(f"  broker  kafka://127.0.0.1:{broker_port}  (Tansu, in memory)", flush=True)
+            print(f"  broker  {dev_settings.broker_url}  (Tansu, in memory)", flush=True)
             services.append(start_redis(redis_port, run_dir / "redis.log"))
-            print(f"  redis   redis://127.0.0.1:{redis_port}/0", flush=True)
+            print(f"  redis   {dev_settings.redis_url}", flush=True)
             asyncio.run(ensure_topics(dev_settings))
             worker = start_process("worker", chs_command("worker"), run_dir / "worker.log", env)
             services.append(worker)
-            print(f"  worker  http://127.0.0.1:{web_port}  (log: {worker.log_path})", flush=True)
+            web = f"http://{dev_settings.web_host}:{dev_settings.web_port}"
+            print(f"  worker  {web}  (log: {worker.log_path})", flush=True)
             services.append(start_process("demo", chs_command("demo"), run_dir / "demo.log", env))
             print("  demo    200 accounts: 45 days of history, then live events", flush=True)
             print("Score changes (account, old -> new, band); Ctrl-C stops everything.\n")

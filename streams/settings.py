@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.events import EventKind
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
             if not url.strip().startswith("kafka://"):
                 raise ValueError(f"broker URL must start with kafka://, got {url.strip()!r}")
         return value
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Settings:
+        names = [*self.event_topics, self.topic_scores, self.topic_dlq]
+        if len(set(names)) != 7:
+            raise ValueError(f"topic names must be distinct, got {names}")
+        return self
 
     @property
     def event_topics(self) -> dict[str, EventKind]:

@@ -1,0 +1,77 @@
+"""Fixtures that start real services on free loopback ports: Tansu, redis-server, the worker.
+
+Each service is one process group, stopped (and killed if it lingers) at the end of the
+session; their logs are kept under pytest's temporary directory and printed on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.devstack import (
+    DEV_BROKER_SETTINGS,
+    ManagedProcess,
+    chs_command,
+    free_port,
+    settings_env,
+    start_process,
+    start_redis,
+    start_tansu,
+)
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def broker_url(service_logs: Path) -> Iterator[str]:
+    port = free_port()
+    tansu = start_tansu(port, service_logs / "tansu.log")
+    try:
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        tansu.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(service_logs: Path) -> Iterator[str]:
+    port = free_port()
+    redis = start_redis(port, service_logs / "redis.log")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_settings(broker_url: str, redis_url: str, service_logs: Path) -> Settings:
+    return Settings.model_validate(
+        {
+            **DEV_BROKER_SETTINGS,
+            "app_id": "chs-test",
+            "broker_url": broker_url,
+            "redis_url": redis_url,
+            "web_port": free_port(),
+            "data_dir": service_logs / "worker-data",
+            "topic_partitions": 4,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(worker_settings: Settings, service_logs: Path) -> Iterator[ManagedProcess]:
+    """One real ``chs worker`` process for the integration tests of this session."""
+    process = start_process(
+        "worker", chs_command("worker"), service_logs / "worker.log", settings_env(worker_settings)
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"--- worker log (tail) ---\n{process.log_tail(40)}")

@@ -1,0 +1,92 @@
+"""Builders of valid events for tests: every field has a sensible default."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import count
+
+from scoring.events import (
+    FeatureUseEvent,
+    LoginEvent,
+    PaymentEvent,
+    PaymentStatus,
+    SurveyEvent,
+    SurveyType,
+    TicketAction,
+    TicketEvent,
+    TicketPriority,
+)
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+"""A Monday noon, the reference time of the unit tests."""
+
+_ids = count(1)
+
+
+def at(days: float = 0.0) -> datetime:
+    """``T0`` shifted by ``days`` (negative is the past)."""
+    return T0 + timedelta(days=days)
+
+
+def _event_id() -> str:
+    return f"ev-{next(_ids)}"
+
+
+def login(account: str = "acme", days: float = 0.0, user: str = "u1") -> LoginEvent:
+    return LoginEvent(event_id=_event_id(), account_id=account, occurred_at=at(days), user_id=user)
+
+
+def feature(
+    account: str = "acme", days: float = 0.0, name: str = "reports", user: str = "u1", n: int = 1
+) -> FeatureUseEvent:
+    return FeatureUseEvent(
+        event_id=_event_id(),
+        account_id=account,
+        occurred_at=at(days),
+        user_id=user,
+        feature=name,
+        count=n,
+    )
+
+
+def ticket(
+    account: str = "acme",
+    days: float = 0.0,
+    ticket_id: str = "t1",
+    action: TicketAction = TicketAction.OPENED,
+    priority: TicketPriority = TicketPriority.NORMAL,
+) -> TicketEvent:
+    return TicketEvent(
+        event_id=_event_id(),
+        account_id=account,
+        occurred_at=at(days),
+        ticket_id=ticket_id,
+        action=action,
+        priority=priority,
+    )
+
+
+def payment(
+    account: str = "acme",
+    days: float = 0.0,
+    invoice: str = "inv1",
+    status: PaymentStatus = PaymentStatus.PAID,
+) -> PaymentEvent:
+    return PaymentEvent(
+        event_id=_event_id(),
+        account_id=account,
+        occurred_at=at(days),
+        invoice_id=invoice,
+        status=status,
+        amount=Decimal("100.00"),
+        currency="EUR",
+    )
+
+
+def survey(
+    account: str = "acme", days: float = 0.0, kind: SurveyType = SurveyType.NPS, score: int = 9
+) -> SurveyEvent:
+    return SurveyEvent(
+        event_id=_event_id(), account_id=account, occurred_at=at(days), survey=kind, score=score
+    )

@@ -1,0 +1,167 @@
+"""End to end through the real broker: events in, ScoreUpdates on chs.scores and in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from scoring.events import Event, PaymentStatus, SurveyType, TicketPriority
+from scoring.model import DEFAULT_MODEL
+from scoring.score import ScoreUpdate, evaluate
+from scoring.state import AccountState, fold
+from streams.devstack import ManagedProcess
+from streams.producer import EventProducer
+from streams.settings import Settings
+from tests.factories import T0, feature, login, payment, survey, ticket
+from tests.integration.kafka import Records, read_until
+
+pytestmark = pytest.mark.integration
+
+
+def recent(events: list[Event]) -> list[Event]:
+    """Move factory events (around T0) to the last days, as live traffic would be."""
+    shift = datetime.now(UTC).replace(microsecond=0) - T0
+    return [e.model_copy(update={"occurred_at": e.occurred_at + shift}) for e in events]
+
+
+def expected_scores(events: list[Event]) -> dict[str, float]:
+    """The same events folded by the pure core, in any order: the worker must agree."""
+    states: dict[str, AccountState] = {}
+    for event in events:
+        state = states.setdefault(event.account_id, AccountState(account_id=event.account_id))
+        fold(state, event)
+    result = {}
+    for account, state in states.items():
+        assert state.watermark is not None
+        score = evaluate(state, DEFAULT_MODEL, state.watermark)
+        assert score is not None
+        result[account] = score.value
+    return result
+
+
+def latest_updates(records: Records, accounts: set[str]) -> dict[str, ScoreUpdate]:
+    latest = {}
+    for record in records:
+        assert record.value is not None
+        update = ScoreUpdate.model_validate_json(record.value)
+        if update.account_id in accounts:
+            assert record.key == update.account_id.encode()
+            latest[update.account_id] = update
+    return latest
+
+
+async def produce(settings: Settings, events: list[Event]) -> None:
+    async with EventProducer(settings) as producer:
+        for event in events:
+            await producer.send(event)
+        await producer.flush()
+
+
+async def test_events_of_all_kinds_become_score_updates_on_the_topic_and_in_redis(
+    worker: ManagedProcess, worker_settings: Settings
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    busy, troubled, unhappy = f"busy-{run}", f"troubled-{run}", f"unhappy-{run}"
+    events = recent(
+        [
+            *(feature(busy, days=-d, name=f"f{d % 6}", user=f"u{d % 7}") for d in range(25)),
+            payment(busy, days=-3),
+            survey(busy, days=-2, score=10),
+            *(login(troubled, days=-d, user="u1") for d in range(0, 20, 4)),
+            payment(troubled, days=-2, invoice="i9", status=PaymentStatus.FAILED),
+            ticket(troubled, days=-1, ticket_id="t1", priority=TicketPriority.URGENT),
+            survey(unhappy, days=-1, kind=SurveyType.CSAT, score=1),
+        ]
+    )
+    expected = expected_scores(events)
+    await produce(worker_settings, events)
+
+    def all_arrived(records: Records) -> bool:
+        latest = latest_updates(records, set(expected))
+        return {a: u.score for a, u in latest.items()} == expected
+
+    records = await read_until(worker_settings, worker_settings.topic_scores, all_arrived)
+    latest = latest_updates(records, set(expected))
+    event_ids = {e.event_id for e in events}
+    for update in latest.values():
+        assert update.model_version == DEFAULT_MODEL.version
+        assert update.event_id in event_ids
+        assert update.band == DEFAULT_MODEL.bands.band_of(update.score)
+        assert update.components
+    assert latest[busy].score > latest[troubled].score
+
+    client = aioredis.Redis.from_url(worker_settings.redis_url, decode_responses=True)
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                views = {a: await client.hgetall(f"chs:account:{a}") for a in expected}
+                if all(v.get("score") == str(expected[a]) for a, v in views.items()):
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+    assert views[troubled]["band"] == latest[troubled].band.value
+    assert json.loads(views[busy]["components"]) == {
+        c.value: v for c, v in latest[busy].components.items()
+    }
+
+
+async def test_bad_messages_go_to_the_dead_letter_topic_and_scoring_goes_on(
+    worker: ManagedProcess, worker_settings: Settings
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    account = f"after-bad-{run}"
+    good = recent([login(account, user="u1")])[0]
+    login_topic = worker_settings.topic_login
+    valid_body = json.loads(good.model_dump_json())
+    bad: dict[str, tuple[str, bytes | None, bytes]] = {
+        "not_json": (login_topic, account.encode(), f"not json {run}".encode()),
+        "empty_key": (login_topic, None, json.dumps({**valid_body, "run": run}).encode()),
+        "schema": (
+            worker_settings.topic_payment,
+            account.encode(),
+            json.dumps({**valid_body, "status": "maybe", "run": run}).encode(),
+        ),
+        "key_mismatch": (
+            login_topic,
+            b"someone-else",
+            json.dumps({**valid_body, "run": run}).encode(),
+        ),
+    }
+    async with EventProducer(worker_settings) as producer:
+        for topic, key, value in bad.values():
+            await producer.send_raw(topic, key, value)
+        await producer.send(good)
+        await producer.flush()
+
+    def mine(records: Records) -> Records:
+        return [r for r in records if r.value is not None and run.encode() in r.value]
+
+    dead = await read_until(
+        worker_settings, worker_settings.topic_dlq, lambda rs: len(mine(rs)) >= len(bad)
+    )
+    by_code = {}
+    for record in mine(dead):
+        headers = {name: value.decode() for name, value in record.headers}
+        by_code[headers["chs-reason-code"]] = (record, headers)
+    assert set(by_code) == set(bad)
+    for code, (topic, key, value) in bad.items():
+        record, headers = by_code[code]
+        assert record.value == value, "the original bytes are kept"
+        assert record.key == key
+        assert headers["chs-source-topic"] == topic
+        assert int(headers["chs-source-offset"]) >= 0
+        assert headers["chs-reason"]
+    assert "status" in by_code["schema"][1]["chs-reason"]
+
+    scores = await read_until(
+        worker_settings,
+        worker_settings.topic_scores,
+        lambda rs: account in latest_updates(rs, {account}),
+    )
+    assert latest_updates(scores, {account})[account].event_id == good.event_id

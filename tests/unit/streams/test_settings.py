@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from scoring.events import EventKind
+from streams.settings import Settings
+
+
+def test_defaults_match_the_documented_contract() -> None:
+    settings = Settings()
+    assert settings.broker_url == "kafka://localhost:9092"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.web_host == "127.0.0.1"
+    assert settings.event_topics["chs.events.feature_use"] is EventKind.FEATURE_USE
+    assert settings.topic_for(EventKind.SURVEY) == "chs.events.survey"
+    assert settings.topic_scores == "chs.scores"
+    assert settings.topic_dlq == "chs.events.dlq"
+
+
+def test_environment_overrides_with_chs_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHS_BROKER_URL", "kafka://k1:9092,kafka://k2:9093")
+    monkeypatch.setenv("CHS_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("CHS_TOPIC_LOGIN", "acme.logins")
+    settings = Settings()
+    assert settings.bootstrap_servers == ["k1:9092", "k2:9093"]
+    assert settings.topic_partitions == 12
+    assert settings.topic_for(EventKind.LOGIN) == "acme.logins"
+
+
+def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHS_BROKER_URL", "localhost:9092")
+    with pytest.raises(ValidationError, match="kafka://"):
+        Settings()
+    monkeypatch.setenv("CHS_BROKER_URL", "kafka://localhost:9092")
+    monkeypatch.setenv("CHS_TOPIC_PARTITIONS", "0")
+    with pytest.raises(ValidationError, match="topic_partitions"):
+        Settings()
+
+
+def test_topics_must_be_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHS_TOPIC_SURVEY", "chs.events.login")
+    with pytest.raises(ValidationError, match="distinct"):
+        Settings()
