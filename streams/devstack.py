@@ -219,6 +219,9 @@ def run_dev(settings: Settings, run_dir: Path = Path(".run")) -> int:
         }
     )
     env = settings_env(dev_settings)
+    # Ctrl-C and SIGTERM both mean "stop everything", even when a parent shell started us with
+    # SIGINT ignored (background jobs of non-interactive shells inherit that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with stopping([]) as services:
