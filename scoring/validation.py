@@ -21,6 +21,8 @@ class RejectCode(StrEnum):
     NOT_JSON = "not_json"
     SCHEMA = "schema"
     KEY_MISMATCH = "key_mismatch"
+    PROCESSING_ERROR = "processing_error"
+    """A valid event the worker failed to apply (a bug): kept in the DLQ for replay."""
 
 
 class InvalidEvent(Exception):

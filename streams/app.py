@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import faust
 from faust.serializers import codecs
@@ -40,7 +40,20 @@ class AccountStateCodec(codecs.Codec):
         return AccountState.model_validate_json(s)
 
 
-codecs.register("chs_account_state", AccountStateCodec())
+ACCOUNT_STATE_CODEC = "chs_account_state"
+codecs.register(ACCOUNT_STATE_CODEC, AccountStateCodec())
+
+
+class AccountTable(faust.Table[bytes, AccountState]):
+    """Account id (raw bytes) -> AccountState; our codec in the changelog and on recovery.
+
+    Faust derives a table's codecs from ``key_type``/``value_type`` (Faust Records only) at
+    construction, when it also declares the changelog topic; naming our codec here is the one
+    place that reaches the store, the changelog writes and the recovery reads alike.
+    """
+
+    def _serializer_from_type(self, typ: object) -> str:
+        return "raw" if typ is bytes else ACCOUNT_STATE_CODEC
 
 
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -84,19 +97,15 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
     events_topic = raw_topic(*kinds)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
-    accounts = cast(
-        "faust.Table[bytes, AccountState]",
-        app.Table(
-            "accounts",
-            default=None,
-            partitions=settings.topic_partitions,
-            key_type=bytes,
-        ),
+    accounts = AccountTable(
+        app,
+        name="accounts",
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        beacon=app.tables.beacon,
     )
-    # Faust derives a table's value codec from value_type (a Faust Record) and would JSON-encode
-    # anything else; the store and the changelog topic are created lazily, so naming our codec
-    # here makes both use it while the in-memory values stay AccountState objects.
-    accounts.value_serializer = "chs_account_state"
+    app.tables.add(accounts)
 
     @app.agent(events_topic)
     async def score_events(stream: faust.StreamT[bytes]) -> None:

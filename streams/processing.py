@@ -6,6 +6,7 @@ agent in ``streams.app`` does the I/O that the outcome asks for.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,9 @@ from scoring.events import EventKind
 from scoring.model import ScoringModel
 from scoring.score import ScoreUpdate, rescore
 from scoring.state import AccountState, SourcePosition, fold
-from scoring.validation import InvalidEvent, parse_event
+from scoring.validation import InvalidEvent, RejectCode, parse_event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +60,19 @@ def process_message(
     except InvalidEvent as error:
         return Rejected(error)
     assert key is not None  # parse_event rejects empty keys
-    state = states.get(key)
-    if state is None:
-        state = AccountState(account_id=event.account_id)
-    if not fold(state, event, source):
-        return Duplicate(event.kind)
-    assert state.watermark is not None  # fold sets it
-    update = rescore(state, model, state.watermark, event.event_id, computed_at)
-    states[key] = state
+    try:
+        state = states.get(key)
+        if state is None:
+            state = AccountState(account_id=event.account_id)
+        if not fold(state, event, source):
+            return Duplicate(event.kind)
+        assert state.watermark is not None  # fold sets it
+        update = rescore(state, model, state.watermark, event.event_id, computed_at)
+        states[key] = state
+    except Exception as error:
+        # A bug must not stop the scoring of every other account, nor lose the event: it goes
+        # to the dead-letter topic, and the traceback to the log.
+        log.exception("Applying event %s failed", event.event_id)
+        reason = f"applying the event failed: {type(error).__name__}"
+        return Rejected(InvalidEvent(RejectCode.PROCESSING_ERROR, reason))
     return Applied(event.kind, update)

@@ -54,3 +54,16 @@ def test_event_that_does_not_move_the_score_publishes_no_update() -> None:
     assert isinstance(outcome, Applied)
     assert outcome.update is None
     assert states[b"acme"].events_applied == 2
+
+
+class BrokenStore(dict[bytes, AccountState]):
+    def get(self, key: bytes, default: object = None) -> AccountState:  # type: ignore[override]
+        raise RuntimeError("store bug")
+
+
+def test_a_failure_while_applying_sends_the_event_to_the_dlq() -> None:
+    payload = login(account="acme").model_dump_json().encode()
+    outcome = run(BrokenStore(), b"acme", payload, 0)
+    assert isinstance(outcome, Rejected)
+    assert outcome.error.code is RejectCode.PROCESSING_ERROR
+    assert "RuntimeError" in outcome.error.reason

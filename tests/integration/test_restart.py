@@ -1,0 +1,57 @@
+"""A restarted worker recovers the account table from its changelog and goes on from there."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scoring.events import Event
+from scoring.score import ScoreUpdate
+from streams.devstack import ManagedProcess, chs_command, free_port, settings_env, start_process
+from streams.settings import Settings
+from tests.factories import login, payment
+from tests.integration.kafka import Records, read_until
+from tests.integration.test_pipeline import expected_scores, latest_updates, produce, recent
+
+pytestmark = pytest.mark.integration
+
+
+async def test_state_survives_a_worker_restart(worker_settings: Settings, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    settings = worker_settings.model_copy(
+        update={"app_id": f"chs-restart-{run}", "web_port": free_port(), "data_dir": tmp_path}
+    )
+    account = f"restart-{run}"
+    first_events = recent([login(account, days=-d, user=f"u{d}") for d in range(5, -1, -1)])
+    later_event = recent([payment(account, days=0)])[0]
+
+    def start_worker(name: str) -> ManagedProcess:
+        env = settings_env(settings)
+        return start_process(name, chs_command("worker"), tmp_path / f"{name}.log", env)
+
+    async def run_worker(name: str, events: list[Event], seen: list[Event]) -> ScoreUpdate:
+        """Start a worker, send ``events``, wait for the score of ``seen``, stop the worker."""
+        expected = expected_scores(seen)[account]
+        arrived: Callable[[Records], bool] = lambda records: (  # noqa: E731
+            account in (latest := latest_updates(records, {account}))
+            and latest[account].score == expected
+            and latest[account].event_id in {e.event_id for e in events}
+        )
+        worker = start_worker(name)
+        try:
+            await produce(settings, events)
+            records = await read_until(settings, settings.topic_scores, arrived)
+        finally:
+            worker.stop()
+        return latest_updates(records, {account})[account]
+
+    before = await run_worker("worker-1", first_events, first_events)
+    after = await run_worker("worker-2", [later_event], [*first_events, later_event])
+    # The second worker knew the account's history (recovered from the changelog): had it
+    # started from nothing, a lone payment would score 100 with no usage component at all.
+    assert after.previous_score == before.score
+    assert after.components["usage"] == before.components["usage"]
+    assert "billing" in after.components
