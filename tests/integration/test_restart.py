@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from scoring.events import Event
+from scoring.model import Component
 from scoring.score import ScoreUpdate
 from streams.devstack import ManagedProcess, chs_command, free_port, settings_env, start_process
 from streams.settings import Settings
@@ -53,5 +54,5 @@ async def test_state_survives_a_worker_restart(worker_settings: Settings, tmp_pa
     # The second worker knew the account's history (recovered from the changelog): had it
     # started from nothing, a lone payment would score 100 with no usage component at all.
     assert after.previous_score == before.score
-    assert after.components["usage"] == before.components["usage"]
-    assert "billing" in after.components
+    assert after.components[Component.USAGE] == before.components[Component.USAGE]
+    assert Component.BILLING in after.components

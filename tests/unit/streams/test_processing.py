@@ -57,7 +57,7 @@ def test_event_that_does_not_move_the_score_publishes_no_update() -> None:
 
 
 class BrokenStore(dict[bytes, AccountState]):
-    def get(self, key: bytes, default: object = None) -> AccountState:  # type: ignore[override]
+    def get(self, key: bytes, default: object = None) -> AccountState:
         raise RuntimeError("store bug")
 
 
