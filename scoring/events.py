@@ -7,6 +7,7 @@ kind. This module is the only place that knows how an event looks on the wire; s
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     TypeAdapter,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=256)]
@@ -131,12 +133,6 @@ class SurveyEvent(BaseEvent):
                 raise ValueError(f"{survey.value} score must be between {low} and {high}")
         return value
 
-    @property
-    def normalized(self) -> float:
-        """The answer on a 0-100 scale, higher is better for all three survey types."""
-        low, high = SURVEY_SCALES[self.survey]
-        return (self.score - low) * 100.0 / (high - low)
-
 
 Event = LoginEvent | FeatureUseEvent | TicketEvent | PaymentEvent | SurveyEvent
 
@@ -147,6 +143,70 @@ EVENT_MODELS: dict[EventKind, type[Event]] = {
     EventKind.PAYMENT: PaymentEvent,
     EventKind.SURVEY: SurveyEvent,
 }
+
+
+class AccountAttributes(BaseModel):
+    """An account's CRM attributes: a full snapshot on the compacted ``chs.accounts`` topic.
+
+    Every field but ``account_id`` and ``updated_at`` is optional; a newer snapshot replaces
+    the older one whole, and an older one arriving late is ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    account_id: NonEmptyId
+    updated_at: AwareDatetime = Field(strict=True)
+    segment: str | None = Field(default=None, max_length=100)
+    plan: str | None = Field(default=None, max_length=100)
+    lifecycle_stage: str | None = Field(default=None, max_length=100)
+    seats: int | None = Field(default=None, ge=0, le=10_000_000)
+    mrr: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=4)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    renewal_date: date | None = None
+    csm_owner: str | None = Field(default=None, max_length=200)
+    customer_since: date | None = None
+
+    @field_validator("mrr")
+    @classmethod
+    def _finite(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not value.is_finite():
+            raise ValueError("mrr must be a finite number")
+        return value
+
+
+class OverrideAction(StrEnum):
+    SET = "set"
+    CLEAR = "clear"
+
+
+class CsmOverride(BaseModel):
+    """A CSM's sentiment override, on the ``chs.overrides`` topic, keyed by account.
+
+    ``set`` needs a score, a reason and an expiry; while an override is active a new ``set``
+    must name it in ``replaces``, so an override is never silently overwritten.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    event_id: NonEmptyId
+    account_id: NonEmptyId
+    occurred_at: AwareDatetime = Field(strict=True)
+    action: OverrideAction
+    author: NonEmptyId
+    reason: str = Field(min_length=1, max_length=500)
+    score: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    expires_at: AwareDatetime | None = Field(default=None, strict=True)
+    replaces: str | None = Field(default=None, description="event_id of the active override")
+
+    @model_validator(mode="after")
+    def _complete(self) -> CsmOverride:
+        if self.action is OverrideAction.SET:
+            if self.score is None or self.expires_at is None:
+                raise ValueError("a 'set' override needs a score and expires_at")
+            if self.expires_at <= self.occurred_at:
+                raise ValueError("expires_at must be after occurred_at")
+        return self
+
 
 # One discriminated union, for readers that get events of mixed kinds (JSONL files, tests).
 AnyEvent = Annotated[Event, Field(discriminator="kind")]

@@ -1,136 +1,411 @@
-"""The scoring model as data: component weights, measure targets and band thresholds.
+"""The scoring model as configuration: a YAML file validated by pydantic.
 
-The defaults follow the seed articles: usage carries the most weight, feedback (support and
-sentiment) and financial health (billing) share the rest, and bands split healthy / at-risk /
-critical. Everything a CS team would tune is a field here, not a constant in the code.
+measures (a metric over a window, mapped to 0-100) -> components (weighted, with an
+aggregation) -> overall score (weighted mean of components) -> band and letter grade.
+Segments change weights and thresholds for accounts whose attributes match. The default model
+ships in ``scoring/models/default.yaml`` and is documented field by field in docs/scoring.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
 
+from scoring.events import AccountAttributes
 
-class Component(StrEnum):
-    USAGE = "usage"
-    ADOPTION = "adoption"
-    SUPPORT = "support"
-    BILLING = "billing"
-    SENTIMENT = "sentiment"
-
-
-class Band(StrEnum):
-    HEALTHY = "healthy"
-    AT_RISK = "at-risk"
-    CRITICAL = "critical"
-
-
-class BandThresholds(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    healthy: float = Field(default=70.0, ge=0, le=100, description="score >= this is healthy")
-    at_risk: float = Field(default=40.0, ge=0, le=100, description="score >= this is at-risk")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BandThresholds:
-        if self.at_risk > self.healthy:
-            raise ValueError("at_risk threshold must not exceed the healthy threshold")
-        return self
-
-    def band_of(self, score: float) -> Band:
-        if score >= self.healthy:
-            return Band.HEALTHY
-        if score >= self.at_risk:
-            return Band.AT_RISK
-        return Band.CRITICAL
+OVERRIDE_COMPONENT = "csm_override"
+"""The component a CSM's sentiment override enters the score as."""
 
 
-class UsageMeasures(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Metric(StrEnum):
+    """The catalogue of metrics a measure can use (see docs/scoring.md for each)."""
 
-    window_days: PositiveInt = Field(default=30, le=60)
-    target_active_days: PositiveInt = Field(
-        default=20, description="active days in the window that earn a full activity score"
-    )
-    trend_recent_days: PositiveInt = Field(default=7, description="recent period of the trend")
-    trend_baseline_days: PositiveInt = Field(
-        default=21, description="baseline period just before the recent one"
-    )
-    activity_weight: float = Field(default=0.4, ge=0, le=1)
-    """Share of the usage component from active days; the rest comes from the trend."""
-
-    @model_validator(mode="after")
-    def _fits_horizon(self) -> UsageMeasures:
-        if self.trend_recent_days + self.trend_baseline_days > 90:
-            raise ValueError("trend periods must fit in the 90-day state horizon")
-        return self
-
-
-class AdoptionMeasures(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_days: PositiveInt = Field(default=30, le=90)
-    target_features: PositiveInt = Field(default=6, description="distinct features for 100")
-    target_users: PositiveInt = Field(default=10, description="distinct active users for 100")
-
-
-class SupportMeasures(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_days: PositiveInt = Field(default=30, le=90)
-    penalty_per_open: dict[str, float] = Field(
-        default_factory=lambda: {"low": 5.0, "normal": 10.0, "high": 20.0, "urgent": 30.0},
-        description="points off per open ticket, by priority",
-    )
-    penalty_per_opened_in_window: float = Field(default=5.0, ge=0)
+    LOGINS = "logins"
+    FEATURE_USES = "feature_uses"
+    ACTIVE_DAYS = "active_days"
+    ACTIVE_USERS = "active_users"
+    SEAT_UTILISATION = "seat_utilisation"
+    DAYS_SINCE_LAST_LOGIN = "days_since_last_login"
+    USAGE_TREND = "usage_trend"
+    FEATURE_BREADTH = "feature_breadth"
+    FEATURE_DEPTH = "feature_depth"
+    STICKY_FEATURES = "sticky_features"
+    TICKETS_OPENED = "tickets_opened"
+    OPEN_TICKETS = "open_tickets"
+    OPEN_URGENT_TICKETS = "open_urgent_tickets"
+    TIME_TO_RESOLVE_HOURS = "time_to_resolve_hours"
+    PAYMENT_FAILURES = "payment_failures"
+    DAYS_OVERDUE = "days_overdue"
+    REFUNDS = "refunds"
+    NPS_LATEST = "nps_latest"
+    NPS_AVERAGE = "nps_average"
+    CSAT_LATEST = "csat_latest"
+    CSAT_AVERAGE = "csat_average"
+    CES_LATEST = "ces_latest"
+    CES_AVERAGE = "ces_average"
+    TENURE_DAYS = "tenure_days"
 
 
-class BillingMeasures(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_days: PositiveInt = Field(default=90, le=90)
-    penalty_per_unpaid_invoice: float = Field(default=35.0, ge=0)
-    penalty_per_failure_in_window: float = Field(default=10.0, ge=0)
-
-
-class SentimentMeasures(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    window_days: PositiveInt = Field(default=90, le=90)
-
-
-def _default_weights() -> dict[Component, PositiveFloat]:
-    return {
-        Component.USAGE: 0.30,
-        Component.ADOPTION: 0.15,
-        Component.SUPPORT: 0.15,
-        Component.BILLING: 0.20,
-        Component.SENTIMENT: 0.20,
+WINDOWED_METRICS = frozenset(
+    {
+        Metric.LOGINS,
+        Metric.FEATURE_USES,
+        Metric.ACTIVE_DAYS,
+        Metric.ACTIVE_USERS,
+        Metric.SEAT_UTILISATION,
+        Metric.USAGE_TREND,
+        Metric.FEATURE_BREADTH,
+        Metric.FEATURE_DEPTH,
+        Metric.STICKY_FEATURES,
+        Metric.TICKETS_OPENED,
+        Metric.TIME_TO_RESOLVE_HOURS,
+        Metric.PAYMENT_FAILURES,
+        Metric.REFUNDS,
+        Metric.NPS_LATEST,
+        Metric.NPS_AVERAGE,
+        Metric.CSAT_LATEST,
+        Metric.CSAT_AVERAGE,
+        Metric.CES_LATEST,
+        Metric.CES_AVERAGE,
     }
+)
+"""Metrics computed over ``window_days``; the others are point-in-time values."""
+
+MAX_WINDOW_DAYS = 90
+"""Day buckets are kept for this long (``scoring.state.HORIZON_DAYS``)."""
 
 
-class ScoringModel(BaseModel):
-    """A complete, validated scoring model. ``version`` is stamped on every ScoreUpdate."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = "default"
-    weights: dict[Component, PositiveFloat] = Field(default_factory=_default_weights)
-    bands: BandThresholds = Field(default_factory=BandThresholds)
-    usage: UsageMeasures = Field(default_factory=UsageMeasures)
-    adoption: AdoptionMeasures = Field(default_factory=AdoptionMeasures)
-    support: SupportMeasures = Field(default_factory=SupportMeasures)
-    billing: BillingMeasures = Field(default_factory=BillingMeasures)
-    sentiment: SentimentMeasures = Field(default_factory=SentimentMeasures)
+
+class LinearMapping(_Strict):
+    """0 at ``low`` and 100 at ``high`` (reversed when lower is better), clamped outside."""
+
+    type: Literal["linear"]
+    low: float
+    high: float
+    higher_is_better: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LinearMapping:
+        if not self.low < self.high:
+            raise ValueError("low must be less than high")
+        return self
+
+    def score(self, raw: float) -> float:
+        fraction = (raw - self.low) / (self.high - self.low)
+        return _directed(fraction, self.higher_is_better)
+
+
+class LogMapping(_Strict):
+    """Like linear, on log(1 + x - low): early gains count most (users, uses, tenure)."""
+
+    type: Literal["log"]
+    low: float = 0.0
+    high: float
+    higher_is_better: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogMapping:
+        if not self.low < self.high:
+            raise ValueError("low must be less than high")
+        return self
+
+    def score(self, raw: float) -> float:
+        fraction = math.log1p(max(0.0, raw - self.low)) / math.log1p(self.high - self.low)
+        return _directed(fraction, self.higher_is_better)
+
+
+class Step(_Strict):
+    min: float = Field(description="the step applies from this raw value up")
+    score: float = Field(ge=0, le=100)
+
+
+class StepsMapping(_Strict):
+    """Bands of raw values: the score of the last step whose ``min`` the value reaches."""
+
+    type: Literal["steps"]
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> StepsMapping:
+        mins = [step.min for step in self.steps]
+        if mins != sorted(mins) or len(set(mins)) != len(mins):
+            raise ValueError("steps must have strictly ascending min values")
+        return self
+
+    def score(self, raw: float) -> float:
+        result = self.steps[0].score
+        for step in self.steps:
+            if raw < step.min:
+                break
+            result = step.score
+        return result
+
+
+def _directed(fraction: float, higher_is_better: bool) -> float:
+    fraction = min(1.0, max(0.0, fraction))
+    return 100.0 * (fraction if higher_is_better else 1.0 - fraction)
+
+
+ValueMapping = Annotated[LinearMapping | LogMapping | StepsMapping, Field(discriminator="type")]
+
+
+class MissingRule(StrEnum):
+    SKIP = "skip"
+    """Leave the measure out and share its weight among the others."""
+    NEUTRAL = "neutral"
+    """Count it as ``neutral_score``."""
+
+
+class Measure(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str = Field(description="how explanations name it, e.g. 'logins in 30 days'")
+    metric: Metric
+    window_days: int | None = Field(default=None, ge=1, le=MAX_WINDOW_DAYS)
+    baseline_days: int | None = Field(
+        default=None, ge=1, le=MAX_WINDOW_DAYS, description="usage_trend only"
+    )
+    weight: PositiveFloat = 1.0
+    mapping: ValueMapping
+    missing: MissingRule = MissingRule.SKIP
+    neutral_score: float = Field(default=50.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _window_fits_metric(self) -> Measure:
+        windowed = self.metric in WINDOWED_METRICS
+        if windowed and self.window_days is None:
+            raise ValueError(f"metric {self.metric.value} needs window_days")
+        if not windowed and self.window_days is not None:
+            raise ValueError(f"metric {self.metric.value} takes no window_days")
+        if self.metric is Metric.USAGE_TREND:
+            if self.baseline_days is None:
+                raise ValueError("usage_trend needs baseline_days")
+            if (self.window_days or 0) + self.baseline_days > MAX_WINDOW_DAYS:
+                raise ValueError(f"window_days + baseline_days must be <= {MAX_WINDOW_DAYS}")
+        elif self.baseline_days is not None:
+            raise ValueError("only usage_trend takes baseline_days")
+        return self
+
+
+class Aggregation(StrEnum):
+    WEIGHTED_MEAN = "weighted_mean"
+    MIN = "min"
+    MAX = "max"
+
+
+class ComponentModel(_Strict):
+    label: str | None = None
+    weight: PositiveFloat
+    aggregation: Aggregation = Aggregation.WEIGHTED_MEAN
+    measures: list[Measure] = Field(min_length=1)
+
+    def aggregate(self, scores: list[tuple[Measure, float]]) -> float:
+        values = [score for _, score in scores]
+        if self.aggregation is Aggregation.MIN:
+            return min(values)
+        if self.aggregation is Aggregation.MAX:
+            return max(values)
+        total = sum(measure.weight for measure, _ in scores)
+        return sum(measure.weight * score for measure, score in scores) / total
+
+
+class Threshold(_Strict):
+    label: str = Field(min_length=1, max_length=40)
+    min: float = Field(ge=0, le=100)
+
+
+def _check_thresholds(thresholds: list[Threshold]) -> list[Threshold]:
+    mins = [t.min for t in thresholds]
+    if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+        raise ValueError("list the best first, with strictly falling min values")
+    if mins[-1] != 0:
+        raise ValueError("the last must have min 0, so that every score has one")
+    if len({t.label for t in thresholds}) != len(thresholds):
+        raise ValueError("labels must be unique")
+    return thresholds
+
+
+Bands = Annotated[list[Threshold], Field(min_length=2), AfterValidator(_check_thresholds)]
+
+
+def label_for(thresholds: list[Threshold], score: float) -> str:
+    for threshold in thresholds:
+        if score >= threshold.min:
+            return threshold.label
+    return thresholds[-1].label
+
+
+SegmentAttribute = Literal["segment", "plan", "lifecycle_stage"]
+
+
+class Segment(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    when: dict[SegmentAttribute, list[str]] = Field(
+        min_length=1, description="every attribute must have one of the listed values"
+    )
+    weights: dict[str, PositiveFloat] = Field(default_factory=dict)
+    bands: Bands | None = None
+
+    def matches(self, attributes: AccountAttributes | None) -> bool:
+        if attributes is None:
+            return False
+        return all(getattr(attributes, key) in values for key, values in self.when.items())
+
+
+class OverrideModel(_Strict):
+    weight: PositiveFloat = Field(description="weight of an active CSM override")
+    label: str = "CSM override"
+
+
+class Profile(BaseModel):
+    """What applies to one account: the default model or a segment's changes to it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment: str | None
+    weights: dict[str, float]
+    bands: list[Threshold]
+
+
+class ScoringModel(_Strict):
+    """A complete, validated model. ``version`` (name and content hash) is on every update."""
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = ""
+    stale_after_days: PositiveFloat = Field(
+        default=21.0, description="no data at all for this long makes the score stale"
+    )
+    reevaluate_hours: PositiveFloat = Field(
+        default=6.0, le=24, description="how often time alone re-evaluates an account"
+    )
+    sticky_features: list[str] = Field(default_factory=list)
+    components: dict[str, ComponentModel] = Field(min_length=1)
+    override: OverrideModel | None = None
+    bands: Bands
+    grades: Bands
+    segments: list[Segment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringModel:
+        if OVERRIDE_COMPONENT in self.components:
+            raise ValueError(f"component name {OVERRIDE_COMPONENT!r} is reserved")
+        names = [m.name for c in self.components.values() for m in c.measures]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"measure names must be unique, repeated: {', '.join(duplicates)}")
+        known = set(self.components) | ({OVERRIDE_COMPONENT} if self.override else set())
+        for segment in self.segments:
+            unknown = set(segment.weights) - known
+            if unknown:
+                raise ValueError(
+                    f"segment {segment.name!r} weights unknown components: {sorted(unknown)}"
+                )
+        return self
 
     @cached_property
     def version(self) -> str:
-        """Name plus a short hash of the content: two different models never share it."""
         digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
         return f"{self.name}@{digest}"
 
+    @cached_property
+    def windows(self) -> tuple[int, ...]:
+        """Every window the measures need, for the one pass over the day buckets."""
+        days: set[int] = set()
+        for component in self.components.values():
+            for measure in component.measures:
+                if measure.window_days is not None:
+                    days.add(measure.window_days)
+                if measure.baseline_days is not None:
+                    days.add(measure.window_days + measure.baseline_days)  # type: ignore[operator]
+        return tuple(sorted(days))
 
-DEFAULT_MODEL = ScoringModel()
+    @cached_property
+    def _default_profile(self) -> Profile:
+        weights = {name: c.weight for name, c in self.components.items()}
+        if self.override is not None:
+            weights[OVERRIDE_COMPONENT] = self.override.weight
+        return Profile(segment=None, weights=weights, bands=self.bands)
+
+    @cached_property
+    def _segment_profiles(self) -> list[tuple[Segment, Profile]]:
+        base = self._default_profile
+        return [
+            (
+                segment,
+                Profile(
+                    segment=segment.name,
+                    weights={**base.weights, **segment.weights},
+                    bands=segment.bands or base.bands,
+                ),
+            )
+            for segment in self.segments
+        ]
+
+    def profile_for(self, attributes: AccountAttributes | None) -> Profile:
+        """The first segment whose conditions the attributes meet, else the default."""
+        for segment, profile in self._segment_profiles:
+            if segment.matches(attributes):
+                return profile
+        return self._default_profile
+
+    def band_rank(self, label: str) -> int:
+        """0 for the best band, larger is worse; unknown labels rank as the worst."""
+        labels = [band.label for band in self.bands]
+        return labels.index(label) if label in labels else len(labels)
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message names the file, the field and the problem."""
+
+
+def parse_model(data: Any, source: str) -> ScoringModel:
+    try:
+        return ScoringModel.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for e in error.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            problems.append(f"{source}: {where}: {e['msg']}")
+        raise ModelError("\n".join(problems)) from None
+
+
+def load_model(path: Path) -> ScoringModel:
+    """Read and validate a model file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ModelError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "?"
+        raise ModelError(f"{path}: {where}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: (top level): a model is a mapping of fields")
+    return parse_model(data, str(path))
+
+
+@cache
+def default_model() -> ScoringModel:
+    """The model that ships with the package."""
+    text = resources.files("scoring").joinpath("models/default.yaml").read_text()
+    return parse_model(yaml.safe_load(text), "scoring/models/default.yaml")

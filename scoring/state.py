@@ -1,9 +1,10 @@
-"""Per-account rolling state and the fold that applies one event to it.
+"""Per-account rolling state and the folds that apply one input to it.
 
 ``AccountState`` is a compact value whose size is bounded whatever the account's history:
 day buckets for the last ``HORIZON_DAYS`` days, small bounded maps where a measure needs distinct
-values, and an idempotency fence. ``fold`` costs O(1) per event: every loop in it runs over a
-bounded container, never over the account's history.
+values, the account's attributes and CSM override, what its last ScoreUpdate said, a daily
+history of closing scores, and an idempotency fence. Every fold costs O(1): each loop in it
+runs over a bounded container, never over the account's history.
 
 Time is always a parameter (POSIX seconds); nothing here reads a clock.
 """
@@ -16,18 +17,21 @@ from typing import NamedTuple
 from pydantic import BaseModel, Field
 
 from scoring.events import (
+    AccountAttributes,
+    CsmOverride,
     Event,
     EventKind,
     FeatureUseEvent,
     LoginEvent,
+    OverrideAction,
     PaymentEvent,
     PaymentStatus,
     SurveyEvent,
+    SurveyType,
     TicketAction,
     TicketEvent,
     TicketPriority,
 )
-from scoring.model import Band
 
 SECONDS_PER_DAY = 86_400
 HORIZON_DAYS = 90
@@ -52,7 +56,7 @@ def user_key(user_id: str) -> str:
 
 
 class SourcePosition(NamedTuple):
-    """Where an event was read from; the fence uses it to skip redeliveries."""
+    """Where an input was read from; the fence uses it to skip redeliveries."""
 
     topic: str
     partition: int
@@ -65,20 +69,63 @@ class DayBucket(BaseModel):
     logins: int = 0
     feature_uses: int = 0
     tickets_opened: int = 0
+    tickets_resolved: int = 0
+    resolve_hours: float = 0.0
+    """Sum of open-to-resolved hours of the tickets resolved that day."""
     payment_failures: int = 0
-    survey_sum: float = 0.0
-    """Sum of survey answers on the 0-100 scale (see ``SurveyEvent.normalized``)."""
-    survey_count: int = 0
+    refunds: int = 0
+    nps_sum: int = 0
+    nps_count: int = 0
+    csat_sum: int = 0
+    csat_count: int = 0
+    ces_sum: int = 0
+    ces_count: int = 0
 
     @property
     def usage_events(self) -> int:
         return self.logins + self.feature_uses
 
 
+class OpenTicket(BaseModel):
+    priority: TicketPriority
+    opened_at: float
+
+
+class SurveyAnswer(BaseModel):
+    score: int
+    at: float
+
+
+class ActiveOverride(BaseModel):
+    override_id: str
+    author: str
+    reason: str
+    score: float
+    set_at: float
+    expires_at: float
+
+
+class Published(BaseModel):
+    """What the account's last ScoreUpdate said: change detection and drivers start here."""
+
+    score: float
+    band: str
+    stale: bool = False
+    segment: str | None = None
+    components: dict[str, float] = Field(default_factory=dict)
+    contributions: dict[str, float] = Field(default_factory=dict)
+    measures: dict[str, float] = Field(default_factory=dict)
+    """Raw value of each measure that had data."""
+    override_id: str | None = None
+    at: float = 0.0
+
+
 class AccountState(BaseModel):
     """Everything the score needs about one account, bounded in size."""
 
     account_id: str
+    partition: int | None = None
+    """The partition the account's inputs arrive on (the timer schedules per partition)."""
     days: dict[int, DayBucket] = Field(default_factory=dict)
     """Day number -> counts, for at most ``HORIZON_DAYS`` days up to ``newest_day``."""
     newest_day: int | None = None
@@ -86,19 +133,44 @@ class AccountState(BaseModel):
     """Hashed user id -> last active day; least recently active first (insertion order)."""
     features: dict[str, int] = Field(default_factory=dict)
     """Feature -> last day used; least recently used first."""
-    open_tickets: dict[str, TicketPriority] = Field(default_factory=dict)
+    open_tickets: dict[str, OpenTicket] = Field(default_factory=dict)
     unpaid_invoices: dict[str, int] = Field(default_factory=dict)
     """Invoice id -> day it became failed or overdue."""
+    latest_surveys: dict[SurveyType, SurveyAnswer] = Field(default_factory=dict)
     last_seen: dict[EventKind, float] = Field(default_factory=dict)
     """Kind -> newest event time of that kind (POSIX seconds)."""
+    first_seen: float | None = None
     watermark: float | None = None
-    """Newest event time seen for the account: the account's clock for scoring."""
+    """Newest event time seen for the account: staleness is measured from it."""
+    attributes: AccountAttributes | None = None
+    override: ActiveOverride | None = None
     applied_offsets: dict[str, int] = Field(default_factory=dict)
     """``topic/partition`` -> highest source offset applied (the redelivery fence)."""
     recent_event_ids: list[str] = Field(default_factory=list)
     events_applied: int = 0
-    last_score: float | None = None
-    last_band: Band | None = None
+    published: Published | None = None
+    history: dict[int, float] = Field(default_factory=dict)
+    """Day number -> closing score of that day, for the last ``HORIZON_DAYS`` days."""
+
+
+def admits(state: AccountState, source: SourcePosition | None, input_id: str | None) -> bool:
+    """False for an input already applied: a redelivered offset or a repeated id."""
+    if source is not None:
+        applied = state.applied_offsets.get(f"{source.topic}/{source.partition}", -1)
+        if applied >= source.offset:
+            return False
+    return input_id is None or input_id not in state.recent_event_ids
+
+
+def record(state: AccountState, source: SourcePosition | None, input_id: str | None) -> None:
+    """Remember that an input was applied (see ``admits``)."""
+    if source is not None:
+        state.applied_offsets[f"{source.topic}/{source.partition}"] = source.offset
+        state.partition = source.partition
+    if input_id is not None:
+        state.recent_event_ids.append(input_id)
+        if len(state.recent_event_ids) > RECENT_EVENT_IDS:
+            del state.recent_event_ids[0]
 
 
 def fold(state: AccountState, event: Event, source: SourcePosition | None = None) -> bool:
@@ -106,28 +178,82 @@ def fold(state: AccountState, event: Event, source: SourcePosition | None = None
 
     Idempotent over at-least-once delivery: an event at or below the highest offset applied
     for its topic-partition, or whose ``event_id`` is among the recent ones, changes nothing.
+    Late events land in the bucket of the day they occurred (if still within the horizon).
     """
-    fence_key = "" if source is None else f"{source.topic}/{source.partition}"
-    if source is not None and state.applied_offsets.get(fence_key, -1) >= source.offset:
+    if not admits(state, source, event.event_id):
         return False
-    if event.event_id in state.recent_event_ids:
-        return False
-
     ts = event.occurred_ts
     _advance_clock(state, ts)
-    bucket = _bucket_for(state, day_of(ts))
-    _apply(state, event, bucket, day_of(ts))
-
+    day = day_of(ts)
+    _apply(state, event, _bucket_for(state, day), day, ts)
     previous = state.last_seen.get(event.kind)
     if previous is None or ts > previous:
         state.last_seen[event.kind] = ts
-    if source is not None:
-        state.applied_offsets[fence_key] = source.offset
-    state.recent_event_ids.append(event.event_id)
-    if len(state.recent_event_ids) > RECENT_EVENT_IDS:
-        del state.recent_event_ids[0]
+    if state.first_seen is None or ts < state.first_seen:
+        state.first_seen = ts
+    record(state, source, event.event_id)
     state.events_applied += 1
     return True
+
+
+def apply_attributes(
+    state: AccountState, attributes: AccountAttributes, source: SourcePosition | None = None
+) -> bool:
+    """Replace the account's attributes with a newer snapshot; False if stale or seen."""
+    if not admits(state, source, None):
+        return False
+    record(state, source, None)
+    current = state.attributes
+    if current is not None and current.updated_at >= attributes.updated_at:
+        return False
+    state.attributes = attributes
+    return True
+
+
+class OverrideConflict(Exception):
+    """A 'set' override while another is active, without naming it in ``replaces``."""
+
+
+def apply_override(
+    state: AccountState, override: CsmOverride, now: float, source: SourcePosition | None = None
+) -> bool:
+    """Set or clear the CSM override; False if already applied.
+
+    Raises ``OverrideConflict`` rather than silently overwrite an active override.
+    """
+    if not admits(state, source, override.event_id):
+        return False
+    active = state.override if state.override and state.override.expires_at > now else None
+    if override.action is OverrideAction.SET:
+        if active is not None and override.replaces != active.override_id:
+            raise OverrideConflict(
+                f"an override by {active.author} ({active.override_id}) is active; "
+                f"set replaces={active.override_id!r} to replace it"
+            )
+        assert override.score is not None
+        assert override.expires_at is not None
+        state.override = ActiveOverride(
+            override_id=override.event_id,
+            author=override.author,
+            reason=override.reason,
+            score=override.score,
+            set_at=override.occurred_at.timestamp(),
+            expires_at=override.expires_at.timestamp(),
+        )
+    else:
+        state.override = None
+    record(state, source, override.event_id)
+    return True
+
+
+def record_closing_score(state: AccountState, score: float, now: float) -> None:
+    """Keep ``score`` as the closing score of ``now``'s day; drop days past the horizon."""
+    today = day_of(now)
+    if today not in state.history and state.history:
+        oldest_kept = today - HORIZON_DAYS + 1
+        for stale in [d for d in state.history if d < oldest_kept]:
+            del state.history[stale]
+    state.history[today] = score
 
 
 def _advance_clock(state: AccountState, ts: float) -> None:
@@ -161,7 +287,9 @@ def _touch_bounded(recency: dict[str, int], key: str, day: int, cap: int) -> Non
         del recency[next(iter(recency))]
 
 
-def _apply(state: AccountState, event: Event, bucket: DayBucket | None, day: int) -> None:
+def _apply(
+    state: AccountState, event: Event, bucket: DayBucket | None, day: int, ts: float
+) -> None:
     match event:
         case LoginEvent():
             if bucket is not None:
@@ -173,22 +301,25 @@ def _apply(state: AccountState, event: Event, bucket: DayBucket | None, day: int
             _touch_bounded(state.active_users, user_key(event.user_id), day, MAX_TRACKED_USERS)
             _touch_bounded(state.features, event.feature, day, MAX_TRACKED_FEATURES)
         case TicketEvent():
-            _apply_ticket(state, event, bucket)
+            _apply_ticket(state, event, bucket, ts)
         case PaymentEvent():
             _apply_payment(state, event, bucket, day)
         case SurveyEvent():
-            if bucket is not None:
-                bucket.survey_sum += event.normalized
-                bucket.survey_count += 1
+            _apply_survey(state, event, bucket, ts)
 
 
-def _apply_ticket(state: AccountState, event: TicketEvent, bucket: DayBucket | None) -> None:
-    state.open_tickets.pop(event.ticket_id, None)
+def _apply_ticket(
+    state: AccountState, event: TicketEvent, bucket: DayBucket | None, ts: float
+) -> None:
+    opened = state.open_tickets.pop(event.ticket_id, None)
     if event.action is TicketAction.RESOLVED:
+        if opened is not None and bucket is not None:
+            bucket.tickets_resolved += 1
+            bucket.resolve_hours += max(0.0, ts - opened.opened_at) / 3600.0
         return
     if bucket is not None:
         bucket.tickets_opened += 1
-    state.open_tickets[event.ticket_id] = event.priority
+    state.open_tickets[event.ticket_id] = OpenTicket(priority=event.priority, opened_at=ts)
     if len(state.open_tickets) > MAX_OPEN_TICKETS:
         del state.open_tickets[next(iter(state.open_tickets))]
 
@@ -196,11 +327,32 @@ def _apply_ticket(state: AccountState, event: TicketEvent, bucket: DayBucket | N
 def _apply_payment(
     state: AccountState, event: PaymentEvent, bucket: DayBucket | None, day: int
 ) -> None:
+    if event.status is PaymentStatus.REFUNDED and bucket is not None:
+        bucket.refunds += 1
     if event.status in (PaymentStatus.PAID, PaymentStatus.REFUNDED):
         state.unpaid_invoices.pop(event.invoice_id, None)
         return
-    if event.status is PaymentStatus.FAILED and bucket is not None:
+    if bucket is not None:
         bucket.payment_failures += 1
     state.unpaid_invoices.setdefault(event.invoice_id, day)
     if len(state.unpaid_invoices) > MAX_UNPAID_INVOICES:
         del state.unpaid_invoices[next(iter(state.unpaid_invoices))]
+
+
+def _apply_survey(
+    state: AccountState, event: SurveyEvent, bucket: DayBucket | None, ts: float
+) -> None:
+    if bucket is not None:
+        match event.survey:
+            case SurveyType.NPS:
+                bucket.nps_sum += event.score
+                bucket.nps_count += 1
+            case SurveyType.CSAT:
+                bucket.csat_sum += event.score
+                bucket.csat_count += 1
+            case SurveyType.CES:
+                bucket.ces_sum += event.score
+                bucket.ces_count += 1
+    latest = state.latest_surveys.get(event.survey)
+    if latest is None or ts >= latest.at:
+        state.latest_surveys[event.survey] = SurveyAnswer(score=event.score, at=ts)

@@ -1,16 +1,18 @@
-"""Turn one raw Kafka message (key bytes, value bytes) into an event, or say why not.
+"""Turn one raw Kafka message (key bytes, value bytes) into a model, or say why not.
 
-Pure: the stream layer hands in the bytes and the kind its topic carries, and routes an
-``InvalidEvent`` to the dead-letter topic with its ``code`` and ``reason``.
+Pure: the stream layer hands in the bytes, the model its topic carries and the current time,
+and routes an ``InvalidInput`` to the dead-letter topic with its ``code`` and ``reason``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from scoring.events import EVENT_MODELS, Event, EventKind
+from scoring.events import BaseEvent
+from scoring.state import HORIZON_DAYS, SECONDS_PER_DAY
 
 
 class RejectCode(StrEnum):
@@ -21,16 +23,21 @@ class RejectCode(StrEnum):
     NOT_JSON = "not_json"
     SCHEMA = "schema"
     KEY_MISMATCH = "key_mismatch"
+    TOO_OLD = "too_old"
+    IN_FUTURE = "in_future"
+    OVERRIDE_CONFLICT = "override_conflict"
     PROCESSING_ERROR = "processing_error"
-    """A valid event the worker failed to apply (a bug): kept in the DLQ for replay."""
+    """A valid input the worker failed to apply (a bug): kept in the DLQ for replay."""
 
 
-class InvalidEvent(Exception):
+class InvalidInput(Exception):
     def __init__(self, code: RejectCode, reason: str) -> None:
         super().__init__(f"{code.value}: {reason}")
         self.code = code
         self.reason = reason
 
+
+M = TypeVar("M", bound=BaseModel)
 
 _MAX_REASON_ERRORS = 5
 
@@ -48,21 +55,38 @@ def _describe(error: ValidationError) -> tuple[RejectCode, str]:
     return RejectCode.SCHEMA, "; ".join(parts)
 
 
-def parse_event(kind: EventKind | None, key: bytes | None, payload: bytes) -> Event:
-    """Validate one message; raise ``InvalidEvent`` with a clear reason when it is bad.
+def parse_message(model: type[M] | None, key: bytes | None, payload: bytes | None) -> M:
+    """Validate one message as ``model``; raise ``InvalidInput`` with a clear reason if bad.
 
-    ``kind`` is the kind the source topic carries (None for a topic we do not know).
+    ``model`` is what the source topic carries (None for a topic we do not know). The key
+    must be the body's ``account_id``.
     """
-    if kind is None:
-        raise InvalidEvent(RejectCode.UNKNOWN_KIND, "the source topic carries no known kind")
+    if model is None:
+        raise InvalidInput(RejectCode.UNKNOWN_KIND, "the source topic carries no known kind")
     if not key:
-        raise InvalidEvent(RejectCode.EMPTY_KEY, "message key is empty; key by account_id")
+        raise InvalidInput(RejectCode.EMPTY_KEY, "message key is empty; key by account_id")
     try:
-        event = EVENT_MODELS[kind].model_validate_json(payload)
+        parsed = model.model_validate_json(payload or b"")
     except ValidationError as error:
-        raise InvalidEvent(*_describe(error)) from None
-    if key != event.account_id.encode():
-        raise InvalidEvent(
+        raise InvalidInput(*_describe(error)) from None
+    account_id: str = getattr(parsed, "account_id", "")
+    if key != account_id.encode():
+        raise InvalidInput(
             RejectCode.KEY_MISMATCH, "message key differs from the body's account_id"
         )
-    return event
+    return parsed
+
+
+def check_event_time(event: BaseEvent, now: float, wall_now: float, max_future: float) -> None:
+    """Reject events older than the state horizon (relative to ``now``, the scoring clock)
+    or more than ``max_future`` seconds ahead of the wall clock."""
+    ts = event.occurred_ts
+    if ts > wall_now + max_future:
+        raise InvalidInput(
+            RejectCode.IN_FUTURE,
+            f"occurred_at is {ts - wall_now:.0f}s in the future (limit {max_future:.0f}s)",
+        )
+    if ts < now - HORIZON_DAYS * SECONDS_PER_DAY:
+        raise InvalidInput(
+            RejectCode.TOO_OLD, f"occurred_at is older than the {HORIZON_DAYS}-day window"
+        )

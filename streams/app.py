@@ -1,32 +1,38 @@
-"""The Faust app: topics, the account table and the agents. Thin glue around the core.
+"""The Faust app: topics, the account table, the agents and the timer. Thin glue.
 
-Path of one event: event topic -> ``score_events`` (validate, fold, rescore) -> the table
-(changelog) and, when the score moved, ``chs.scores`` -> ``write_score_view`` -> Redis.
-Invalid messages go to ``chs.events.dlq`` with their original key and bytes and the reason
-in headers.
+Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs`` (validate,
+apply, rescore) -> the table (changelog) and, when the score moved, ``chs.scores`` ->
+``write_score_view`` -> Redis. Invalid messages go to ``chs.events.dlq`` with their original
+key and bytes and the reason in headers. The timer turns due accounts into ticks on the
+account's own partition, so every state change goes through the one agent.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.serializers import codecs
+from faust.types import TP
 
 from scoring.model import ScoringModel
-from scoring.score import ScoreUpdate
+from scoring.schedule import next_due
 from scoring.state import AccountState, SourcePosition
-from streams.processing import Applied, Rejected, process_message
+from scoring.update import Rescorer, ScoreUpdate
+from streams.clock import Clock
+from streams.processing import Applied, Control, Processor, Rejected, Tick, TopicRole
 from streams.redis_view import ScoreView
 from streams.settings import Settings
+from streams.timers import DueSchedule
 
 log = logging.getLogger(__name__)
 
 SCORE_VIEW_BATCH = 500
 SCORE_VIEW_WITHIN = 0.2
 """Seconds a partial batch of score updates waits before it is written to Redis."""
+
+ACCOUNT_STATE_CODEC = "chs_account_state"
 
 
 class AccountStateCodec(codecs.Codec):
@@ -40,7 +46,6 @@ class AccountStateCodec(codecs.Codec):
         return AccountState.model_validate_json(s)
 
 
-ACCOUNT_STATE_CODEC = "chs_account_state"
 codecs.register(ACCOUNT_STATE_CODEC, AccountStateCodec())
 
 
@@ -52,8 +57,23 @@ class AccountTable(faust.Table[bytes, AccountState]):
     place that reaches the store, the changelog writes and the recovery reads alike.
     """
 
+    schedule: DueSchedule
+    model: ScoringModel
+    clock: Clock
+
     def _serializer_from_type(self, typ: object) -> str:
         return "raw" if typ is bytes else ACCOUNT_STATE_CODEC
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """After every rebalance: schedule the accounts of the partitions we now own, only."""
+        await super().on_recovery_completed(active_tps, standby_tps)
+        owned = {tp.partition for tp in active_tps}
+        self.schedule.keep_only(owned)
+        now = self.clock.now()
+        for key, state in self.items():
+            if state.partition in owned:
+                self.schedule.set(state.partition, key, next_due(state, self.model, now))
+        log.info("Owning partitions %s: %d accounts scheduled", sorted(owned), len(self.schedule))
 
 
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -66,7 +86,16 @@ def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[t
     ]
 
 
-def create_app(settings: Settings, model: ScoringModel) -> faust.App:
+def topic_roles(settings: Settings) -> dict[str, TopicRole]:
+    return {
+        **settings.event_topics,
+        settings.topic_accounts: Control.ACCOUNTS,
+        settings.topic_overrides: Control.OVERRIDES,
+        settings.topic_ticks: Control.TICKS,
+    }
+
+
+def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -84,7 +113,7 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
         web_port=settings.web_port,
         web_in_thread=False,
     )
-    kinds = settings.event_topics
+    roles = topic_roles(settings)
 
     def raw_topic(*names: str) -> faust.TopicT:
         return app.topic(
@@ -94,7 +123,8 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
             value_serializer="raw",
         )
 
-    events_topic = raw_topic(*kinds)
+    inputs_topic = raw_topic(*roles)
+    ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
     accounts = AccountTable(
@@ -106,34 +136,40 @@ def create_app(settings: Settings, model: ScoringModel) -> faust.App:
         beacon=app.tables.beacon,
     )
     app.tables.add(accounts)
+    schedule = DueSchedule()
+    accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
+    processor = Processor(Rescorer(model), clock, settings.max_future_seconds)
 
-    @app.agent(events_topic)
-    async def score_events(stream: faust.StreamT[bytes]) -> None:
+    @app.agent(inputs_topic)
+    async def score_inputs(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
             source = SourcePosition(message.topic, message.partition, message.offset)
-            outcome = process_message(
-                accounts,
-                model,
-                kinds.get(message.topic),
-                event.key,
-                event.value,
-                source,
-                datetime.now(UTC),
-            )
+            role = roles.get(message.topic)
+            outcome = processor.process(accounts, role, event.key, event.value, source)
             if isinstance(outcome, Rejected):
                 error = outcome.error
-                log.warning(
-                    "Rejected %s/%d@%d: %s", source.topic, source.partition, source.offset, error
-                )
+                log.warning("Rejected %s/%d@%d: %s", *source, error)
                 await dlq_topic.send(
                     key=event.key,
                     value=event.value,
                     headers=dlq_headers(error.code.value, error.reason, source),
                 )
-            elif isinstance(outcome, Applied) and outcome.update is not None:
-                update = outcome.update
-                await scores_topic.send(key=event.key, value=update.model_dump_json().encode())
+            elif isinstance(outcome, Applied):
+                state = outcome.state
+                schedule.set(source.partition, event.key, next_due(state, model, outcome.now))
+                if outcome.update is not None:
+                    value = outcome.update.model_dump_json().encode()
+                    await scores_topic.send(key=event.key, value=value)
+
+    @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
+    async def reevaluate_due_accounts() -> None:
+        now = clock.now()
+        for partition, key, due in schedule.pop_due(now, settings.timer_batch):
+            tick = Tick(account_id=key.decode(), due_at=due)
+            await ticks_topic.send(
+                key=key, value=tick.model_dump_json().encode(), partition=partition
+            )
 
     view = ScoreView.from_url(settings.redis_url)
 

@@ -1,15 +1,18 @@
-"""The ``chs`` command: ``worker``, ``demo``, ``watch`` and ``dev``."""
+"""The ``chs`` command line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from scoring.model import DEFAULT_MODEL
+from scoring.model import ModelError, ScoringModel, default_model, load_model
 from streams.settings import Settings
 
 
@@ -24,37 +27,96 @@ def _load_settings() -> Settings:
         sys.exit("chs: invalid configuration:\n" + "\n".join(problems))
 
 
+def configured_model(settings: Settings) -> ScoringModel:
+    """The model named by ``CHS_MODEL_FILE``, or the default one; exits on a bad file."""
+    if settings.model_file is None:
+        return default_model()
+    try:
+        return load_model(settings.model_file)
+    except ModelError as error:
+        sys.exit(f"chs: invalid scoring model:\n{error}")
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     import faust
 
     from streams.app import create_app
+    from streams.clock import clock_for
     from streams.topics import ensure_topics
 
+    model = configured_model(settings)
     if settings.create_topics:
         asyncio.run(ensure_topics(settings))
-    app = create_app(settings, DEFAULT_MODEL)
+    app = create_app(settings, model, clock_for(settings.clock))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``12h``, ``14d`` or ``2w``."""
+    match = re.fullmatch(r"(\d+)([mhdw])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration like 90m, 12h, 14d or 2w: {text!r}")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(minutes=amount * {"m": 1, "h": 60, "d": 1440, "w": 10080}[unit])
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chs", description="Customer Health Score engine")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the scoring worker (Faust)")
+
     demo = commands.add_parser("demo", help="produce a demo event stream for ~200 accounts")
     demo.add_argument("--accounts", type=int, default=200, help="number of demo accounts")
-    demo.add_argument("--days", type=int, default=30, help="days of history sent first")
+    demo.add_argument("--days", type=int, default=45, help="days of history sent first")
     demo.add_argument("--rate", type=float, default=20.0, help="live events per second")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument(
         "--live-seconds", type=float, default=None, help="stop after (default: never)"
     )
+
     commands.add_parser("watch", help="print score changes from the scores topic")
     commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
-    args = parser.parse_args(argv)
-    settings = _load_settings()
 
+    model = commands.add_parser("model", help="scoring model files").add_subparsers(
+        dest="model_command", required=True
+    )
+    check = model.add_parser("check", help="validate a model file and summarise it")
+    check.add_argument("file", type=Path)
+
+    score = commands.add_parser("score", help="look at scores").add_subparsers(
+        dest="score_command", required=True
+    )
+    explain = score.add_parser("explain", help="an account's score, components, drivers, trend")
+    explain.add_argument("account")
+
+    override = commands.add_parser("override", help="CSM sentiment overrides").add_subparsers(
+        dest="override_command", required=True
+    )
+    set_override = override.add_parser("set", help="set an account's override")
+    set_override.add_argument("account")
+    set_override.add_argument("--score", type=float, required=True, help="0-100")
+    set_override.add_argument("--reason", required=True)
+    set_override.add_argument("--expires", type=parse_duration, required=True, help="e.g. 14d")
+    set_override.add_argument("--author", required=True)
+    set_override.add_argument(
+        "--replace", metavar="OVERRIDE_ID", help="the active override this one replaces"
+    )
+    clear_override = override.add_parser("clear", help="end an account's override")
+    clear_override.add_argument("account")
+    clear_override.add_argument("--reason", required=True)
+    clear_override.add_argument("--author", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "model":
+        from streams.commands import check_model
+
+        sys.exit(check_model(args.file))
+    settings = _load_settings()
     if args.command == "worker":
         run_worker(settings)
     elif args.command == "demo":
@@ -71,11 +133,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "watch":
         from streams.watch import watch_scores
 
-        asyncio.run(watch_scores(settings))
+        labels = [band.label for band in configured_model(settings).bands]
+        asyncio.run(watch_scores(settings, labels))
     elif args.command == "dev":
         from streams.devstack import run_dev
 
-        sys.exit(run_dev(settings))
+        sys.exit(run_dev(settings, configured_model(settings)))
+    elif args.command == "score":
+        from streams.commands import explain_account
+
+        sys.exit(asyncio.run(explain_account(settings, args.account, configured_model(settings))))
+    elif args.command == "override":
+        from streams.commands import send_override
+
+        sys.exit(asyncio.run(send_override(settings, args)))
 
 
 if __name__ == "__main__":

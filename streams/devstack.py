@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from scoring.model import ScoringModel
 from streams.settings import Settings
 
 DEV_BROKER_SETTINGS: dict[str, Any] = {
@@ -203,7 +204,7 @@ async def _watch_while_running(
         task.cancel()
 
 
-def run_dev(settings: Settings, run_dir: Path = Path(".run")) -> int:
+def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run")) -> int:
     """Broker, Redis, worker and demo on free ports; print score changes until Ctrl-C."""
     from streams.topics import ensure_topics
     from streams.watch import watch_scores
@@ -238,7 +239,8 @@ def run_dev(settings: Settings, run_dir: Path = Path(".run")) -> int:
             services.append(start_process("demo", chs_command("demo"), run_dir / "demo.log", env))
             print("  demo    200 accounts: 45 days of history, then live events", flush=True)
             print("Score changes (account, old -> new, band); Ctrl-C stops everything.\n")
-            asyncio.run(_watch_while_running(watch_scores(dev_settings), services))
+            labels = [band.label for band in model.bands]
+            asyncio.run(_watch_while_running(watch_scores(dev_settings, labels), services))
     except KeyboardInterrupt:
         print("\nchs dev: stopped; every process it started has exited.")
         return 0

@@ -1,4 +1,4 @@
-"""One message in, one outcome out: validate, fold into the account's state, rescore.
+"""One message in, one outcome out: validate, apply to the account's state, rescore.
 
 Kept free of Faust so it can be tested with a plain dict standing in for the table; the
 agent in ``streams.app`` does the I/O that the outcome asks for.
@@ -9,70 +9,162 @@ from __future__ import annotations
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 
-from scoring.events import EventKind
-from scoring.model import ScoringModel
-from scoring.score import ScoreUpdate, rescore
-from scoring.state import AccountState, SourcePosition, fold
-from scoring.validation import InvalidEvent, RejectCode, parse_event
+from pydantic import BaseModel, ConfigDict
+
+from scoring.events import (
+    EVENT_MODELS,
+    AccountAttributes,
+    BaseEvent,
+    CsmOverride,
+    EventKind,
+    FeatureUseEvent,
+    LoginEvent,
+    PaymentEvent,
+    SurveyEvent,
+    TicketEvent,
+)
+from scoring.state import (
+    AccountState,
+    OverrideConflict,
+    SourcePosition,
+    apply_attributes,
+    apply_override,
+    fold,
+)
+from scoring.update import Rescorer, ScoreUpdate, Trigger
+from scoring.validation import InvalidInput, RejectCode, check_event_time, parse_message
+from streams.clock import Clock
 
 log = logging.getLogger(__name__)
+
+
+class Control(StrEnum):
+    """Inputs that are not product events."""
+
+    ACCOUNTS = "accounts"
+    OVERRIDES = "overrides"
+    TICKS = "ticks"
+
+
+TopicRole = EventKind | Control
+
+
+class Tick(BaseModel):
+    """Internal: the timer asks for an account to be re-evaluated (time has moved)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    due_at: float
+
+
+INPUT_MODELS: dict[TopicRole, type[BaseModel]] = {
+    **{kind: model for kind, model in EVENT_MODELS.items()},
+    Control.ACCOUNTS: AccountAttributes,
+    Control.OVERRIDES: CsmOverride,
+    Control.TICKS: Tick,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The message goes to the dead-letter topic."""
 
-    error: InvalidEvent
+    error: InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The event was folded in; ``update`` is set when the score or band moved."""
+    """The input changed the state; ``update`` is set when the score moved."""
 
-    kind: EventKind
+    role: TopicRole
+    state: AccountState
     update: ScoreUpdate | None
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
-class Duplicate:
-    """Already applied (a redelivery or a producer duplicate): nothing changed."""
+class Skipped:
+    """Nothing to do: a redelivery, a duplicate, an older snapshot, a tick for no account."""
 
-    kind: EventKind
-
-
-Outcome = Rejected | Applied | Duplicate
+    role: TopicRole
 
 
-def process_message(
-    states: MutableMapping[bytes, AccountState],
-    model: ScoringModel,
-    kind: EventKind | None,
-    key: bytes | None,
-    payload: bytes,
-    source: SourcePosition,
-    computed_at: datetime,
-) -> Outcome:
-    """Apply one raw message to ``states``; the state is reassigned so a table logs it."""
-    try:
-        event = parse_event(kind, key, payload)
-    except InvalidEvent as error:
-        return Rejected(error)
-    assert key is not None  # parse_event rejects empty keys
-    try:
+Outcome = Rejected | Applied | Skipped
+
+
+class Processor:
+    def __init__(self, rescorer: Rescorer, clock: Clock, max_future_seconds: float) -> None:
+        self.rescorer = rescorer
+        self.clock = clock
+        self.max_future_seconds = max_future_seconds
+
+    def process(
+        self,
+        states: MutableMapping[bytes, AccountState],
+        role: TopicRole | None,
+        key: bytes | None,
+        payload: bytes | None,
+        source: SourcePosition,
+    ) -> Outcome:
+        """Apply one raw message to ``states``; the state is reassigned so a table logs it."""
+        try:
+            parsed = parse_message(INPUT_MODELS.get(role) if role else None, key, payload)
+            if isinstance(parsed, BaseEvent):
+                check_event_time(
+                    parsed, self.clock.now(), self.clock.wall(), self.max_future_seconds
+                )
+                self.clock.observe(parsed.occurred_ts)
+        except InvalidInput as error:
+            return Rejected(error)
+        assert key is not None
+        assert role is not None
+        try:
+            return self._apply(states, role, key, parsed, source)
+        except OverrideConflict as conflict:
+            return Rejected(InvalidInput(RejectCode.OVERRIDE_CONFLICT, str(conflict)))
+        except Exception as error:
+            # A bug must not stop the scoring of every other account, nor lose the input: it
+            # goes to the dead-letter topic, and the traceback to the log.
+            log.exception("Applying %s input at %s failed", role, source)
+            reason = f"applying the input failed: {type(error).__name__}"
+            return Rejected(InvalidInput(RejectCode.PROCESSING_ERROR, reason))
+
+    def _apply(
+        self,
+        states: MutableMapping[bytes, AccountState],
+        role: TopicRole,
+        key: bytes,
+        parsed: BaseModel,
+        source: SourcePosition,
+    ) -> Outcome:
+        account_id: str = getattr(parsed, "account_id")  # noqa: B009 - every input has one
         state = states.get(key)
         if state is None:
-            state = AccountState(account_id=event.account_id)
-        if not fold(state, event, source):
-            return Duplicate(event.kind)
-        assert state.watermark is not None  # fold sets it
-        update = rescore(state, model, state.watermark, event.event_id, computed_at)
+            if isinstance(parsed, Tick):
+                return Skipped(role)
+            state = AccountState(account_id=account_id)
+        now = max(self.clock.now(), state.watermark or 0.0)
+        input_id: str | None
+        match parsed:
+            case LoginEvent() | FeatureUseEvent() | TicketEvent() | PaymentEvent() | SurveyEvent():
+                applied = fold(state, parsed, source)
+                trigger, input_id = Trigger.EVENT, parsed.event_id
+            case AccountAttributes():
+                applied = apply_attributes(state, parsed, source)
+                trigger, input_id = Trigger.ATTRIBUTES, None
+            case CsmOverride():
+                applied = apply_override(state, parsed, now, source)
+                trigger, input_id = Trigger.OVERRIDE, parsed.event_id
+            case _:
+                applied, trigger, input_id = True, Trigger.TIMER, None
+        if not applied:
+            return Skipped(role)
+        now = max(now, state.watermark or 0.0)
+        computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
+        update = self.rescorer.rescore(state, now, trigger, input_id, computed_at)
         states[key] = state
-    except Exception as error:
-        # A bug must not stop the scoring of every other account, nor lose the event: it goes
-        # to the dead-letter topic, and the traceback to the log.
-        log.exception("Applying event %s failed", event.event_id)
-        reason = f"applying the event failed: {type(error).__name__}"
-        return Rejected(InvalidEvent(RejectCode.PROCESSING_ERROR, reason))
-    return Applied(event.kind, update)
+        return Applied(role, state, update, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
 from scoring.events import Event
 from streams.settings import Settings
@@ -35,12 +36,13 @@ class EventProducer:
         await self._producer.stop()
 
     async def send(self, event: Event) -> None:
-        """Queue one event; it is on the broker after ``flush``."""
-        await self.send_raw(
-            self._settings.topic_for(event.kind),
-            event.account_id.encode(),
-            event.model_dump_json(exclude={"kind"}).encode(),
-        )
+        """Queue one event on its kind's topic; it is on the broker after ``flush``."""
+        await self.send_model(self._settings.topic_for(event.kind), event.account_id, event)
+
+    async def send_model(self, topic: str, account_id: str, value: BaseModel) -> None:
+        """Queue any input model (attributes, overrides) keyed by its account."""
+        body = value.model_dump_json(exclude={"kind"}, exclude_none=True).encode()
+        await self.send_raw(topic, account_id.encode(), body)
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue arbitrary bytes, e.g. a malformed message in a test."""

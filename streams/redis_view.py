@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
-from scoring.score import ScoreUpdate
+from scoring.update import ScoreUpdate
 
 log = logging.getLogger(__name__)
 
 REDIS_WRITE_ERRORS = Counter(
     "chs_redis_write_errors_total", "Batches of score updates that failed to reach Redis"
 )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def account_key(account_id: str) -> str:
@@ -40,6 +44,29 @@ def _flat(value: object) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _is_text(name: str) -> bool:
+    return ScoreUpdate.model_fields[name].annotation in (str, str | None)
+
+
+def _unflat(name: str, raw: str) -> object:
+    if raw == "":
+        return "" if ScoreUpdate.model_fields[name].is_required() and _is_text(name) else None
+    if _is_text(name):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw  # a date-time, stored as its ISO text
+
+
+def update_from_view(fields: Mapping[str, str]) -> ScoreUpdate:
+    """Read back what ``view_fields`` stored."""
+    known = ScoreUpdate.model_fields
+    return ScoreUpdate.model_validate(
+        {name: _unflat(name, raw) for name, raw in fields.items() if name in known}
+    )
 
 
 class ScoreView:
@@ -66,6 +93,12 @@ class ScoreView:
             log.warning("Redis view write of %d updates failed: %s", len(updates), type(error))
             return False
         return True
+
+    async def read(self, account_id: str) -> ScoreUpdate | None:
+        fields = await self._client.hgetall(account_key(account_id))
+        if not fields:
+            return None
+        return update_from_view({_text(k): _text(v) for k, v in fields.items()})
 
     async def close(self) -> None:
         await self._client.aclose()

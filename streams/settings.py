@@ -33,8 +33,21 @@ class Settings(BaseSettings):
     topic_ticket: str = "chs.events.ticket"
     topic_payment: str = "chs.events.payment"
     topic_survey: str = "chs.events.survey"
+    topic_accounts: str = Field(default="chs.accounts", description="account attributes")
+    topic_overrides: str = Field(default="chs.overrides", description="CSM overrides")
+    topic_ticks: str = Field(default="chs.ticks", description="internal: timer re-evaluations")
     topic_scores: str = "chs.scores"
     topic_dlq: str = "chs.events.dlq"
+
+    model_file: Path | None = Field(default=None, description="scoring model YAML")
+    clock: Literal["wall", "event"] = Field(
+        default="wall", description="scoring time: wall clock, or newest event time (replays)"
+    )
+    max_future_seconds: float = Field(
+        default=600.0, ge=0, description="events further ahead of the wall clock go to the DLQ"
+    )
+    timer_interval: float = Field(default=1.0, gt=0, description="seconds between timer runs")
+    timer_batch: int = Field(default=2000, ge=1, description="due accounts per timer run")
 
     # Kafka client tuning. Production keeps Faust's defaults; `chs dev` and the tests lower
     # them for the dev broker (Tansu), see docs/dev-broker.md.
@@ -52,8 +65,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        names = [*self.event_topics, self.topic_scores, self.topic_dlq]
-        if len(set(names)) != 7:
+        names = [*self.input_topics, self.topic_scores, self.topic_dlq]
+        if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")
         return self
 
@@ -67,6 +80,11 @@ class Settings(BaseSettings):
             self.topic_payment: EventKind.PAYMENT,
             self.topic_survey: EventKind.SURVEY,
         }
+
+    @property
+    def input_topics(self) -> list[str]:
+        """Every topic the scoring agent reads: all co-partitioned, keyed by account_id."""
+        return [*self.event_topics, self.topic_accounts, self.topic_overrides, self.topic_ticks]
 
     def topic_for(self, kind: EventKind) -> str:
         return next(topic for topic, k in self.event_topics.items() if k is kind)

@@ -13,28 +13,37 @@ from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer
 
-from scoring.model import Band
-from scoring.score import ScoreUpdate
+from scoring.update import ScoreUpdate
 from streams.settings import Settings
 
-_COLOURS = {Band.HEALTHY: "\033[32m", Band.AT_RISK: "\033[33m", Band.CRITICAL: "\033[31m"}
-_RESET = "\033[0m"
+_GREEN, _YELLOW, _RED, _RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 
 class ScoreFeed:
     """Formats ScoreUpdates for a terminal and keeps the latest band of each account."""
 
-    def __init__(self, out: TextIO, min_move: float = 3.0, colour: bool | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        band_labels: list[str],
+        min_move: float = 3.0,
+        colour: bool | None = None,
+    ) -> None:
         self._out = out
+        self._labels = band_labels
         self._min_move = min_move
         self._colour = out.isatty() if colour is None else colour
-        self.bands: dict[str, Band] = {}
+        self.bands: dict[str, str] = {}
         self.updates = 0
 
-    def _band(self, band: Band | None) -> str:
+    def _band(self, band: str | None) -> str:
         if band is None:
             return "-"
-        return f"{_COLOURS[band]}{band.value}{_RESET}" if self._colour else band.value
+        if not self._colour:
+            return band
+        rank = self._labels.index(band) if band in self._labels else len(self._labels)
+        colour = _GREEN if rank == 0 else _RED if rank >= len(self._labels) - 1 else _YELLOW
+        return f"{colour}{band}{_RESET}"
 
     def show(self, update: ScoreUpdate) -> None:
         self.bands[update.account_id] = update.band
@@ -43,26 +52,27 @@ class ScoreFeed:
         moved = previous is None or abs(update.score - previous) >= self._min_move
         if not moved and update.band == update.previous_band:
             return
-        weakest, weakest_value = min(update.components.items(), key=lambda item: item[1])
         old = "new" if previous is None else f"{previous:5.1f}"
-        was = update.previous_band
-        crossed = f"  (was {self._band(was)})" if was is not None and was != update.band else ""
+        stale = " stale" if update.stale else ""
         self._out.write(
             f"{update.account_id:<12} {old:>5} -> {update.score:5.1f}  "
-            f"{self._band(update.band):<8}  weakest: {weakest.value} {weakest_value:.0f}{crossed}\n"
+            f"{self._band(update.band):<8} {update.grade}{stale}  {update.summary}\n"
         )
 
     def summary(self) -> None:
         counts = Counter(self.bands.values())
-        parts = ", ".join(f"{counts.get(band, 0)} {self._band(band)}" for band in Band)
+        labels = self._labels + sorted(set(counts) - set(self._labels))
+        parts = ", ".join(f"{counts.get(band, 0)} {self._band(band)}" for band in labels)
         self._out.write(
             f"--- {len(self.bands)} accounts: {parts}; {self.updates} score updates so far\n"
         )
         self._out.flush()
 
 
-async def watch_scores(settings: Settings, summary_every: float = 5.0) -> None:
-    feed = ScoreFeed(sys.stdout)
+async def watch_scores(
+    settings: Settings, band_labels: list[str], summary_every: float = 5.0
+) -> None:
+    feed = ScoreFeed(sys.stdout, band_labels)
     consumer = AIOKafkaConsumer(
         settings.topic_scores,
         bootstrap_servers=settings.bootstrap_servers,

@@ -10,10 +10,13 @@ from pydantic import ValidationError
 from scoring.events import (
     ANY_EVENT_ADAPTER,
     EVENT_MODELS,
+    AccountAttributes,
     BaseEvent,
+    CsmOverride,
     EventKind,
     FeatureUseEvent,
     LoginEvent,
+    OverrideAction,
     PaymentEvent,
     SurveyEvent,
     TicketEvent,
@@ -110,15 +113,6 @@ def test_survey_scores_must_fit_their_scale(survey: str, good: list[int], bad: l
             parse(SurveyEvent, {**BASE, "survey": survey, "score": score})
 
 
-@pytest.mark.parametrize(
-    ("survey", "score", "normalized"),
-    [("nps", 0, 0.0), ("nps", 10, 100.0), ("csat", 3, 50.0), ("ces", 7, 100.0), ("ces", 1, 0.0)],
-)
-def test_survey_answers_normalize_to_0_100(survey: str, score: int, normalized: float) -> None:
-    event = parse(SurveyEvent, {**BASE, "survey": survey, "score": score})
-    assert event.normalized == normalized
-
-
 def test_unknown_fields_are_ignored_but_a_wrong_kind_is_not() -> None:
     event = parse(LoginEvent, {**BASE, "user_id": "u1", "browser": "firefox"})
     assert not hasattr(event, "browser")
@@ -144,3 +138,53 @@ def test_mixed_stream_reader_dispatches_on_kind() -> None:
         json.dumps({**BASE, "kind": "survey", "survey": "ces", "score": 4})
     )
     assert isinstance(event, SurveyEvent)
+
+
+ATTRS: dict[str, Any] = {"account_id": "acme", "updated_at": "2026-03-02T12:00:00Z"}
+
+
+def test_account_attributes_are_all_optional_but_id_and_time() -> None:
+    bare = parse(AccountAttributes, ATTRS)
+    assert bare.seats is None
+    full = parse(
+        AccountAttributes,
+        {
+            **ATTRS,
+            "segment": "mid-market",
+            "plan": "enterprise",
+            "lifecycle_stage": "adopted",
+            "seats": 40,
+            "mrr": "1999.00",
+            "currency": "EUR",
+            "renewal_date": "2027-01-31",
+            "csm_owner": "ann@example.com",
+            "customer_since": "2024-05-01",
+        },
+    )
+    assert full.mrr == Decimal("1999.00")
+    assert full.renewal_date is not None
+    with pytest.raises(ValidationError, match="seats"):
+        parse(AccountAttributes, {**ATTRS, "seats": -1})
+
+
+OVERRIDE: dict[str, Any] = {
+    **BASE,
+    "action": "set",
+    "author": "ann",
+    "reason": "champion left",
+    "score": 20,
+    "expires_at": "2026-03-16T12:00:00Z",
+}
+
+
+def test_override_set_needs_score_and_a_later_expiry() -> None:
+    override = parse(CsmOverride, OVERRIDE)
+    assert override.action is OverrideAction.SET
+    with pytest.raises(ValidationError, match="needs a score"):
+        parse(CsmOverride, {**OVERRIDE, "score": None})
+    with pytest.raises(ValidationError, match="after occurred_at"):
+        parse(CsmOverride, {**OVERRIDE, "expires_at": "2026-03-01T12:00:00Z"})
+    with pytest.raises(ValidationError, match="reason"):
+        parse(CsmOverride, {**OVERRIDE, "reason": ""})
+    cleared = parse(CsmOverride, {**BASE, "action": "clear", "author": "ann", "reason": "renewed"})
+    assert cleared.score is None

@@ -1,20 +1,36 @@
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.events import Event, PaymentStatus, TicketAction, TicketPriority
+from scoring.events import (
+    AccountAttributes,
+    CsmOverride,
+    Event,
+    OverrideAction,
+    PaymentStatus,
+    SurveyType,
+    TicketAction,
+    TicketPriority,
+)
 from scoring.state import (
     HORIZON_DAYS,
     MAX_TRACKED_USERS,
     RECENT_EVENT_IDS,
     AccountState,
+    OverrideConflict,
     SourcePosition,
+    apply_attributes,
+    apply_override,
     day_of,
     fold,
+    record_closing_score,
     user_key,
 )
-from tests.factories import T0, feature, login, payment, survey, ticket
+from tests.factories import T0, at, feature, login, payment, survey, ticket
 
 
 def new_state() -> AccountState:
@@ -105,9 +121,10 @@ def test_tickets_open_resolve_and_reopen() -> None:
     fold(state, ticket(ticket_id="t1", priority=TicketPriority.URGENT))
     fold(state, ticket(ticket_id="t2"))
     fold(state, ticket(ticket_id="t1", action=TicketAction.RESOLVED))
-    assert state.open_tickets == {"t2": TicketPriority.NORMAL}
+    assert list(state.open_tickets) == ["t2"]
+    assert state.open_tickets["t2"].priority is TicketPriority.NORMAL
     fold(state, ticket(ticket_id="t1", action=TicketAction.REOPENED, priority=TicketPriority.HIGH))
-    assert state.open_tickets["t1"] is TicketPriority.HIGH
+    assert state.open_tickets["t1"].priority is TicketPriority.HIGH
     assert state.days[day_of(T0.timestamp())].tickets_opened == 3
 
 
@@ -116,17 +133,86 @@ def test_failed_invoice_stays_unpaid_until_paid() -> None:
     fold(state, payment(invoice="i1", status=PaymentStatus.FAILED, days=-3))
     fold(state, payment(invoice="i1", status=PaymentStatus.OVERDUE, days=-1))
     assert state.unpaid_invoices == {"i1": day_of(T0.timestamp()) - 3}
-    assert sum(b.payment_failures for b in state.days.values()) == 1
+    assert sum(b.payment_failures for b in state.days.values()) == 2  # failed, then overdue
     fold(state, payment(invoice="i1", status=PaymentStatus.PAID))
     assert state.unpaid_invoices == {}
 
 
-def test_surveys_accumulate_normalized_answers() -> None:
+def test_surveys_accumulate_per_type_and_keep_the_latest_answer() -> None:
     state = new_state()
-    fold(state, survey(score=10))
+    fold(state, survey(score=10, days=-1))
     fold(state, survey(score=5))
+    fold(state, survey(score=2, days=-2))
+    fold(state, survey(kind=SurveyType.CES, score=6))
     bucket = state.days[day_of(T0.timestamp())]
-    assert (bucket.survey_sum, bucket.survey_count) == (150.0, 2)
+    assert (bucket.nps_sum, bucket.nps_count, bucket.ces_sum, bucket.ces_count) == (5, 1, 6, 1)
+    assert state.latest_surveys[SurveyType.NPS].score == 5
+
+
+def test_refunds_count_and_close_the_invoice() -> None:
+    state = new_state()
+    fold(state, payment(invoice="i1", status=PaymentStatus.OVERDUE, days=-2))
+    fold(state, payment(invoice="i1", status=PaymentStatus.REFUNDED))
+    assert state.unpaid_invoices == {}
+    assert sum(b.refunds for b in state.days.values()) == 1
+
+
+def test_newer_attributes_replace_older_ones_and_late_snapshots_are_ignored() -> None:
+    state = new_state()
+    new = AccountAttributes(account_id="acme", updated_at=at(0), plan="enterprise")
+    old = AccountAttributes(account_id="acme", updated_at=at(-1), plan="team")
+    assert apply_attributes(state, new, SourcePosition("chs.accounts", 0, 0))
+    assert not apply_attributes(state, old, SourcePosition("chs.accounts", 0, 1))
+    assert not apply_attributes(state, new, SourcePosition("chs.accounts", 0, 1))
+    assert state.attributes == new
+
+
+def override(
+    action: OverrideAction = OverrideAction.SET, replaces: str | None = None, **f: Any
+) -> CsmOverride:
+    return CsmOverride(
+        event_id=f.pop("event_id", "o1"),
+        account_id="acme",
+        occurred_at=T0,
+        action=action,
+        author=f.pop("author", "ann"),
+        reason="champion left",
+        score=None if action is OverrideAction.CLEAR else 20,
+        expires_at=None if action is OverrideAction.CLEAR else at(7),
+        replaces=replaces,
+    )
+
+
+def test_an_active_override_is_never_silently_overwritten() -> None:
+    now = T0.timestamp()
+    state = new_state()
+    assert apply_override(state, override(), now)
+    assert state.override is not None
+    with pytest.raises(OverrideConflict, match="replaces='o1'"):
+        apply_override(state, override(event_id="o2", author="bob"), now)
+    assert state.override.author == "ann"
+    assert apply_override(state, override(event_id="o3", author="bob", replaces="o1"), now)
+    assert state.override.author == "bob"
+    assert not apply_override(state, override(event_id="o3", author="bob", replaces="o1"), now)
+
+
+def test_an_expired_override_may_be_replaced_and_clear_ends_one() -> None:
+    now = T0.timestamp()
+    state = new_state()
+    apply_override(state, override(), now)
+    assert apply_override(state, override(event_id="o2"), now + 8 * 86_400)
+    assert apply_override(state, override(OverrideAction.CLEAR, event_id="o4"), now)
+    assert state.override is None
+
+
+def test_closing_scores_keep_one_value_per_day_for_the_horizon() -> None:
+    state = new_state()
+    start = T0.timestamp()
+    for day in range(120):
+        record_closing_score(state, float(day), start + day * 86_400)
+        record_closing_score(state, float(day) + 0.5, start + day * 86_400 + 3600)
+    assert len(state.history) == HORIZON_DAYS
+    assert state.history[day_of(start) + 119] == 119.5
 
 
 def test_state_size_is_bounded_whatever_the_history() -> None:

@@ -1,0 +1,244 @@
+"""Raw metric values of an account at a point in time, from its state.
+
+One pass over the (at most 90) day buckets sums every field for every window the model uses;
+each metric is then a few arithmetic operations. ``None`` means "no data" and is what a
+measure's missing-data rule applies to.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+
+from scoring.events import EventKind, SurveyType, TicketPriority
+from scoring.model import Measure, Metric, ScoringModel
+from scoring.state import SECONDS_PER_DAY, AccountState, day_of
+
+
+class Windows:
+    """Per-window sums of the day-bucket fields, and active days, as of ``today``.
+
+    Each bucket is added once, to the narrowest window holding it; wider windows are then
+    running totals of the narrower ones.
+    """
+
+    __slots__ = ("active_days", "sums")
+
+    def __init__(self, state: AccountState, windows: tuple[int, ...], today: int) -> None:
+        narrowest: list[dict[str, float]] = [{} for _ in windows]
+        active = [0] * len(windows)
+        widest = windows[-1] if windows else 0
+        for day, bucket in state.days.items():
+            age = today - day
+            if age < 0 or age >= widest:
+                continue  # after the evaluation time, or outside every window
+            index = bisect_right(windows, age)
+            sums = narrowest[index]
+            for name, value in bucket.__dict__.items():
+                if value:
+                    sums[name] = sums.get(name, 0) + value
+            if bucket.logins or bucket.feature_uses:
+                active[index] += 1
+        self.sums: dict[int, dict[str, float]] = {}
+        self.active_days: dict[int, int] = {}
+        running: dict[str, float] = {}
+        days = 0
+        for index, window in enumerate(windows):
+            for name, value in narrowest[index].items():
+                running[name] = running.get(name, 0) + value
+            days += active[index]
+            self.sums[window] = dict(running)
+            self.active_days[window] = days
+
+    def total(self, window: int, field: str) -> float:
+        return self.sums[window].get(field, 0)
+
+
+class MetricContext:
+    """What the metric functions read: the state, the window sums, the model and the time."""
+
+    __slots__ = ("model", "now", "state", "today", "windows")
+
+    def __init__(self, state: AccountState, model: ScoringModel, now: float) -> None:
+        self.state = state
+        self.model = model
+        self.now = now
+        self.today = day_of(now)
+        self.windows = Windows(state, model.windows, self.today)
+
+    def has(self, *kinds: EventKind) -> bool:
+        return any(kind in self.state.last_seen for kind in kinds)
+
+    def distinct_since(self, recency: dict[str, int], window: int) -> int:
+        since = self.today - window
+        return sum(1 for day in recency.values() if since < day <= self.today)
+
+
+_USAGE = (EventKind.LOGIN, EventKind.FEATURE_USE)
+_URGENT = (TicketPriority.HIGH, TicketPriority.URGENT)
+
+
+def _windowed(ctx: MetricContext, measure: Measure, field: str, *kinds: EventKind) -> float | None:
+    if not ctx.has(*kinds):
+        return None
+    assert measure.window_days is not None
+    return ctx.windows.total(measure.window_days, field)
+
+
+def _active_days(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(*_USAGE):
+        return None
+    assert m.window_days is not None
+    return float(ctx.windows.active_days[m.window_days])
+
+
+def _active_users(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(*_USAGE):
+        return None
+    assert m.window_days is not None
+    return float(ctx.distinct_since(ctx.state.active_users, m.window_days))
+
+
+def _seat_utilisation(ctx: MetricContext, m: Measure) -> float | None:
+    attributes = ctx.state.attributes
+    users = _active_users(ctx, m)
+    if users is None or attributes is None or not attributes.seats:
+        return None
+    return 100.0 * users / attributes.seats
+
+
+def _days_since_last_login(ctx: MetricContext, m: Measure) -> float | None:
+    last = ctx.state.last_seen.get(EventKind.LOGIN)
+    return None if last is None else max(0.0, (ctx.now - last) / SECONDS_PER_DAY)
+
+
+def _usage_trend(ctx: MetricContext, m: Measure) -> float | None:
+    """Usage of the recent window as % of the rate over the baseline just before it."""
+    if not ctx.has(*_USAGE):
+        return None
+    assert m.window_days is not None
+    assert m.baseline_days is not None
+    windows = ctx.windows
+    recent = windows.total(m.window_days, "logins") + windows.total(m.window_days, "feature_uses")
+    span = m.window_days + m.baseline_days
+    whole = windows.total(span, "logins") + windows.total(span, "feature_uses")
+    baseline = whole - recent
+    if baseline <= 0:
+        return None
+    return 100.0 * recent / (baseline * m.window_days / m.baseline_days)
+
+
+def _feature_breadth(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(EventKind.FEATURE_USE):
+        return None
+    assert m.window_days is not None
+    return float(ctx.distinct_since(ctx.state.features, m.window_days))
+
+
+def _feature_depth(ctx: MetricContext, m: Measure) -> float | None:
+    users = _active_users(ctx, m)
+    if users is None or not ctx.has(EventKind.FEATURE_USE):
+        return None
+    assert m.window_days is not None
+    return ctx.windows.total(m.window_days, "feature_uses") / users if users else 0.0
+
+
+def _sticky_features(ctx: MetricContext, m: Measure) -> float | None:
+    sticky = ctx.model.sticky_features
+    if not sticky or not ctx.has(EventKind.FEATURE_USE):
+        return None
+    assert m.window_days is not None
+    since = ctx.today - m.window_days
+    used = sum(1 for f in sticky if since < ctx.state.features.get(f, since) <= ctx.today)
+    return 100.0 * used / len(sticky)
+
+
+def _open_tickets(ctx: MetricContext, m: Measure) -> float | None:
+    return float(len(ctx.state.open_tickets)) if ctx.has(EventKind.TICKET) else None
+
+
+def _open_urgent_tickets(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(EventKind.TICKET):
+        return None
+    return float(sum(1 for t in ctx.state.open_tickets.values() if t.priority in _URGENT))
+
+
+def _time_to_resolve(ctx: MetricContext, m: Measure) -> float | None:
+    resolved = _windowed(ctx, m, "tickets_resolved", EventKind.TICKET)
+    if not resolved:
+        return None
+    assert m.window_days is not None
+    return ctx.windows.total(m.window_days, "resolve_hours") / resolved
+
+
+def _days_overdue(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(EventKind.PAYMENT):
+        return None
+    if not ctx.state.unpaid_invoices:
+        return 0.0
+    return float(max(0, ctx.today - min(ctx.state.unpaid_invoices.values())))
+
+
+def _survey_latest(survey: SurveyType) -> Callable[[MetricContext, Measure], float | None]:
+    def latest(ctx: MetricContext, m: Measure) -> float | None:
+        answer = ctx.state.latest_surveys.get(survey)
+        assert m.window_days is not None
+        if answer is None or ctx.now - answer.at >= m.window_days * SECONDS_PER_DAY:
+            return None
+        return float(answer.score)
+
+    return latest
+
+
+def _survey_average(survey: SurveyType) -> Callable[[MetricContext, Measure], float | None]:
+    prefix = survey.value
+
+    def average(ctx: MetricContext, m: Measure) -> float | None:
+        assert m.window_days is not None
+        count = ctx.windows.total(m.window_days, f"{prefix}_count")
+        return ctx.windows.total(m.window_days, f"{prefix}_sum") / count if count else None
+
+    return average
+
+
+def _tenure_days(ctx: MetricContext, m: Measure) -> float | None:
+    attributes = ctx.state.attributes
+    if attributes is not None and attributes.customer_since is not None:
+        since = attributes.customer_since.toordinal() - 719_163  # 1970-01-01 as day 0
+        return float(max(0, ctx.today - since))
+    first = ctx.state.first_seen
+    return None if first is None else max(0.0, (ctx.now - first) / SECONDS_PER_DAY)
+
+
+METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {
+    Metric.LOGINS: lambda ctx, m: _windowed(ctx, m, "logins", *_USAGE),
+    Metric.FEATURE_USES: lambda ctx, m: _windowed(ctx, m, "feature_uses", *_USAGE),
+    Metric.ACTIVE_DAYS: _active_days,
+    Metric.ACTIVE_USERS: _active_users,
+    Metric.SEAT_UTILISATION: _seat_utilisation,
+    Metric.DAYS_SINCE_LAST_LOGIN: _days_since_last_login,
+    Metric.USAGE_TREND: _usage_trend,
+    Metric.FEATURE_BREADTH: _feature_breadth,
+    Metric.FEATURE_DEPTH: _feature_depth,
+    Metric.STICKY_FEATURES: _sticky_features,
+    Metric.TICKETS_OPENED: lambda ctx, m: _windowed(ctx, m, "tickets_opened", EventKind.TICKET),
+    Metric.OPEN_TICKETS: _open_tickets,
+    Metric.OPEN_URGENT_TICKETS: _open_urgent_tickets,
+    Metric.TIME_TO_RESOLVE_HOURS: _time_to_resolve,
+    Metric.PAYMENT_FAILURES: lambda ctx, m: _windowed(
+        ctx, m, "payment_failures", EventKind.PAYMENT
+    ),
+    Metric.DAYS_OVERDUE: _days_overdue,
+    Metric.REFUNDS: lambda ctx, m: _windowed(ctx, m, "refunds", EventKind.PAYMENT),
+    Metric.NPS_LATEST: _survey_latest(SurveyType.NPS),
+    Metric.NPS_AVERAGE: _survey_average(SurveyType.NPS),
+    Metric.CSAT_LATEST: _survey_latest(SurveyType.CSAT),
+    Metric.CSAT_AVERAGE: _survey_average(SurveyType.CSAT),
+    Metric.CES_LATEST: _survey_latest(SurveyType.CES),
+    Metric.CES_AVERAGE: _survey_average(SurveyType.CES),
+    Metric.TENURE_DAYS: _tenure_days,
+}
+
+
+def metric_value(ctx: MetricContext, measure: Measure) -> float | None:
+    return METRICS[measure.metric](ctx, measure)

@@ -1,0 +1,147 @@
+"""``ScoreUpdate``, the wire model of a score change, and ``rescore`` that produces it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from scoring.explain import Driver, Explainer, change_since
+from scoring.model import ScoringModel
+from scoring.score import ComponentScore, MeasureScore, evaluate
+from scoring.state import AccountState, Published, record_closing_score
+
+
+class Trigger(StrEnum):
+    """What made the worker re-evaluate the account."""
+
+    EVENT = "event"
+    ATTRIBUTES = "attributes"
+    OVERRIDE = "override"
+    TIMER = "timer"
+
+
+class OverrideInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    override_id: str
+    score: float
+    author: str
+    reason: str
+    expires_at: AwareDatetime
+
+
+class ScoreUpdate(BaseModel):
+    """Published on the scores topic, keyed by account, whenever an account's score moves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    score: float
+    band: str
+    grade: str
+    segment: str | None
+    stale: bool
+    previous_score: float | None
+    previous_band: str | None
+    components: dict[str, ComponentScore]
+    measures: dict[str, MeasureScore]
+    drivers: list[Driver]
+    summary: str
+    """The drivers (and notes such as staleness) in one line of words and numbers."""
+    change_7d: float | None
+    change_30d: float | None
+    override: OverrideInfo | None
+    owner: str | None
+    """The account's CSM, from its attributes."""
+    model_version: str
+    as_of: AwareDatetime
+    """The time the score is computed for."""
+    computed_at: AwareDatetime
+    """Wall-clock time the worker computed it."""
+    trigger: Trigger
+    event_id: str | None
+    """The input that caused this update (None for the timer)."""
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Rescorer:
+    """Evaluates an account and, when its score, band, staleness, segment or override moved,
+    records the new score in the state and returns the explained update."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+        self._explainer = Explainer(model)
+
+    def rescore(
+        self,
+        state: AccountState,
+        now: float,
+        trigger: Trigger,
+        event_id: str | None,
+        computed_at: datetime,
+    ) -> ScoreUpdate | None:
+        score = evaluate(state, self.model, now)
+        if score is None:
+            return None
+        record_closing_score(state, score.value, now)
+        previous = state.published
+        override_id = score.override.override_id if score.override else None
+        if previous is not None and (
+            previous.score,
+            previous.band,
+            previous.stale,
+            previous.segment,
+            previous.override_id,
+        ) == (score.value, score.band, score.stale, score.segment, override_id):
+            return None
+        drivers = self._explainer.drivers(previous, score)
+        notes = self._explainer.notes(previous, score)
+        attributes = state.attributes
+        update = ScoreUpdate(
+            account_id=state.account_id,
+            score=score.value,
+            band=score.band,
+            grade=score.grade,
+            segment=score.segment,
+            stale=score.stale,
+            previous_score=previous.score if previous else None,
+            previous_band=previous.band if previous else None,
+            components=score.components,
+            measures=score.measures,
+            drivers=drivers,
+            summary="; ".join([*notes, *(d.text for d in drivers)]),
+            change_7d=change_since(state, score.value, now, 7),
+            change_30d=change_since(state, score.value, now, 30),
+            override=None
+            if score.override is None
+            else OverrideInfo(
+                override_id=score.override.override_id,
+                score=score.override.score,
+                author=score.override.author,
+                reason=score.override.reason,
+                expires_at=_utc(score.override.expires_at),
+            ),
+            owner=attributes.csm_owner if attributes else None,
+            model_version=self.model.version,
+            as_of=_utc(now),
+            computed_at=computed_at,
+            trigger=trigger,
+            event_id=event_id,
+        )
+        state.published = Published(
+            score=score.value,
+            band=score.band,
+            stale=score.stale,
+            segment=score.segment,
+            components={n: c.score for n, c in score.components.items()},
+            contributions={n: c.contribution for n, c in score.components.items()},
+            measures={n: m.value for n, m in score.measures.items() if m.value is not None},
+            override_id=override_id,
+            at=now,
+        )
+        return update

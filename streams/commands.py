@@ -1,0 +1,166 @@
+"""The CLI's small commands: check a model file, explain a score, send a CSM override."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from scoring.events import CsmOverride, OverrideAction
+from scoring.model import (
+    ComponentModel,
+    LinearMapping,
+    LogMapping,
+    ModelError,
+    ScoringModel,
+    StepsMapping,
+    load_model,
+)
+from scoring.update import ScoreUpdate
+from streams.producer import EventProducer
+from streams.redis_view import ScoreView
+from streams.settings import Settings
+
+
+def _mapping_words(mapping: LinearMapping | LogMapping | StepsMapping) -> str:
+    if isinstance(mapping, StepsMapping):
+        return "steps " + ", ".join(f">={s.min:g}:{s.score:g}" for s in mapping.steps)
+    direction = "higher is better" if mapping.higher_is_better else "lower is better"
+    return f"{mapping.type} {mapping.low:g}..{mapping.high:g}, {direction}"
+
+
+def _component_lines(name: str, component: ComponentModel, share: float) -> list[str]:
+    lines = [f"  {name:<13} {share:5.1%}  {component.aggregation.value}"]
+    for m in component.measures:
+        window = f" over {m.window_days}d" if m.window_days else ""
+        if m.baseline_days:
+            window += f" vs {m.baseline_days}d before"
+        lines.append(
+            f"    {m.name:<24} x{m.weight:g}  {m.metric.value}{window}; "
+            f"{_mapping_words(m.mapping)}; missing: {m.missing.value}"
+        )
+    return lines
+
+
+def describe_model(model: ScoringModel) -> str:
+    weights = {name: c.weight for name, c in model.components.items()}
+    total = sum(weights.values())
+    lines = [
+        f"model {model.version}",
+        f"  stale after {model.stale_after_days:g} days; "
+        f"re-evaluated every {model.reevaluate_hours:g} h with no events",
+        "components:",
+    ]
+    for name, component in model.components.items():
+        lines += _component_lines(name, component, component.weight / total)
+    if model.override is not None:
+        lines.append(f"  {model.override.label}: weight {model.override.weight:g} while active")
+    lines.append("bands: " + ", ".join(f"{b.label} >= {b.min:g}" for b in model.bands))
+    lines.append("grades: " + ", ".join(f"{g.label} >= {g.min:g}" for g in model.grades))
+    for segment in model.segments:
+        when = " and ".join(f"{k} in {v}" for k, v in segment.when.items())
+        lines.append(f"segment {segment.name}: when {when}; weights {segment.weights or 'default'}")
+    return "\n".join(lines)
+
+
+def check_model(path: Path) -> int:
+    try:
+        model = load_model(path)
+    except ModelError as error:
+        print(f"invalid model:\n{error}")
+        return 1
+    print(describe_model(model))
+    return 0
+
+
+def describe_update(update: ScoreUpdate, labels: dict[str, str]) -> str:
+    lines = [
+        f"{update.account_id}: {update.score:.1f} {update.band} (grade {update.grade})"
+        f"{'  STALE' if update.stale else ''}",
+        f"  segment: {update.segment or 'default'}; owner: {update.owner or '-'}; "
+        f"as of {update.as_of:%Y-%m-%d %H:%M} UTC; model {update.model_version}",
+    ]
+    trend = [
+        f"{change:+.1f} over {days} days"
+        for change, days in ((update.change_7d, 7), (update.change_30d, 30))
+        if change is not None
+    ]
+    lines.append("  trend: " + (", ".join(trend) if trend else "not enough history yet"))
+    lines.append("  components (score x share = points):")
+    for name, component in sorted(update.components.items(), key=lambda c: c[1].contribution):
+        lines.append(
+            f"    {name:<13} {component.score:5.1f} x {component.weight:.2f} = "
+            f"{component.contribution:5.1f}"
+        )
+    lines.append("  measures (raw value -> 0-100):")
+    for name, measure in update.measures.items():
+        value = "no data" if measure.value is None else f"{measure.value:g}"
+        lines.append(f"    {labels.get(name, name):<52} {value:>8} -> {measure.score:5.1f}")
+    if update.override is not None:
+        o = update.override
+        lines.append(
+            f"  CSM override {o.score:g} by {o.author} until {o.expires_at:%Y-%m-%d %H:%M} UTC: "
+            f"{o.reason} (id {o.override_id})"
+        )
+    lines.append(f"  last change: {update.summary or '-'}")
+    return "\n".join(lines)
+
+
+async def explain_account(settings: Settings, account: str, model: ScoringModel) -> int:
+    view = ScoreView.from_url(settings.redis_url)
+    try:
+        update = await view.read(account)
+    finally:
+        await view.close()
+    if update is None:
+        print(f"no score for account {account!r} (unknown, or not scored yet)")
+        return 1
+    labels = {m.name: m.label for c in model.components.values() for m in c.measures}
+    print(describe_update(update, labels))
+    return 0
+
+
+def override_from_args(args: argparse.Namespace, now: datetime) -> CsmOverride:
+    setting = args.override_command == "set"
+    return CsmOverride(
+        event_id=f"override-{uuid.uuid4().hex[:12]}",
+        account_id=args.account,
+        occurred_at=now,
+        action=OverrideAction.SET if setting else OverrideAction.CLEAR,
+        author=args.author,
+        reason=args.reason,
+        score=args.score if setting else None,
+        expires_at=now + args.expires if setting else None,
+        replaces=args.replace if setting else None,
+    )
+
+
+async def send_override(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        override = override_from_args(args, datetime.now(UTC))
+    except ValidationError as error:
+        print("invalid override: " + "; ".join(e["msg"] for e in error.errors()))
+        return 2
+    view = ScoreView.from_url(settings.redis_url)
+    try:
+        current = await view.read(override.account_id)
+    finally:
+        await view.close()
+    active = current.override if current is not None else None
+    if override.action is OverrideAction.SET and active and override.replaces != active.override_id:
+        print(
+            f"{override.account_id} has an active override by {active.author} "
+            f"({active.override_id}): pass --replace {active.override_id} to replace it"
+        )
+        return 1
+    async with EventProducer(settings) as producer:
+        await producer.send_model(settings.topic_overrides, override.account_id, override)
+        await producer.flush()
+    print(
+        f"override {override.event_id} sent for {override.account_id}; "
+        f"see it with: chs score explain {override.account_id}"
+    )
+    return 0

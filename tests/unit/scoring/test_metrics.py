@@ -1,0 +1,188 @@
+"""Each metric of the catalogue against values worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from scoring.events import (
+    AccountAttributes,
+    Event,
+    PaymentStatus,
+    SurveyType,
+    TicketAction,
+    TicketPriority,
+)
+from scoring.metrics import MetricContext, metric_value
+from scoring.model import Measure, Metric, ScoringModel, default_model, parse_model
+from scoring.state import AccountState, fold
+from tests.factories import T0, feature, login, payment, survey, ticket
+
+NOW = T0.timestamp()
+
+
+def state_of(*events: Event, **fields: Any) -> AccountState:
+    state = AccountState(account_id="acme", **fields)
+    for event in events:
+        fold(state, event)
+    return state
+
+
+def model_with(*measures: dict[str, Any], sticky: list[str] | None = None) -> ScoringModel:
+    base = default_model().model_dump(mode="json")
+    base["components"] = {
+        "only": {
+            "weight": 1,
+            "measures": [
+                {"label": m["name"], "mapping": {"type": "linear", "low": 0, "high": 1}, **m}
+                for m in measures
+            ],
+        }
+    }
+    base["segments"] = []
+    base["sticky_features"] = sticky or []
+    return parse_model(base, "test")
+
+
+def value(
+    state: AccountState,
+    metric: str,
+    window: int | None = None,
+    sticky: list[str] | None = None,
+    **extra: Any,
+) -> float | None:
+    spec: dict[str, Any] = {"name": "m", "metric": metric, **extra}
+    if window is not None:
+        spec["window_days"] = window
+    model = model_with(spec, sticky=sticky)
+    measure: Measure = model.components["only"].measures[0]
+    return metric_value(MetricContext(state, model, NOW), measure)
+
+
+def test_no_data_is_none_for_every_metric() -> None:
+    empty = AccountState(account_id="acme")
+    for metric in Metric:
+        windowed = metric not in {
+            Metric.DAYS_SINCE_LAST_LOGIN,
+            Metric.OPEN_TICKETS,
+            Metric.OPEN_URGENT_TICKETS,
+            Metric.DAYS_OVERDUE,
+            Metric.TENURE_DAYS,
+        }
+        extra = {"baseline_days": 28} if metric is Metric.USAGE_TREND else {}
+        assert value(empty, metric.value, 7 if windowed else None, **extra) is None, metric
+
+
+def test_logins_and_feature_uses_count_within_the_window() -> None:
+    state = state_of(login(days=0), login(days=-6.5), login(days=-7.5), feature(days=-1, n=4))
+    assert value(state, "logins", 7) == 2
+    assert value(state, "logins", 30) == 3
+    assert value(state, "feature_uses", 7) == 4
+
+
+def test_an_event_after_now_does_not_count_yet() -> None:
+    state = state_of(login(days=0), login(days=1.5))
+    assert value(state, "logins", 7) == 1
+
+
+def test_active_days_and_users() -> None:
+    state = state_of(
+        login(days=0, user="a"),
+        login(days=0, user="b"),
+        feature(days=-3, user="c"),
+        login(days=-20, user="d"),
+    )
+    assert value(state, "active_days", 7) == 2
+    assert value(state, "active_days", 30) == 3
+    assert value(state, "active_users", 7) == 3
+    assert value(state, "active_users", 30) == 4
+
+
+def test_seat_utilisation_needs_seats() -> None:
+    events = [login(days=0, user=u) for u in ("a", "b", "c")]
+    assert value(state_of(*events), "seat_utilisation", 30) is None
+    seats = AccountAttributes(account_id="acme", updated_at=T0, seats=12)
+    assert value(state_of(*events, attributes=seats), "seat_utilisation", 30) == 25.0
+
+
+def test_days_since_last_login_is_fractional() -> None:
+    state = state_of(login(days=-2.5), feature(days=0))
+    assert value(state, "days_since_last_login") == pytest.approx(2.5)
+
+
+def test_usage_trend_is_recent_rate_as_percent_of_baseline_rate() -> None:
+    # 28 baseline days with 2 events each = 56, i.e. 14 per 7 days; 7 in the last 7 days = 50%.
+    baseline = [login(days=-7 - d - 0.5) for d in range(28) for _ in range(2)]
+    recent = [login(days=-d - 0.1) for d in range(7)]
+    state = state_of(*baseline, *recent)
+    assert value(state, "usage_trend", 7, baseline_days=28) == pytest.approx(50.0)
+    assert value(state_of(*recent), "usage_trend", 7, baseline_days=28) is None
+
+
+def test_feature_breadth_depth_and_sticky() -> None:
+    state = state_of(
+        feature(days=0, name="reports", user="a", n=5),
+        feature(days=-1, name="api", user="b", n=3),
+        feature(days=-40, name="sso", user="a"),
+        login(days=0, user="c"),
+    )
+    assert value(state, "feature_breadth", 30) == 2
+    assert value(state, "feature_breadth", 60) == 3
+    assert value(state, "feature_depth", 30) == pytest.approx(8 / 3)
+    assert value(state, "sticky_features", 30, sticky=["reports", "sso"]) == 50.0
+    assert value(state, "sticky_features", 30) is None  # no sticky features in the model
+
+
+def test_ticket_metrics() -> None:
+    state = state_of(
+        ticket(days=-10, ticket_id="t1", priority=TicketPriority.URGENT),
+        ticket(days=-9, ticket_id="t1", action=TicketAction.RESOLVED),
+        ticket(days=-5, ticket_id="t2", priority=TicketPriority.HIGH),
+        ticket(days=-4, ticket_id="t3", priority=TicketPriority.LOW),
+        ticket(days=-2, ticket_id="t3", action=TicketAction.RESOLVED),
+    )
+    assert value(state, "tickets_opened", 30) == 3
+    assert value(state, "open_tickets") == 1
+    assert value(state, "open_urgent_tickets") == 1
+    assert value(state, "time_to_resolve_hours", 30) == pytest.approx((24 + 48) / 2)
+    assert value(state, "time_to_resolve_hours", 3) == pytest.approx(48)
+
+
+def test_billing_metrics() -> None:
+    state = state_of(
+        payment(days=-20, invoice="i1", status=PaymentStatus.FAILED),
+        payment(days=-12, invoice="i1", status=PaymentStatus.OVERDUE),
+        payment(days=-3, invoice="i2", status=PaymentStatus.REFUNDED),
+        payment(days=-1, invoice="i3", status=PaymentStatus.PAID),
+    )
+    assert value(state, "payment_failures", 90) == 2
+    assert value(state, "payment_failures", 14) == 1
+    assert value(state, "days_overdue") == 20
+    assert value(state, "refunds", 90) == 1
+    paid_up = state_of(payment(days=-1, invoice="i3", status=PaymentStatus.PAID))
+    assert value(paid_up, "days_overdue") == 0
+
+
+def test_survey_metrics() -> None:
+    state = state_of(
+        survey(days=-40, score=2),
+        survey(days=-10, score=6),
+        survey(days=-1, score=9),
+        survey(days=-3, kind=SurveyType.CSAT, score=4),
+        survey(days=-2, kind=SurveyType.CES, score=7),
+    )
+    assert value(state, "nps_latest", 30) == 9
+    assert value(state, "nps_average", 30) == 7.5
+    assert value(state, "nps_average", 90) == pytest.approx(17 / 3)
+    assert value(state, "csat_latest", 30) == 4
+    assert value(state, "csat_average", 30) == 4
+    assert value(state, "ces_average", 30) == 7
+    assert value(state_of(survey(days=-40, score=2)), "nps_latest", 30) is None
+
+
+def test_tenure_from_customer_since_or_first_event() -> None:
+    assert value(state_of(login(days=-12.25)), "tenure_days") == pytest.approx(12.25)
+    since = AccountAttributes(account_id="acme", updated_at=T0, customer_since=date(2025, 3, 2))
+    assert value(state_of(login(), attributes=since), "tenure_days") == 365

@@ -1,0 +1,125 @@
+"""Rescorer: updates only on change, explained drivers, trend from the daily history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from scoring.events import CsmOverride, Event, OverrideAction
+from scoring.model import OVERRIDE_COMPONENT
+from scoring.state import SECONDS_PER_DAY, AccountState, apply_override, day_of, fold
+from scoring.update import Rescorer, Trigger
+from tests.factories import T0, at, login, ticket
+from tests.unit.scoring.test_score import small_model
+
+NOW = T0.timestamp()
+DAY = SECONDS_PER_DAY
+COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+
+
+def applied(state: AccountState, *events: Event) -> AccountState:
+    for event in events:
+        fold(state, event)
+    return state
+
+
+def test_first_update_is_explained_as_first_and_records_the_score() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
+    update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    assert update is not None
+    assert (update.score, update.band, update.grade) == (60.0, "good", "B")
+    assert update.previous_score is None
+    assert update.summary == "first score; usage +60: logins 7d none -> 6"
+    assert update.model_version == small_model().version
+    assert update.as_of == T0
+    assert update.trigger is Trigger.EVENT
+    assert state.published is not None
+    assert state.published.measures == {"logins_7d": 6.0}
+    assert state.history == {day_of(NOW): 60.0}
+
+
+def test_no_update_when_nothing_moved() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(12)])
+    assert rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED) is not None
+    fold(state, login())  # 13 logins: still 100
+    assert rescorer.rescore(state, NOW, Trigger.EVENT, "e2", COMPUTED) is None
+
+
+def test_drivers_name_the_component_and_measures_in_words_and_numbers() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(8)])
+    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    fold(state, ticket(ticket_id="t1"))
+    fold(state, ticket(ticket_id="t2"))
+    update = rescorer.rescore(state, NOW, Trigger.EVENT, "e2", COMPUTED)
+    assert update is not None
+    # usage 80 (weight 3) + support 50 (weight 1) = 72.5; usage's share fell from 80 to 60.
+    assert update.score == 72.5
+    assert update.previous_score == 80.0
+    assert [d.component for d in update.drivers] == ["usage", "support"]
+    assert update.drivers[0].text == "usage -20"
+    assert update.drivers[1].text == "support +12: open tickets none -> 2"
+    assert update.summary == "usage -20; support +12: open tickets none -> 2"
+
+
+def test_time_passing_is_explained_by_the_measures_that_aged() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
+    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    update = rescorer.rescore(state, NOW + 8 * DAY, Trigger.TIMER, None, COMPUTED)
+    assert update is not None
+    assert (update.score, update.band, update.previous_band) == (0.0, "bad", "good")
+    assert update.summary == "usage -60: logins 7d 6 -> 0"
+    assert update.trigger is Trigger.TIMER
+    assert update.event_id is None
+
+
+def test_staleness_is_announced_once() -> None:
+    rescorer = Rescorer(small_model())  # stale after 10 days
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
+    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    rescorer.rescore(state, NOW + 9 * DAY, Trigger.TIMER, None, COMPUTED)
+    update = rescorer.rescore(state, NOW + 11 * DAY, Trigger.TIMER, None, COMPUTED)
+    assert update is not None
+    assert update.stale
+    assert update.summary.startswith("stale: no data for over 10 days")
+    assert rescorer.rescore(state, NOW + 30 * DAY, Trigger.TIMER, None, COMPUTED) is None
+
+
+def test_trend_compares_with_closing_scores_7_and_30_days_back() -> None:
+    rescorer = Rescorer(small_model())
+    state = AccountState(account_id="acme")
+    state.history = {day_of(NOW) - 30: 90.0, day_of(NOW) - 8: 70.0}
+    applied(state, *[login() for _ in range(6)])
+    update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    assert update is not None
+    assert update.change_7d == -10.0  # against day -8, the latest closing at or before -7
+    assert update.change_30d == -30.0
+
+
+def test_override_set_and_expiry_are_drivers() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
+    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    override = CsmOverride(
+        event_id="o1",
+        account_id="acme",
+        occurred_at=T0,
+        action=OverrideAction.SET,
+        author="ann",
+        reason="champion left",
+        score=10,
+        expires_at=at(2),
+    )
+    apply_override(state, override, NOW)
+    update = rescorer.rescore(state, NOW, Trigger.OVERRIDE, "o1", COMPUTED)
+    assert update is not None
+    assert update.override is not None
+    assert update.override.author == "ann"
+    assert OVERRIDE_COMPONENT in update.components
+    assert "CSM override 10 by ann (champion left)" in update.summary
+    ended = rescorer.rescore(state, NOW + 3 * DAY, Trigger.TIMER, None, COMPUTED)
+    assert ended is not None
+    assert ended.override is None
+    assert "CSM override ended" in ended.summary
