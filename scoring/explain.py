@@ -37,6 +37,10 @@ class Driver(BaseModel):
     measures: list[MeasureChange]
 
 
+def _points(delta: float) -> str:
+    return f"{delta:+.1f}" if abs(delta) < 1 else f"{delta:+.0f}"
+
+
 def _number(value: float | None) -> str:
     if value is None:
         return "none"
@@ -74,7 +78,7 @@ class Explainer:
             return Driver(
                 component=component,
                 delta=delta,
-                text=f"{component} {delta:+.0f}: {self._override_words(score)}",
+                text=f"{component} {_points(delta)}: {self._override_words(score)}",
                 measures=[],
             )
         changes = []
@@ -96,7 +100,7 @@ class Explainer:
         changes.sort(key=lambda c: -abs((c.new or 0.0) - (c.old or 0.0)))
         changes = changes[:MAX_MEASURES_PER_DRIVER]
         words = "; ".join(f"{c.label} {_number(c.old)} -> {_number(c.new)}" for c in changes)
-        text = f"{component} {delta:+.0f}" + (f": {words}" if words else "")
+        text = f"{component} {_points(delta)}" + (f": {words}" if words else "")
         return Driver(component=component, delta=delta, text=text, measures=changes)
 
     @staticmethod

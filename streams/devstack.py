@@ -40,7 +40,11 @@ DEV_BROKER_SETTINGS: dict[str, Any] = {
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``CHS_*`` environment that reproduces ``settings`` in a child process."""
-    return {f"CHS_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
+    return {
+        f"CHS_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
 
 
 _PR_SET_PDEATHSIG = 1

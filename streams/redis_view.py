@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from typing import cast, get_args
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
@@ -33,11 +34,10 @@ def account_key(account_id: str) -> str:
     return f"chs:account:{account_id}"
 
 
-def view_fields(update: ScoreUpdate) -> dict[FieldT, EncodableT]:
+def view_fields(update: ScoreUpdate) -> dict[str, str]:
     """The hash fields stored for an account: flat strings, readable with HGETALL."""
     data = update.model_dump(mode="json")
-    fields: dict[FieldT, EncodableT] = {name: _flat(v) for name, v in data.items()}
-    return fields
+    return {name: _flat(value) for name, value in data.items()}
 
 
 def _flat(value: object) -> str:
@@ -50,9 +50,13 @@ def _is_text(name: str) -> bool:
     return ScoreUpdate.model_fields[name].annotation in (str, str | None)
 
 
+def _optional(name: str) -> bool:
+    return type(None) in get_args(ScoreUpdate.model_fields[name].annotation)
+
+
 def _unflat(name: str, raw: str) -> object:
     if raw == "":
-        return "" if ScoreUpdate.model_fields[name].is_required() and _is_text(name) else None
+        return None if _optional(name) else raw
     if _is_text(name):
         return raw
     try:
@@ -85,7 +89,8 @@ class ScoreView:
             return True
         pipe = self._client.pipeline(transaction=False)
         for update in updates:
-            pipe.hset(account_key(update.account_id), mapping=view_fields(update))
+            fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
+            pipe.hset(account_key(update.account_id), mapping=fields)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:

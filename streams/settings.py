@@ -65,7 +65,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        names = [*self.input_topics, self.topic_scores, self.topic_dlq]
+        names = [
+            self.topic_login,
+            self.topic_feature_use,
+            self.topic_ticket,
+            self.topic_payment,
+            self.topic_survey,
+            self.topic_accounts,
+            self.topic_overrides,
+            self.topic_ticks,
+            self.topic_scores,
+            self.topic_dlq,
+        ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")
         return self

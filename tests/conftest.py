@@ -6,6 +6,7 @@ session; their logs are kept under pytest's temporary directory and printed on f
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from streams.devstack import (
     start_process,
     start_redis,
     start_tansu,
+    wait_for_port,
 )
 from streams.settings import Settings
 
@@ -64,12 +66,40 @@ def worker_settings(broker_url: str, redis_url: str, service_logs: Path) -> Sett
     )
 
 
+def isolated(settings: Settings, data_dir: Path, **changes: object) -> Settings:
+    """``settings`` with its own group, topics, web port and data: a worker of its own."""
+    run = uuid.uuid4().hex[:8]
+    topics = {
+        name: f"{value}.{run}"
+        for name, value in settings.model_dump().items()
+        if name.startswith("topic_") and name not in ("topic_partitions", "topic_replication")
+    }
+    return settings.model_copy(
+        update={
+            **topics,
+            "app_id": f"chs-{run}",
+            "web_port": free_port(),
+            "data_dir": data_dir,
+            **changes,
+        }
+    )
+
+
+def start_worker(settings: Settings, log: Path) -> ManagedProcess:
+    """A ``chs worker`` process; returns once its web server listens (fails fast if it dies)."""
+    process = start_process("worker", chs_command("worker"), log, settings_env(settings))
+    try:
+        wait_for_port(process, settings.web_port, timeout=60)
+    except Exception:
+        process.stop()
+        raise
+    return process
+
+
 @pytest.fixture(scope="session")
 def worker(worker_settings: Settings, service_logs: Path) -> Iterator[ManagedProcess]:
     """One real ``chs worker`` process for the integration tests of this session."""
-    process = start_process(
-        "worker", chs_command("worker"), service_logs / "worker.log", settings_env(worker_settings)
-    )
+    process = start_worker(worker_settings, service_logs / "worker.log")
     try:
         yield process
     finally:

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from scoring.events import Event, PaymentStatus, SurveyType, TicketPriority
-from scoring.model import DEFAULT_MODEL
-from scoring.score import ScoreUpdate, evaluate
-from scoring.state import AccountState, fold
+from scoring.events import AccountAttributes, Event, PaymentStatus, SurveyType, TicketPriority
+from scoring.model import default_model
+from scoring.score import Score, evaluate
+from scoring.state import AccountState, apply_attributes, fold
+from scoring.update import ScoreUpdate
 from streams.devstack import ManagedProcess
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -29,19 +30,30 @@ def recent(events: list[Event]) -> list[Event]:
     return [e.model_copy(update={"occurred_at": e.occurred_at + shift}) for e in events]
 
 
-def expected_scores(events: list[Event]) -> dict[str, float]:
-    """The same events folded by the pure core, in any order: the worker must agree."""
+def folded(events: list[Event], *attributes: AccountAttributes) -> dict[str, AccountState]:
+    """The same inputs applied by the pure core, in any order: the worker must agree."""
     states: dict[str, AccountState] = {}
     for event in events:
         state = states.setdefault(event.account_id, AccountState(account_id=event.account_id))
         fold(state, event)
-    result = {}
-    for account, state in states.items():
-        assert state.watermark is not None
-        score = evaluate(state, DEFAULT_MODEL, state.watermark)
-        assert score is not None
-        result[account] = score.value
-    return result
+    for snapshot in attributes:
+        apply_attributes(states[snapshot.account_id], snapshot)
+    return states
+
+
+def expected_at(state: AccountState, update: ScoreUpdate) -> Score:
+    """What the pure core scores for ``state`` at the time the worker scored it."""
+    score = evaluate(state, default_model(), update.as_of.timestamp())
+    assert score is not None
+    return score
+
+
+def agrees(state: AccountState, update: ScoreUpdate) -> bool:
+    expected = expected_at(state, update)
+    measures = {name: m.value for name, m in update.measures.items()}
+    return update.score == expected.value and measures == {
+        name: m.value for name, m in expected.measures.items()
+    }
 
 
 def latest_updates(records: Records, accounts: set[str]) -> dict[str, ScoreUpdate]:
@@ -78,36 +90,49 @@ async def test_events_of_all_kinds_become_score_updates_on_the_topic_and_in_redi
             survey(unhappy, days=-1, kind=SurveyType.CSAT, score=1),
         ]
     )
-    expected = expected_scores(events)
+    profile = AccountAttributes(
+        account_id=troubled,
+        updated_at=datetime.now(UTC),
+        plan="enterprise",
+        csm_owner="ann@example.com",
+        seats=20,
+    )
+    states = folded(events, profile)
     await produce(worker_settings, events)
+    async with EventProducer(worker_settings) as producer:
+        await producer.send_model(worker_settings.topic_accounts, troubled, profile)
+        await producer.flush()
 
     def all_arrived(records: Records) -> bool:
-        latest = latest_updates(records, set(expected))
-        return {a: u.score for a, u in latest.items()} == expected
+        latest = latest_updates(records, set(states))
+        return len(latest) == len(states) and all(agrees(states[a], u) for a, u in latest.items())
 
     records = await read_until(worker_settings, worker_settings.topic_scores, all_arrived)
-    latest = latest_updates(records, set(expected))
-    event_ids = {e.event_id for e in events}
+    latest = latest_updates(records, set(states))
     for update in latest.values():
-        assert update.model_version == DEFAULT_MODEL.version
-        assert update.event_id in event_ids
-        assert update.band == DEFAULT_MODEL.bands.band_of(update.score)
+        assert update.model_version == default_model().version
+        assert update.band == expected_at(states[update.account_id], update).band
         assert update.components
+        assert update.summary
     assert latest[busy].score > latest[troubled].score
+    assert latest[troubled].segment == "enterprise"
+    assert latest[troubled].owner == "ann@example.com"
+    assert "seat_utilisation_30d" in latest[troubled].measures
 
     client = aioredis.Redis.from_url(worker_settings.redis_url, decode_responses=True)
     try:
         async with asyncio.timeout(20):
             while True:
-                views = {a: await client.hgetall(f"chs:account:{a}") for a in expected}
-                if all(v.get("score") == str(expected[a]) for a, v in views.items()):
+                views = {a: await client.hgetall(f"chs:account:{a}") for a in states}
+                if all(v.get("score") == str(latest[a].score) for a, v in views.items()):
                     break
                 await asyncio.sleep(0.2)
     finally:
         await client.aclose()
-    assert views[troubled]["band"] == latest[troubled].band.value
+    assert views[troubled]["band"] == latest[troubled].band
+    assert views[troubled]["owner"] == "ann@example.com"
     assert json.loads(views[busy]["components"]) == {
-        c.value: v for c, v in latest[busy].components.items()
+        name: c.model_dump() for name, c in latest[busy].components.items()
     }
 
 
@@ -131,6 +156,16 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_scoring_goes_on(
             login_topic,
             b"someone-else",
             json.dumps({**valid_body, "run": run}).encode(),
+        ),
+        "in_future": (
+            login_topic,
+            account.encode(),
+            json.dumps({**valid_body, "occurred_at": "2999-01-01T00:00:00Z", "run": run}).encode(),
+        ),
+        "too_old": (
+            login_topic,
+            account.encode(),
+            json.dumps({**valid_body, "occurred_at": "2001-01-01T00:00:00Z", "run": run}).encode(),
         ),
     }
     async with EventProducer(worker_settings) as producer:

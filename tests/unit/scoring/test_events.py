@@ -5,13 +5,12 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scoring.events import (
     ANY_EVENT_ADAPTER,
     EVENT_MODELS,
     AccountAttributes,
-    BaseEvent,
     CsmOverride,
     EventKind,
     FeatureUseEvent,
@@ -29,7 +28,7 @@ BASE: dict[str, Any] = {
 }
 
 
-M = TypeVar("M", bound=BaseEvent)
+M = TypeVar("M", bound=BaseModel)
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:

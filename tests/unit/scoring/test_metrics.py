@@ -71,7 +71,7 @@ def test_no_data_is_none_for_every_metric() -> None:
             Metric.DAYS_OVERDUE,
             Metric.TENURE_DAYS,
         }
-        extra = {"baseline_days": 28} if metric is Metric.USAGE_TREND else {}
+        extra: dict[str, Any] = {"baseline_days": 28} if metric is Metric.USAGE_TREND else {}
         assert value(empty, metric.value, 7 if windowed else None, **extra) is None, metric
 
 

@@ -1,59 +1,157 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
 
-from scoring.events import EventKind
-from scoring.model import DEFAULT_MODEL
-from scoring.state import AccountState, SourcePosition
+from pydantic import BaseModel
+
+from scoring.events import AccountAttributes, CsmOverride, EventKind, OverrideAction
+from scoring.model import default_model
+from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition
+from scoring.update import Rescorer, Trigger
 from scoring.validation import RejectCode
-from streams.processing import Applied, Duplicate, Rejected, process_message
-from tests.factories import login
+from streams.clock import EventClock
+from streams.processing import Applied, Control, Processor, Rejected, Skipped, Tick, TopicRole
+from tests.clock import ManualClock
+from tests.factories import T0, at, login
 
-NOW = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
-
-
-def run(
-    states: dict[bytes, AccountState], key: bytes | None, payload: bytes, offset: int
-) -> object:
-    source = SourcePosition("chs.events.login", 0, offset)
-    return process_message(states, DEFAULT_MODEL, EventKind.LOGIN, key, payload, source, NOW)
+NOW = T0.timestamp()
 
 
-def test_good_message_is_folded_scored_and_stored() -> None:
-    states: dict[bytes, AccountState] = {}
+def processor(clock: ManualClock | EventClock | None = None) -> Processor:
+    return Processor(Rescorer(default_model()), clock or ManualClock(NOW), max_future_seconds=600)
+
+
+class Feed:
+    """Feeds messages to a processor with increasing offsets per role."""
+
+    def __init__(self, proc: Processor) -> None:
+        self.proc = proc
+        self.states: dict[bytes, AccountState] = {}
+        self.offsets: dict[TopicRole, int] = {}
+
+    def send(self, role: TopicRole, body: BaseModel | bytes, key: bytes = b"acme") -> object:
+        offset = self.offsets.get(role, -1) + 1
+        self.offsets[role] = offset
+        payload = body if isinstance(body, bytes) else body.model_dump_json().encode()
+        source = SourcePosition(f"topic-{role}", 0, offset)
+        return self.proc.process(self.states, role, key, payload, source)
+
+
+def test_good_event_is_folded_scored_and_stored() -> None:
+    feed = Feed(processor())
     event = login(account="acme")
-    outcome = run(states, b"acme", event.model_dump_json().encode(), 0)
+    outcome = feed.send(EventKind.LOGIN, event)
     assert isinstance(outcome, Applied)
     assert outcome.update is not None
-    assert outcome.update.account_id == "acme"
     assert outcome.update.event_id == event.event_id
-    assert outcome.update.computed_at == NOW
-    assert states[b"acme"].last_score == outcome.update.score
+    assert outcome.update.trigger is Trigger.EVENT
+    assert outcome.now == NOW
+    assert feed.states[b"acme"].published is not None
+    assert feed.states[b"acme"].partition == 0
 
 
 def test_bad_message_is_rejected_and_touches_no_state() -> None:
-    states: dict[bytes, AccountState] = {}
-    outcome = run(states, b"acme", b"{oops", 0)
+    feed = Feed(processor())
+    outcome = feed.send(EventKind.LOGIN, b"{oops")
     assert isinstance(outcome, Rejected)
     assert outcome.error.code is RejectCode.NOT_JSON
-    assert states == {}
+    assert feed.states == {}
 
 
-def test_redelivery_is_a_duplicate_and_publishes_nothing() -> None:
+def test_events_from_the_future_or_beyond_the_window_are_rejected() -> None:
+    feed = Feed(processor())
+    future = feed.send(EventKind.LOGIN, login(days=1))
+    old = feed.send(EventKind.LOGIN, login(days=-100))
+    assert isinstance(future, Rejected)
+    assert future.error.code is RejectCode.IN_FUTURE
+    assert isinstance(old, Rejected)
+    assert old.error.code is RejectCode.TOO_OLD
+
+
+def test_redelivery_is_skipped() -> None:
+    proc = processor()
     states: dict[bytes, AccountState] = {}
-    payload = login(account="acme").model_dump_json().encode()
-    run(states, b"acme", payload, 5)
-    assert isinstance(run(states, b"acme", payload, 5), Duplicate)
+    payload = login().model_dump_json().encode()
+    source = SourcePosition("chs.events.login", 0, 5)
+    assert isinstance(proc.process(states, EventKind.LOGIN, b"acme", payload, source), Applied)
+    assert isinstance(proc.process(states, EventKind.LOGIN, b"acme", payload, source), Skipped)
     assert states[b"acme"].events_applied == 1
 
 
-def test_event_that_does_not_move_the_score_publishes_no_update() -> None:
-    states: dict[bytes, AccountState] = {}
-    run(states, b"acme", login(account="acme").model_dump_json().encode(), 0)
-    outcome = run(states, b"acme", login(account="acme").model_dump_json().encode(), 1)
+def test_attributes_change_the_segment_and_owner() -> None:
+    feed = Feed(processor())
+    feed.send(EventKind.LOGIN, login())
+    attributes = AccountAttributes(
+        account_id="acme", updated_at=T0, plan="enterprise", csm_owner="ann"
+    )
+    outcome = feed.send(Control.ACCOUNTS, attributes)
     assert isinstance(outcome, Applied)
-    assert outcome.update is None
-    assert states[b"acme"].events_applied == 2
+    assert outcome.update is not None
+    assert outcome.update.segment == "enterprise"
+    assert outcome.update.owner == "ann"
+    assert outcome.update.trigger is Trigger.ATTRIBUTES
+    assert "segment default -> enterprise" in outcome.update.summary
+
+
+def override(event_id: str, author: str, replaces: str | None = None) -> CsmOverride:
+    return CsmOverride(
+        event_id=event_id,
+        account_id="acme",
+        occurred_at=T0,
+        action=OverrideAction.SET,
+        author=author,
+        reason="renewal at risk",
+        score=5,
+        expires_at=at(14),
+        replaces=replaces,
+    )
+
+
+def test_conflicting_override_goes_to_the_dlq_with_the_active_one_named() -> None:
+    feed = Feed(processor())
+    feed.send(EventKind.LOGIN, login())
+    first = feed.send(Control.OVERRIDES, override("o1", "ann"))
+    assert isinstance(first, Applied)
+    assert first.update is not None
+    assert first.update.override is not None
+    conflict = feed.send(Control.OVERRIDES, override("o2", "bob"))
+    assert isinstance(conflict, Rejected)
+    assert conflict.error.code is RejectCode.OVERRIDE_CONFLICT
+    assert "o1" in conflict.error.reason
+    replaced = feed.send(Control.OVERRIDES, override("o3", "bob", replaces="o1"))
+    assert isinstance(replaced, Applied)
+
+
+def test_a_tick_re_evaluates_with_time_moved_on() -> None:
+    clock = ManualClock(NOW)
+    feed = Feed(processor(clock))
+    for day in range(10):
+        feed.send(EventKind.LOGIN, login(days=-day, user=f"u{day}"))
+    before = feed.states[b"acme"].published
+    assert before is not None
+    clock.advance(15 * SECONDS_PER_DAY)
+    outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=clock.now()))
+    assert isinstance(outcome, Applied)
+    assert outcome.update is not None
+    assert outcome.update.trigger is Trigger.TIMER
+    assert outcome.update.score < before.score
+    assert "days since last login" in outcome.update.summary
+
+
+def test_a_tick_for_an_unknown_account_is_skipped() -> None:
+    feed = Feed(processor())
+    assert isinstance(feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW)), Skipped)
+    assert feed.states == {}
+
+
+def test_event_clock_scores_at_the_newest_event_time() -> None:
+    clock = EventClock()
+    feed = Feed(processor(clock))
+    feed.send(EventKind.LOGIN, login(account="a", days=-30), key=b"a")
+    outcome = feed.send(EventKind.LOGIN, login(account="b", days=-10), key=b"b")
+    assert clock.now() == at(-10).timestamp()
+    assert isinstance(outcome, Applied)
+    assert outcome.now == at(-10).timestamp()
 
 
 class BrokenStore(dict[bytes, AccountState]):
@@ -61,9 +159,13 @@ class BrokenStore(dict[bytes, AccountState]):
         raise RuntimeError("store bug")
 
 
-def test_a_failure_while_applying_sends_the_event_to_the_dlq() -> None:
-    payload = login(account="acme").model_dump_json().encode()
-    outcome = run(BrokenStore(), b"acme", payload, 0)
+def test_a_failure_while_applying_sends_the_input_to_the_dlq() -> None:
+    proc = processor()
+    payload = json.loads(login().model_dump_json())
+    source = SourcePosition("chs.events.login", 0, 0)
+    outcome = proc.process(
+        BrokenStore(), EventKind.LOGIN, b"acme", json.dumps(payload).encode(), source
+    )
     assert isinstance(outcome, Rejected)
     assert outcome.error.code is RejectCode.PROCESSING_ERROR
     assert "RuntimeError" in outcome.error.reason

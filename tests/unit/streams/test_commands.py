@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from scoring.events import OverrideAction
+from scoring.model import default_model
+from scoring.state import AccountState, fold
+from scoring.update import Rescorer, ScoreUpdate, Trigger
+from streams.commands import describe_model, describe_update, override_from_args
+from streams.redis_view import update_from_view, view_fields
+from tests.factories import T0, login, payment
+
+COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+
+
+def scored() -> ScoreUpdate:
+    state = AccountState(account_id="acme")
+    for day in range(10):
+        fold(state, login(days=-day, user=f"u{day}"))
+    fold(state, payment())
+    update = Rescorer(default_model()).rescore(state, T0.timestamp(), Trigger.EVENT, "e1", COMPUTED)
+    assert update is not None
+    return update
+
+
+def test_describe_model_lists_components_with_their_share() -> None:
+    text = describe_model(default_model())
+    assert "usage         28.6%  weighted_mean" in text  # 30 of 105
+    assert "days_since_last_login" in text
+    assert "bands: healthy >= 70, at-risk >= 40, critical >= 0" in text
+
+
+def test_describe_update_shows_components_measures_and_trend() -> None:
+    labels = {m.name: m.label for c in default_model().components.values() for m in c.measures}
+    text = describe_update(scored(), labels)
+    assert text.startswith("acme: ")
+    assert "trend: not enough history yet" in text
+    assert "days since last login" in text
+    assert "last change: first score" in text
+
+
+def test_the_redis_view_round_trips_a_score_update() -> None:
+    update = scored()
+    stored = view_fields(update)
+    assert stored["band"] == update.band
+    assert stored["segment"] == ""
+    assert update_from_view(stored) == update
+
+
+def args(**fields: object) -> argparse.Namespace:
+    return argparse.Namespace(**fields)
+
+
+def test_override_from_cli_arguments() -> None:
+    now = T0
+    setting = override_from_args(
+        args(
+            override_command="set",
+            account="acme",
+            author="ann",
+            reason="exec left",
+            score=20.0,
+            expires=timedelta(days=14),
+            replace=None,
+        ),
+        now,
+    )
+    assert setting.action is OverrideAction.SET
+    assert setting.expires_at == now + timedelta(days=14)
+    clearing = override_from_args(
+        args(override_command="clear", account="acme", author="ann", reason="renewed"), now
+    )
+    assert clearing.action is OverrideAction.CLEAR
+    with pytest.raises(ValidationError):
+        override_from_args(
+            args(
+                override_command="set",
+                account="acme",
+                author="ann",
+                reason="x",
+                score=120.0,
+                expires=timedelta(days=1),
+                replace=None,
+            ),
+            now,
+        )
