@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install redis clean
+.PHONY: run test lint format bench install redis clean
 
 run: install redis
 	$(BIN)/chs dev
@@ -16,6 +16,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m bench.run
 
 format: install
 	$(BIN)/ruff check --fix .

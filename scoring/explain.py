@@ -100,7 +100,7 @@ class Explainer:
         changes.sort(key=lambda c: -abs((c.new or 0.0) - (c.old or 0.0)))
         changes = changes[:MAX_MEASURES_PER_DRIVER]
         words = "; ".join(f"{c.label} {_number(c.old)} -> {_number(c.new)}" for c in changes)
-        text = f"{component} {_points(delta)}" + (f": {words}" if words else "")
+        text = f"{component} {_points(delta)}: {words or 'its share of the score changed'}"
         return Driver(component=component, delta=delta, text=text, measures=changes)
 
     @staticmethod

@@ -34,9 +34,10 @@ class Windows:
                 continue  # after the evaluation time, or outside every window
             index = bisect_right(windows, age)
             sums = narrowest[index]
-            for name, value in bucket.__dict__.items():
-                if value:
-                    sums[name] = sums.get(name, 0) + value
+            values = bucket.__dict__
+            # Only the fields ever set on a bucket can be non-zero: usually two or three of them.
+            for name in bucket.model_fields_set:
+                sums[name] = sums.get(name, 0) + values[name]
             if bucket.logins or bucket.feature_uses:
                 active[index] += 1
         self.sums: dict[int, dict[str, float]] = {}
@@ -57,7 +58,7 @@ class Windows:
 class MetricContext:
     """What the metric functions read: the state, the window sums, the model and the time."""
 
-    __slots__ = ("model", "now", "state", "today", "windows")
+    __slots__ = ("_distinct", "model", "now", "state", "today", "windows")
 
     def __init__(self, state: AccountState, model: ScoringModel, now: float) -> None:
         self.state = state
@@ -65,13 +66,21 @@ class MetricContext:
         self.now = now
         self.today = day_of(now)
         self.windows = Windows(state, model.windows, self.today)
+        self._distinct: dict[tuple[int, int], int] = {}
 
     def has(self, *kinds: EventKind) -> bool:
         return any(kind in self.state.last_seen for kind in kinds)
 
     def distinct_since(self, recency: dict[str, int], window: int) -> int:
-        since = self.today - window
-        return sum(1 for day in recency.values() if since < day <= self.today)
+        """Keys of ``recency`` (key -> last day seen) seen within ``window`` days; several
+        measures ask for the same count, so it is computed once per evaluation."""
+        cache_key = (id(recency), window)
+        count = self._distinct.get(cache_key)
+        if count is None:
+            since = self.today - window
+            count = sum(1 for day in recency.values() if since < day <= self.today)
+            self._distinct[cache_key] = count
+        return count
 
 
 _USAGE = (EventKind.LOGIN, EventKind.FEATURE_USE)

@@ -63,7 +63,13 @@ def active_override(state: AccountState, model: ScoringModel, now: float) -> Act
 
 
 def evaluate(state: AccountState, model: ScoringModel, now: float) -> Score | None:
-    """Score ``state`` as of ``now`` (POSIX seconds); None when no component has data."""
+    """Score ``state`` as of ``now`` (POSIX seconds).
+
+    None before the account's first product event (attributes or an override alone say
+    nothing about its health) and when no component has data.
+    """
+    if state.watermark is None:
+        return None
     profile = model.profile_for(state.attributes)
     stale = is_stale(state, model, now)
     as_of = now

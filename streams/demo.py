@@ -13,13 +13,14 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import count
 from typing import Any
 
 from scoring.events import (
+    AccountAttributes,
     Event,
     FeatureUseEvent,
     LoginEvent,
@@ -56,6 +57,7 @@ PROFILE_MIX: tuple[tuple[Profile, float], ...] = (
 )
 FEATURES = ("dashboards", "reports", "alerts", "api", "exports", "sso", "workflows", "billing")
 INVOICE_AMOUNT = Decimal("499.00")
+CSM_OWNERS = ("ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,27 @@ class DemoAccount:
     profile: Profile
     users: list[str]
     invoice_day: int
+    plan: str
+    owner: str
+    tenure_days: int
     open_tickets: list[str] = field(default_factory=list)
+
+    def attributes(self, now: float) -> AccountAttributes:
+        """The account's CRM record, as a CRM sync would put it on ``chs.accounts``."""
+        today = datetime.fromtimestamp(now, UTC).date()
+        return AccountAttributes(
+            account_id=self.account_id,
+            updated_at=datetime.fromtimestamp(now, UTC),
+            segment="enterprise" if self.plan == "enterprise" else "smb",
+            plan=self.plan,
+            lifecycle_stage="onboarding" if self.tenure_days < 60 else "adopted",
+            seats=len(self.users) + 3,
+            mrr=INVOICE_AMOUNT * (4 if self.plan == "enterprise" else 1),
+            currency="EUR",
+            renewal_date=today + timedelta(days=(self.invoice_day * 11) % 365 + 1),
+            csm_owner=self.owner,
+            customer_since=today - timedelta(days=self.tenure_days),
+        )
 
     def activity(self, progress: float) -> float:
         """Usage intensity at ``progress`` (0 = start of history, 1 = now)."""
@@ -104,6 +126,9 @@ def make_accounts(options: DemoOptions) -> list[DemoAccount]:
                 profile=profile,
                 users=[f"user-{index + 1:03d}-{u}" for u in range(n_users)],
                 invoice_day=rng.randrange(options.history_days or 1),
+                plan="enterprise" if rng.random() < 0.2 else "team",
+                owner=rng.choice(CSM_OWNERS),
+                tenure_days=rng.randint(options.history_days, 3 * 365),
             )
         )
     return accounts
@@ -305,6 +330,10 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     factory = EventFactory(options.seed)
     async with EventProducer(settings) as producer:
         start = time.time()
+        for account in accounts:
+            await producer.send_model(
+                settings.topic_accounts, account.account_id, account.attributes(start)
+            )
         sent = 0
         for day in history(accounts, factory, options.history_days, start, rng):
             for event in day:

@@ -221,6 +221,8 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             "redis_url": f"redis://127.0.0.1:{redis_port}/0",
             "web_port": free_port(),
             "data_dir": run_dir / "worker-data",
+            # The demo sends 45 days of history first: score it on event time, as a replay.
+            "clock": "event",
         }
     )
     env = settings_env(dev_settings)

@@ -65,6 +65,12 @@ def test_no_data_gives_no_score() -> None:
     assert evaluate(AccountState(account_id="acme"), small_model(), NOW) is None
 
 
+def test_attributes_alone_give_no_score() -> None:
+    since = AccountAttributes(account_id="acme", updated_at=T0, customer_since=T0.date())
+    state = AccountState(account_id="acme", attributes=since)
+    assert evaluate(state, default_model(), NOW) is None
+
+
 def test_weighted_mean_of_components_with_contributions() -> None:
     # usage: 6 logins of 10 -> 60; support: 1 open ticket of 4, lower better -> 75.
     score = evaluate(state_of(*logins(6), ticket()), small_model(), NOW)

@@ -58,9 +58,11 @@ def test_drivers_name_the_component_and_measures_in_words_and_numbers() -> None:
     assert update.score == 72.5
     assert update.previous_score == 80.0
     assert [d.component for d in update.drivers] == ["usage", "support"]
-    assert update.drivers[0].text == "usage -20"
+    assert update.drivers[0].text == "usage -20: its share of the score changed"
     assert update.drivers[1].text == "support +12: open tickets none -> 2"
-    assert update.summary == "usage -20; support +12: open tickets none -> 2"
+    assert update.summary == (
+        "usage -20: its share of the score changed; support +12: open tickets none -> 2"
+    )
 
 
 def test_time_passing_is_explained_by_the_measures_that_aged() -> None:

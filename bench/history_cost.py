@@ -1,0 +1,156 @@
+"""Cost per event against the account's history length: 10 events against 10,000.
+
+Runs the worker's hot path without Kafka (``streams.processing.Processor``: raw bytes ->
+validate -> fold -> evaluate -> explain -> ScoreUpdate) on one account whose state already
+holds a short or a long history, and reports microseconds per event and the encoded state size.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from scoring.events import (
+    Event,
+    FeatureUseEvent,
+    LoginEvent,
+    PaymentEvent,
+    PaymentStatus,
+    SurveyEvent,
+    SurveyType,
+    TicketAction,
+    TicketEvent,
+    TicketPriority,
+)
+from scoring.model import default_model
+from scoring.state import AccountState, SourcePosition
+from scoring.update import Rescorer
+from streams.processing import Processor
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+COPIES = 1_000
+ROUNDS = 5
+
+
+class _FixedClock:
+    def now(self) -> float:
+        return NOW.timestamp()
+
+    def wall(self) -> float:
+        return NOW.timestamp()
+
+    def observe(self, event_time: float) -> None:
+        del event_time
+
+
+def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
+    base = {"event_id": f"e{i}", "account_id": account, "occurred_at": at}
+    user = f"user-{rng.randrange(800)}"
+    roll = rng.random()
+    if roll < 0.45:
+        return LoginEvent(**base, user_id=user)
+    if roll < 0.85:
+        feature = f"feature-{rng.randrange(300)}"
+        return FeatureUseEvent(**base, user_id=user, feature=feature, count=rng.randint(1, 5))
+    if roll < 0.93:
+        return TicketEvent(
+            **base,
+            ticket_id=f"t{rng.randrange(400)}",
+            action=rng.choice(list(TicketAction)),
+            priority=rng.choice(list(TicketPriority)),
+        )
+    if roll < 0.97:
+        return PaymentEvent(
+            **base,
+            invoice_id=f"i{rng.randrange(150)}",
+            status=rng.choice(list(PaymentStatus)),
+            amount="499.00",
+            currency="EUR",
+        )
+    return SurveyEvent(**base, survey=SurveyType.NPS, score=rng.randint(0, 10))
+
+
+def _history(events: int) -> AccountState:
+    """One account's state after ``events`` events spread over the last 89 days."""
+    processor = Processor(Rescorer(default_model()), _FixedClock(), max_future_seconds=600)
+    states: dict[bytes, AccountState] = {}
+    rng = random.Random(1)
+    step = timedelta(days=89) / max(1, events)
+    for i in range(events):
+        event = _event(rng, "acme", i, NOW - timedelta(days=89) + step * i)
+        payload = event.model_dump_json(exclude={"kind"}).encode()
+        processor.process(states, event.kind, b"acme", payload, SourcePosition("t", 0, i))
+    return states[b"acme"]
+
+
+@dataclass
+class HistoryCost:
+    history_events: int
+    micros_per_event: float
+    state_bytes: int
+
+
+def measure(history_events: int) -> HistoryCost:
+    """Each measured event goes to its own copy of the account, so every one of them meets
+    exactly ``history_events`` events of history (the measured events add none)."""
+    base = _history(history_events)
+    processor = Processor(Rescorer(default_model()), _FixedClock(), max_future_seconds=600)
+    rng = random.Random(2)
+    timings = []
+    for round_ in range(ROUNDS):
+        states: dict[bytes, AccountState] = {}
+        messages = []
+        for k in range(COPIES):
+            account = f"acct-{k}"
+            states[account.encode()] = base.model_copy(update={"account_id": account}, deep=True)
+            event = _event(rng, account, 10**7 * (round_ + 1) + k, NOW - timedelta(hours=1))
+            messages.append((event.kind, account.encode(), event.model_dump_json().encode()))
+        source = SourcePosition("t", 0, 10**9)
+        began = time.perf_counter()
+        for kind, key, payload in messages:
+            processor.process(states, kind, key, payload, source)
+        timings.append((time.perf_counter() - began) / COPIES * 1e6)
+    size = len(base.model_dump_json(exclude_defaults=True))
+    return HistoryCost(history_events, statistics.median(timings), size)
+
+
+HISTORIES = (10, 1_000, 10_000, 100_000)
+
+
+def report() -> str:
+    results = [measure(n) for n in HISTORIES]
+    short, long = results[0], results[2]
+    ratio = long.micros_per_event / short.micros_per_event
+    return "\n".join(
+        [
+            "## Cost per event against history length",
+            "",
+            "`bench/history_cost.py`: the worker's per-event path without Kafka (raw bytes -> "
+            "validate -> fold -> evaluate -> explain -> ScoreUpdate), on one account, "
+            f"{COPIES} events a round, each to its own copy of the account's state (so each "
+            f"meets exactly that history), median of {ROUNDS} rounds, "
+            f"Python {platform.python_version()}.",
+            "",
+            "| history before measuring | us per event | encoded state |",
+            "|---|---|---|",
+            *(
+                f"| {r.history_events:,} events | {r.micros_per_event:.0f} | {r.state_bytes:,} B |"
+                for r in results
+            ),
+            "",
+            f"10,000 against 10 events: x{ratio:.2f}. The state is bounded (90 day buckets; "
+            "user, feature, ticket and invoice maps capped at 500/200/200/100 entries), so the "
+            "cost stops growing once those bounds are reached, as the 10,000 and 100,000 rows "
+            "show. What remains of the difference is an evaluation that reads the bounded "
+            "maps and day buckets in full; keeping window sums incrementally would remove it "
+            "(left to the performance work).",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(report())
