@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from scoring.events import (
     Event,
@@ -48,7 +49,7 @@ class _FixedClock:
 
 
 def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
-    base = {"event_id": f"e{i}", "account_id": account, "occurred_at": at}
+    base: dict[str, Any] = {"event_id": f"e{i}", "account_id": account, "occurred_at": at}
     user = f"user-{rng.randrange(800)}"
     roll = rng.random()
     if roll < 0.45:
