@@ -44,6 +44,10 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
                         name=name,
                         num_partitions=settings.topic_partitions,
                         replication_factor=settings.topic_replication,
+                        # Attributes are snapshots: only the latest per account matters.
+                        topic_configs={"cleanup.policy": "compact"}
+                        if name == settings.topic_accounts
+                        else {},
                     )
                     for name in missing
                 ]
