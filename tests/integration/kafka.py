@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.settings import Settings
 
@@ -39,3 +39,32 @@ async def read_until(
     finally:
         await consumer.stop()
     return records
+
+
+async def wait_consumed(settings: Settings, topics: list[str], within: float = 60.0) -> None:
+    """Wait until the worker's group has committed everything produced so far to ``topics``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(
+                consumer.partitions_for_topic(topic) or range(settings.topic_partitions)
+            )
+        ]
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(within):
+            while True:
+                behind = [tp for tp in partitions if (await consumer.committed(tp) or 0) < ends[tp]]
+                if not behind:
+                    return
+                await asyncio.sleep(0.3)
+    except TimeoutError:
+        raise AssertionError(f"worker group {settings.app_id} still behind on {behind}") from None
+    finally:
+        await consumer.stop()

@@ -15,7 +15,7 @@ from scoring.update import ScoreUpdate, Trigger
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.factories import feature, login, payment, survey
-from tests.integration.kafka import Records, read_until
+from tests.integration.kafka import Records, read_until, wait_consumed
 from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
 
 pytestmark = pytest.mark.integration
@@ -46,11 +46,13 @@ async def test_a_silent_account_decays_across_a_band_with_no_event_of_its_own(
         await produce(settings, history)
 
         state = folded(history)[silent]
+        clock = max(event.occurred_ts for event in history)
 
         def healthy(records: Records) -> bool:
             update = latest_updates(records, {silent}).get(silent)
-            return update is not None and agrees(state, update)
+            return update is not None and agrees(state, update, at=clock)
 
+        await wait_consumed(settings, settings.input_topics)
         first = latest_updates(
             await read_until(settings, settings.topic_scores, healthy), {silent}
         )[silent]

@@ -41,19 +41,20 @@ def folded(events: list[Event], *attributes: AccountAttributes) -> dict[str, Acc
     return states
 
 
-def expected_at(state: AccountState, update: ScoreUpdate) -> Score:
-    """What the pure core scores for ``state`` at the time the worker scored it."""
-    score = evaluate(state, default_model(), update.as_of.timestamp())
+def expected_at(state: AccountState, update: ScoreUpdate, at: float | None = None) -> Score:
+    """What the pure core scores for ``state`` at ``at`` (default: when the worker scored)."""
+    score = evaluate(state, default_model(), update.as_of.timestamp() if at is None else at)
     assert score is not None
     return score
 
 
-def agrees(state: AccountState, update: ScoreUpdate) -> bool:
-    expected = expected_at(state, update)
-    measures = {name: m.value for name, m in update.measures.items()}
-    return update.score == expected.value and measures == {
-        name: m.value for name, m in expected.measures.items()
-    }
+def agrees(state: AccountState, update: ScoreUpdate, at: float | None = None) -> bool:
+    """The worker publishes when the score moves, so the score is what can be compared.
+
+    With the wall clock, seconds between the last update and the last event change nothing;
+    with the event clock, pass ``at``: the newest event time, the worker's final clock.
+    """
+    return update.score == expected_at(state, update, at).value
 
 
 def latest_updates(records: Records, accounts: set[str]) -> dict[str, ScoreUpdate]:
