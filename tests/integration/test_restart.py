@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -53,3 +54,9 @@ async def test_state_survives_a_worker_restart(worker_settings: Settings, tmp_pa
     assert after.previous_score == before.score
     assert after.measures["active_days_30d"] == before.measures["active_days_30d"]
     assert "billing" in after.components
+    # The recovered account was put back on the re-evaluation schedule of the partition it
+    # belongs to (time must keep moving its score after a restart).
+    log = (tmp_path / "worker-2.log").read_text(errors="replace")
+    scheduled = [int(n) for n in re.findall(r"Owning partitions \[[\d, ]*\]: (\d+) accounts", log)]
+    assert scheduled
+    assert max(scheduled) >= 1
