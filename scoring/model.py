@@ -16,17 +16,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PositiveFloat,
-    ValidationError,
     model_validator,
 )
 
+from scoring.config import ConfigError, load_config, parse_config, parse_yaml
 from scoring.events import AccountAttributes
 
 OVERRIDE_COMPONENT = "csm_override"
@@ -372,40 +371,21 @@ class ScoringModel(_Strict):
         return labels.index(label) if label in labels else len(labels)
 
 
-class ModelError(ValueError):
-    """A model file that cannot be used; the message names the file, the field and the problem."""
+ModelError = ConfigError
+"""A model file that cannot be used; the message names the file, the field and the problem."""
 
 
 def parse_model(data: Any, source: str) -> ScoringModel:
-    try:
-        return ScoringModel.model_validate(data)
-    except ValidationError as error:
-        problems = []
-        for e in error.errors(include_url=False, include_input=False):
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            problems.append(f"{source}: {where}: {e['msg']}")
-        raise ModelError("\n".join(problems)) from None
+    return parse_config(ScoringModel, data, source)
 
 
 def load_model(path: Path) -> ScoringModel:
     """Read and validate a model file."""
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ModelError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "?"
-        raise ModelError(f"{path}: {where}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: (top level): a model is a mapping of fields")
-    return parse_model(data, str(path))
+    return load_config(ScoringModel, path)
 
 
 @cache
 def default_model() -> ScoringModel:
     """The model that ships with the package."""
     text = resources.files("scoring").joinpath("models/default.yaml").read_text()
-    return parse_model(yaml.safe_load(text), "scoring/models/default.yaml")
+    return parse_yaml(ScoringModel, text, "scoring/models/default.yaml")

@@ -118,6 +118,24 @@ class Published(BaseModel):
     """Raw value of each measure that had data."""
     override_id: str | None = None
     at: float = 0.0
+    reasons: list[str] = Field(default_factory=list)
+    """The notes and drivers of the last change in words, for alerts raised later."""
+
+
+class AlertMemory(BaseModel):
+    """What the alert rules remember about an account (``alerts.rules``)."""
+
+    band_rank: int | None = None
+    """The band alerting believes in (0 = best), moved only past the hysteresis margin."""
+    pending_rank: int | None = None
+    """A band the score has entered but not held for the minimum time yet..."""
+    pending_since: float | None = None
+    """...and since when."""
+    last_fired: dict[str, float] = Field(default_factory=dict)
+    """Rule key -> time it last fired, for cooldowns."""
+    daily_highs: dict[int, float] = Field(default_factory=dict)
+    """Day -> highest score that day, for sharp-drop detection (a month at most)."""
+    stale_alerted: bool = False
 
 
 class AccountState(BaseModel):
@@ -151,6 +169,7 @@ class AccountState(BaseModel):
     published: Published | None = None
     history: dict[int, float] = Field(default_factory=dict)
     """Day number -> closing score of that day, for the last ``HORIZON_DAYS`` days."""
+    alerts: AlertMemory = Field(default_factory=AlertMemory)
 
 
 def admits(state: AccountState, source: SourcePosition | None, input_id: str | None) -> bool:

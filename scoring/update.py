@@ -143,5 +143,6 @@ class Rescorer:
             measures={n: m.value for n, m in score.measures.items() if m.value is not None},
             override_id=override_id,
             at=now,
+            reasons=[*notes, *(d.text for d in drivers)],
         )
         return update

@@ -1,0 +1,240 @@
+"""Alert rules, pure: an observation of an account's score + its memory -> alerts.
+
+- band change: into a worse band (warning; critical for the worst band) or, optionally, a
+  better one (info), with hysteresis (a band is left only past its threshold by a margin), a
+  minimum time in the new band, and a cooldown per account and band;
+- sharp drop: the score fell by N points or more from its high of the last days;
+- critical events: an event matching a rule (a failed payment, an urgent ticket in a segment);
+- stale: no data for the account any more.
+
+A score wobbling around a threshold therefore yields one alert, not twenty. ``check`` updates
+the memory (kept in the account's state) in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from alerts.config import AlertRules, CriticalEventRule, Severity
+from alerts.model import Alert, alert_id
+from scoring.events import BaseEvent
+from scoring.model import Threshold
+from scoring.state import AlertMemory, day_of
+
+HOUR = 3600.0
+MONTH_OF_DAYS = 31
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One evaluation of one account, as the rules see it."""
+
+    account_id: str
+    score: float
+    previous_score: float | None
+    bands: list[Threshold]
+    """The account's band thresholds (its segment's), best first."""
+    stale: bool
+    segment: str | None
+    owner: str | None
+    reasons: list[str]
+    """Why the score last moved, in words."""
+    as_of: float
+    trigger: str
+    model_version: str
+
+
+def hysteretic_rank(current: int, score: float, bands: list[Threshold], margin: float) -> int:
+    """The band rank after ``score``, leaving band ``current`` only ``margin`` past it."""
+    rank = min(current, len(bands) - 1)
+    while rank < len(bands) - 1 and score < bands[rank].min - margin:
+        rank += 1
+    while rank > 0 and score >= bands[rank - 1].min + margin:
+        rank -= 1
+    return rank
+
+
+def plain_rank(score: float, bands: list[Threshold]) -> int:
+    return next(i for i, band in enumerate(bands) if score >= band.min or i == len(bands) - 1)
+
+
+class _Raiser:
+    """Builds alerts for one observation and applies cooldowns."""
+
+    def __init__(self, memory: AlertMemory, obs: Observation, now: float) -> None:
+        self.memory = memory
+        self.obs = obs
+        self.now = now
+        self.alerts: list[Alert] = []
+
+    def cooled_down(self, key: str, cooldown_hours: float) -> bool:
+        last = self.memory.last_fired.get(key)
+        return last is None or self.now - last >= cooldown_hours * HOUR
+
+    def raise_(
+        self,
+        key: str,
+        rule: str,
+        severity: Severity,
+        title: str,
+        old: tuple[float | None, str | None],
+        cooldown_hours: float,
+    ) -> None:
+        if not self.cooled_down(key, cooldown_hours):
+            return
+        self.memory.last_fired[key] = self.now
+        obs = self.obs
+        self.alerts.append(
+            Alert(
+                alert_id=alert_id(obs.account_id, key, obs.trigger),
+                account_id=obs.account_id,
+                rule=rule,
+                severity=severity,
+                title=title,
+                old_score=old[0],
+                new_score=obs.score,
+                old_band=old[1],
+                new_band=obs.bands[plain_rank(obs.score, obs.bands)].label,
+                drivers=obs.reasons,
+                owner=obs.owner,
+                segment=obs.segment,
+                occurred_at=datetime.fromtimestamp(obs.as_of, UTC),
+                trigger=obs.trigger,
+                model_version=obs.model_version,
+            )
+        )
+
+
+def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
+    """Returns whether a band alert was raised."""
+    rule = rules.band_change
+    memory, obs = raiser.memory, raiser.obs
+    if memory.band_rank is None:
+        # The first score sets the scene: alerting on it would page for every new account.
+        memory.band_rank = plain_rank(obs.score, obs.bands)
+        return False
+    target = hysteretic_rank(memory.band_rank, obs.score, obs.bands, rule.hysteresis_points)
+    if target == memory.band_rank:
+        memory.pending_rank = memory.pending_since = None
+        return False
+    if memory.pending_rank != target:
+        memory.pending_rank, memory.pending_since = target, raiser.now
+    assert memory.pending_since is not None
+    if raiser.now - memory.pending_since < rule.min_minutes_in_band * 60:
+        return False
+    old_rank, memory.band_rank = memory.band_rank, target
+    memory.pending_rank = memory.pending_since = None
+    if not rule.enabled:
+        return False
+    old = (obs.previous_score, obs.bands[min(old_rank, len(obs.bands) - 1)].label)
+    new_band = obs.bands[target].label
+    if target > old_rank:
+        worst = target == len(obs.bands) - 1
+        severity = Severity.CRITICAL if worst else Severity.WARNING
+        title = f"{obs.account_id} is now {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
+        raiser.raise_(
+            f"band_change:{new_band}", "band_change", severity, title, old, rule.cooldown_hours
+        )
+        return True
+    if rule.recovery:
+        title = f"{obs.account_id} recovered to {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
+        raiser.raise_(
+            f"recovery:{new_band}", "recovery", Severity.INFO, title, old, rule.cooldown_hours
+        )
+        return True
+    return False
+
+
+def _sharp_drop(raiser: _Raiser, rules: AlertRules, announce: bool) -> None:
+    """Track daily highs; raise on a fall from the window's high. With ``announce`` False
+    (a band alert already tells of this fall) the drop only starts the rule's cooldown."""
+    rule = rules.sharp_drop
+    memory, obs = raiser.memory, raiser.obs
+    today = day_of(raiser.now)
+    highs = memory.daily_highs
+    if today not in highs:
+        for stale in [d for d in highs if d <= today - MONTH_OF_DAYS]:
+            del highs[stale]
+    if obs.previous_score is not None:
+        highs[today] = max(highs.get(today, obs.previous_score), obs.previous_score)
+    window = [high for day, high in highs.items() if day > today - rule.window_days]
+    highs[today] = max(highs.get(today, obs.score), obs.score)
+    if not rule.enabled or not window:
+        return
+    high = max(window)
+    if high - obs.score >= rule.points and not announce:
+        if raiser.cooled_down("sharp_drop", rule.cooldown_hours):
+            memory.last_fired["sharp_drop"] = raiser.now
+    elif high - obs.score >= rule.points:
+        title = (
+            f"{obs.account_id} fell {high - obs.score:.0f} points in {rule.window_days} days "
+            f"({high:.0f} -> {obs.score:.0f})"
+        )
+        raiser.raise_(
+            "sharp_drop", "sharp_drop", rule.severity, title, (high, None), rule.cooldown_hours
+        )
+
+
+def matches(rule: CriticalEventRule, event: BaseEvent, segment: str | None) -> bool:
+    if getattr(event, "kind", None) is not rule.kind:
+        return False
+    if rule.segments and segment not in rule.segments:
+        return False
+    return all(str(getattr(event, field, None)) in values for field, values in rule.match.items())
+
+
+def _critical_events(raiser: _Raiser, rules: AlertRules, event: BaseEvent | None) -> None:
+    if event is None:
+        return
+    obs = raiser.obs
+    for rule in rules.critical_events:
+        if matches(rule, event, obs.segment):
+            title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
+            raiser.raise_(
+                f"critical_event:{rule.name}",
+                f"critical_event:{rule.name}",
+                rule.severity,
+                title,
+                (obs.previous_score, None),
+                rule.cooldown_hours,
+            )
+
+
+def _stale(raiser: _Raiser, rules: AlertRules) -> None:
+    memory, obs = raiser.memory, raiser.obs
+    if not obs.stale:
+        memory.stale_alerted = False
+        return
+    if memory.stale_alerted or not rules.stale.enabled:
+        return
+    memory.stale_alerted = True
+    title = f"{obs.account_id}: no data for the account any more; its score is on hold"
+    raiser.raise_("stale", "stale", rules.stale.severity, title, (obs.previous_score, None), 0)
+
+
+def _fmt(score: float | None) -> str:
+    return "-" if score is None else f"{score:.0f}"
+
+
+def check(
+    memory: AlertMemory,
+    obs: Observation,
+    rules: AlertRules,
+    now: float,
+    event: BaseEvent | None = None,
+) -> list[Alert]:
+    """The alerts ``obs`` raises; ``memory`` is updated in place."""
+    raiser = _Raiser(memory, obs, now)
+    _stale(raiser, rules)
+    crossed = _band_change(raiser, rules)
+    _sharp_drop(raiser, rules, announce=not crossed)  # one message for one change
+    _critical_events(raiser, rules, event)
+    return raiser.alerts
+
+
+def pending_until(memory: AlertMemory, rules: AlertRules) -> float | None:
+    """When a pending band change is confirmed (the scheduler re-evaluates then)."""
+    if memory.pending_since is None:
+        return None
+    return memory.pending_since + rules.band_change.min_minutes_in_band * 60

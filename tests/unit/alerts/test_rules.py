@@ -1,0 +1,216 @@
+"""Alert rules against score sequences written out by hand.
+
+Bands: healthy >= 70, at-risk >= 40, critical. Default hysteresis 3 points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severity, SharpDropRule
+from alerts.model import Alert
+from alerts.rules import Observation, check, hysteretic_rank, pending_until
+from scoring.events import EventKind, PaymentStatus, TicketPriority
+from scoring.model import default_model
+from scoring.state import AlertMemory
+from tests.factories import T0, payment, ticket
+
+BANDS = default_model().bands
+HOUR = 3600.0
+START = T0.timestamp()
+
+
+def rules(**changes: Any) -> AlertRules:
+    """Only the rule under test: sharp drops are off unless a test turns them on."""
+    return AlertRules(
+        **{"critical_events": [], "sharp_drop": SharpDropRule(enabled=False), **changes}
+    )
+
+
+class Account:
+    """Feeds a score sequence through ``check``, one observation an hour by default."""
+
+    def __init__(self, alert_rules: AlertRules, segment: str | None = None) -> None:
+        self.memory = AlertMemory()
+        self.rules = alert_rules
+        self.segment = segment
+        self.now = START
+        self.previous: float | None = None
+        self.count = 0
+
+    def score(self, value: float, hours: float = 1.0, **fields: Any) -> list[Alert]:
+        self.now += hours * HOUR
+        self.count += 1
+        obs = Observation(
+            account_id="acme",
+            score=value,
+            previous_score=self.previous,
+            bands=BANDS,
+            stale=fields.pop("stale", False),
+            segment=self.segment,
+            owner="ana",
+            reasons=["usage -9: days since last login 2 -> 16"],
+            as_of=self.now,
+            trigger=f"e{self.count}",
+            model_version="default@x",
+        )
+        self.previous = value
+        return check(self.memory, obs, self.rules, self.now, fields.pop("event", None))
+
+    def run(self, *values: float, hours: float = 1.0) -> list[Alert]:
+        return [alert for value in values for alert in self.score(value, hours)]
+
+
+def test_hysteresis_leaves_a_band_only_past_the_margin() -> None:
+    assert hysteretic_rank(0, 68.0, BANDS, 3) == 0
+    assert hysteretic_rank(0, 67.0, BANDS, 3) == 0  # 70 - 3 = 67 is not below
+    assert hysteretic_rank(0, 66.9, BANDS, 3) == 1
+    assert hysteretic_rank(0, 20.0, BANDS, 3) == 2  # straight through two bands
+    assert hysteretic_rank(1, 72.9, BANDS, 3) == 1
+    assert hysteretic_rank(1, 73.0, BANDS, 3) == 0
+    assert hysteretic_rank(2, 42.0, BANDS, 3) == 2
+    assert hysteretic_rank(2, 90.0, BANDS, 3) == 0
+
+
+def test_first_score_raises_nothing_even_if_critical() -> None:
+    assert Account(rules()).run(12.0) == []
+
+
+def test_crossing_into_a_worse_band_raises_one_explained_alert() -> None:
+    account = Account(rules())
+    alerts = account.run(80.0, 75.0, 66.0)
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert (alert.rule, alert.severity) == ("band_change", Severity.WARNING)
+    assert (alert.old_score, alert.new_score) == (75.0, 66.0)
+    assert (alert.old_band, alert.new_band) == ("healthy", "at-risk")
+    assert alert.title == "acme is now at-risk (75 -> 66)"
+    assert alert.drivers == ["usage -9: days since last login 2 -> 16"]
+    assert alert.owner == "ana"
+    assert alert.trigger == "e3"
+
+
+def test_a_score_wobbling_around_a_threshold_raises_one_alert_not_twenty() -> None:
+    account = Account(rules())
+    wobble = [72, 69, 71, 68, 70, 69.5, 71, 68.5] * 3
+    assert account.run(80.0, *wobble) == []  # never 3 points past 70
+    dips = [66, 71, 65, 72, 66, 71, 64]  # crosses, recovers only to 71/72 (< 73), ...
+    alerts = account.run(*dips)
+    assert [a.rule for a in alerts] == ["band_change"]
+
+
+def test_recovery_needs_the_margin_too_and_is_info() -> None:
+    account = Account(rules())
+    account.run(80.0, 60.0)
+    assert account.run(72.0) == []
+    alerts = account.run(74.0)
+    assert [(a.rule, a.severity, a.new_band) for a in alerts] == [
+        ("recovery", Severity.INFO, "healthy")
+    ]
+    quiet = Account(rules(band_change=BandChangeRule(recovery=False)))
+    assert [a.rule for a in quiet.run(80, 60, 74)] == ["band_change"]
+    assert quiet.memory.band_rank == 0  # it did recover, silently
+
+
+def test_the_worst_band_is_critical_and_escalation_is_not_held_by_the_cooldown() -> None:
+    account = Account(rules())
+    alerts = account.run(80.0, 60.0, 30.0)
+    assert [(a.new_band, a.severity) for a in alerts] == [
+        ("at-risk", Severity.WARNING),
+        ("critical", Severity.CRITICAL),
+    ]
+
+
+def test_cooldown_per_account_and_band() -> None:
+    account = Account(rules())  # 24 h
+    first = account.run(80.0, 60.0, 80.0)  # at-risk, then recovery
+    assert [a.rule for a in first] == ["band_change", "recovery"]
+    assert account.run(60.0, 80.0) == []  # same band changes within 24 h: held
+    later = [a.rule for a in account.run(60.0, hours=25)]
+    assert later == ["band_change"]
+
+
+def test_minimum_time_in_band_before_alerting() -> None:
+    account = Account(rules(band_change=BandChangeRule(min_minutes_in_band=120)))
+    assert account.run(80.0, 60.0) == []
+    assert pending_until(account.memory, account.rules) == account.now + 2 * HOUR
+    assert account.score(75.0) == []  # back before two hours: nothing pending
+    assert account.memory.pending_rank is None
+    assert account.score(60.0) == []
+    assert account.score(61.0) == []  # one hour in the band
+    alerts = account.score(62.0)  # two hours in the band
+    assert [(a.rule, a.new_band) for a in alerts] == [("band_change", "at-risk")]
+
+
+def test_sharp_drop_from_the_high_of_the_window() -> None:
+    account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
+    assert account.run(95.0, 90.0, hours=24) == []
+    alerts = account.run(85.0, 82.0, 79.5, hours=24)  # 95 -> 79.5 within 7 days, still healthy
+    assert [(a.rule, a.old_score, a.new_score) for a in alerts] == [("sharp_drop", 95.0, 79.5)]
+    assert alerts[0].title == "acme fell 16 points in 7 days (95 -> 80)"
+    assert account.run(78.0, 76.0, hours=24) == []  # cooldown 72 h
+
+
+def test_slow_decline_over_more_than_the_window_is_not_sharp() -> None:
+    account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
+    assert account.run(*[95.0 - 1.5 * d for d in range(14)], hours=24) == []
+
+
+def test_a_band_alert_covers_the_drop_that_caused_it() -> None:
+    account = Account(rules(sharp_drop=SharpDropRule()))
+    alerts = account.run(90.0, 60.0)
+    assert [a.rule for a in alerts] == ["band_change"]
+
+
+def failed_payment_rule(**changes: Any) -> CriticalEventRule:
+    return CriticalEventRule(
+        name="failed_payment", kind=EventKind.PAYMENT, match={"status": ["failed"]}, **changes
+    )
+
+
+def test_critical_event_matches_kind_fields_and_segment() -> None:
+    account = Account(
+        AlertRules(critical_events=[failed_payment_rule(segments=["enterprise"])]),
+        segment="enterprise",
+    )
+    account.run(80.0)
+    alerts = account.score(80.0, event=payment(status=PaymentStatus.FAILED))
+    assert [(a.rule, a.severity) for a in alerts] == [
+        ("critical_event:failed_payment", Severity.CRITICAL)
+    ]
+    assert account.score(80.0, event=payment(status=PaymentStatus.PAID)) == []
+    assert account.score(80.0, event=ticket(priority=TicketPriority.URGENT)) == []
+    other = Account(AlertRules(critical_events=[failed_payment_rule(segments=["enterprise"])]))
+    assert other.score(80.0, event=payment(status=PaymentStatus.FAILED)) == []
+
+
+def test_critical_event_cooldown() -> None:
+    account = Account(AlertRules(critical_events=[failed_payment_rule(cooldown_hours=24)]))
+    failed = payment(status=PaymentStatus.FAILED)
+    assert len(account.score(80.0, event=failed)) == 1
+    assert account.score(80.0, event=failed) == []
+    assert len(account.score(80.0, hours=24, event=failed)) == 1
+
+
+def test_stale_alerts_once_until_data_returns() -> None:
+    account = Account(rules())
+    account.run(80.0)
+    assert [a.rule for a in account.score(80.0, stale=True)] == ["stale"]
+    assert account.score(80.0, stale=True) == []
+    account.score(80.0)
+    assert [a.rule for a in account.score(80.0, stale=True)] == ["stale"]
+
+
+def test_alert_ids_are_deterministic_per_account_rule_and_trigger() -> None:
+    first = Account(rules()).run(80.0, 60.0)
+    again = Account(rules()).run(80.0, 60.0)
+    assert first[0].alert_id == again[0].alert_id
+    other = Account(rules())
+    other.count = 10
+    assert other.run(80.0, 60.0)[0].alert_id != first[0].alert_id
+
+
+def test_disabled_band_rule_still_tracks_the_band() -> None:
+    account = Account(rules(band_change=BandChangeRule(enabled=False)))
+    assert account.run(80.0, 60.0, 30.0) == []
+    assert account.memory.band_rank == 2
