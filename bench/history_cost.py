@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alerts.config import default_rules
 from scoring.events import (
     Event,
     FeatureUseEvent,
@@ -77,7 +78,9 @@ def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
 
 def _history(events: int) -> AccountState:
     """One account's state after ``events`` events spread over the last 89 days."""
-    processor = Processor(Rescorer(default_model()), _FixedClock(), max_future_seconds=600)
+    processor = Processor(
+        Rescorer(default_model()), default_rules(), _FixedClock(), max_future_seconds=600
+    )
     states: dict[bytes, AccountState] = {}
     rng = random.Random(1)
     step = timedelta(days=89) / max(1, events)
@@ -99,7 +102,9 @@ def measure(history_events: int) -> HistoryCost:
     """Each measured event goes to its own copy of the account, so every one of them meets
     exactly ``history_events`` events of history (the measured events add none)."""
     base = _history(history_events)
-    processor = Processor(Rescorer(default_model()), _FixedClock(), max_future_seconds=600)
+    processor = Processor(
+        Rescorer(default_model()), default_rules(), _FixedClock(), max_future_seconds=600
+    )
     rng = random.Random(2)
     timings = []
     for round_ in range(ROUNDS):

@@ -16,10 +16,13 @@ import faust
 from faust.serializers import codecs
 from faust.types import TP
 
+from alerts.config import AlertRules
+from alerts.model import Alert
 from scoring.model import ScoringModel
 from scoring.schedule import next_due
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
+from streams.alerting import ALERTS_RAISED, AlertDelivery
 from streams.clock import Clock
 from streams.processing import Applied, Control, Processor, Rejected, Tick, TopicRole
 from streams.redis_view import ScoreView
@@ -95,7 +98,9 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
     }
 
 
-def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.App:
+def create_app(
+    settings: Settings, model: ScoringModel, rules: AlertRules, clock: Clock
+) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -127,6 +132,8 @@ def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.A
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
+    alerts_topic = raw_topic(settings.topic_alerts)
+    alerts_dlq_topic = raw_topic(settings.topic_alerts_dlq)
     accounts = AccountTable(
         app,
         name="accounts",
@@ -138,7 +145,7 @@ def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.A
     app.tables.add(accounts)
     schedule = DueSchedule()
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
-    processor = Processor(Rescorer(model), clock, settings.max_future_seconds)
+    processor = Processor(Rescorer(model), rules, clock, settings.max_future_seconds)
 
     @app.agent(inputs_topic)
     async def score_inputs(stream: faust.StreamT[bytes]) -> None:
@@ -156,11 +163,13 @@ def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.A
                     headers=dlq_headers(error.code.value, error.reason, source),
                 )
             elif isinstance(outcome, Applied):
-                state = outcome.state
-                schedule.set(source.partition, event.key, next_due(state, model, outcome.now))
+                schedule.set(source.partition, event.key, outcome.next_due)
                 if outcome.update is not None:
                     value = outcome.update.model_dump_json().encode()
                     await scores_topic.send(key=event.key, value=value)
+                for alert in outcome.alerts:
+                    ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
+                    await alerts_topic.send(key=event.key, value=alert.model_dump_json().encode())
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
@@ -170,6 +179,20 @@ def create_app(settings: Settings, model: ScoringModel, clock: Clock) -> faust.A
             await ticks_topic.send(
                 key=key, value=tick.model_dump_json().encode(), partition=partition
             )
+
+    delivery = AlertDelivery.from_settings(settings)
+
+    @app.agent(alerts_topic)
+    async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
+        """Slack (or the log) in its own agent: scoring never waits on it."""
+        async for event in stream.events():
+            failure = await delivery.handle(Alert.model_validate_json(event.value))
+            if failure is not None:
+                await alerts_dlq_topic.send(
+                    key=event.key,
+                    value=event.value,
+                    headers=[("chs-reason", failure.encode())],
+                )
 
     view = ScoreView.from_url(settings.redis_url)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from alerts.config import AlertRules, default_rules, load_rules
+from scoring.config import ConfigError
 from scoring.model import ModelError, ScoringModel, default_model, load_model
 from streams.settings import Settings
 
@@ -37,6 +39,16 @@ def configured_model(settings: Settings) -> ScoringModel:
         sys.exit(f"chs: invalid scoring model:\n{error}")
 
 
+def configured_rules(settings: Settings) -> AlertRules:
+    """The alert rules named by ``CHS_ALERT_RULES_FILE``, or the default ones."""
+    if settings.alert_rules_file is None:
+        return default_rules()
+    try:
+        return load_rules(settings.alert_rules_file)
+    except ConfigError as error:
+        sys.exit(f"chs: invalid alert rules:\n{error}")
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     import faust
@@ -46,9 +58,10 @@ def run_worker(settings: Settings) -> None:
     from streams.topics import ensure_topics
 
     model = configured_model(settings)
+    rules = configured_rules(settings)
     if settings.create_topics:
         asyncio.run(ensure_topics(settings))
-    app = create_app(settings, model, clock_for(settings.clock))
+    app = create_app(settings, model, rules, clock_for(settings.clock))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
@@ -76,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         "--live-seconds", type=float, default=None, help="stop after (default: never)"
     )
 
-    commands.add_parser("watch", help="print score changes from the scores topic")
+    commands.add_parser("watch", help="print score changes and alerts as they happen")
+    alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
+        dest="alerts_command", required=True
+    )
+    alerts.add_parser("tail", help="print alerts from the alerts topic as they arrive")
     commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
 
     model = commands.add_parser("model", help="scoring model files").add_subparsers(
@@ -135,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         labels = [band.label for band in configured_model(settings).bands]
         asyncio.run(watch_scores(settings, labels))
+    elif args.command == "alerts":
+        from streams.watch import tail_alerts
+
+        asyncio.run(tail_alerts(settings))
     elif args.command == "dev":
         from streams.devstack import run_dev
 

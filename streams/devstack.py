@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import SecretStr
+
 from scoring.model import ScoringModel
 from streams.settings import Settings
 
@@ -38,12 +41,21 @@ DEV_BROKER_SETTINGS: dict[str, Any] = {
 """Work-arounds for the dev broker's gaps; never set in production."""
 
 
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return json.dumps({k: _env_value(v) for k, v in value.items()})
+    return str(value)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``CHS_*`` environment that reproduces ``settings`` in a child process."""
+    """The ``CHS_*`` environment that reproduces ``settings`` in a child process (secrets
+    included: it is the child's environment, never a log)."""
     return {
-        f"CHS_{name.upper()}": str(value)
-        for name, value in settings.model_dump().items()
-        if value is not None
+        f"CHS_{name.upper()}": _env_value(getattr(settings, name))
+        for name in type(settings).model_fields
+        if getattr(settings, name) is not None
     }
 
 

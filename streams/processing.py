@@ -14,6 +14,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from alerts.config import AlertRules
+from alerts.model import Alert
+from alerts.rules import Observation, check, pending_until
 from scoring.events import (
     EVENT_MODELS,
     AccountAttributes,
@@ -26,6 +29,7 @@ from scoring.events import (
     SurveyEvent,
     TicketEvent,
 )
+from scoring.schedule import next_due
 from scoring.state import (
     AccountState,
     OverrideConflict,
@@ -83,7 +87,10 @@ class Applied:
     role: TopicRole
     state: AccountState
     update: ScoreUpdate | None
+    alerts: list[Alert]
     now: float
+    next_due: float | None
+    """When the account must be re-evaluated with no input (None: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +104,11 @@ Outcome = Rejected | Applied | Skipped
 
 
 class Processor:
-    def __init__(self, rescorer: Rescorer, clock: Clock, max_future_seconds: float) -> None:
+    def __init__(
+        self, rescorer: Rescorer, rules: AlertRules, clock: Clock, max_future_seconds: float
+    ) -> None:
         self.rescorer = rescorer
+        self.rules = rules
         self.clock = clock
         self.max_future_seconds = max_future_seconds
 
@@ -149,10 +159,11 @@ class Processor:
             state = AccountState(account_id=account_id)
         now = max(self.clock.now(), state.watermark or 0.0)
         input_id: str | None
+        event: BaseEvent | None = None
         match parsed:
             case LoginEvent() | FeatureUseEvent() | TicketEvent() | PaymentEvent() | SurveyEvent():
                 applied = fold(state, parsed, source)
-                trigger, input_id = Trigger.EVENT, parsed.event_id
+                trigger, input_id, event = Trigger.EVENT, parsed.event_id, parsed
             case AccountAttributes():
                 applied = apply_attributes(state, parsed, source)
                 trigger, input_id = Trigger.ATTRIBUTES, None
@@ -166,5 +177,55 @@ class Processor:
         now = max(now, state.watermark or 0.0)
         computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
         update = self.rescorer.rescore(state, now, trigger, input_id, computed_at)
+        alerts = self._alerts(state, update, now, _trigger_key(parsed, input_id), event)
         states[key] = state
-        return Applied(role, state, update, now)
+        return Applied(role, state, update, alerts, now, self._next_due(state, now))
+
+    def _alerts(
+        self,
+        state: AccountState,
+        update: ScoreUpdate | None,
+        now: float,
+        trigger: str,
+        event: BaseEvent | None,
+    ) -> list[Alert]:
+        published = state.published
+        if published is None:
+            return []
+        model = self.rescorer.model
+        attributes = state.attributes
+        observation = Observation(
+            account_id=state.account_id,
+            score=published.score,
+            previous_score=update.previous_score if update is not None else published.score,
+            bands=model.profile_for(attributes).bands,
+            stale=published.stale,
+            segment=published.segment,
+            owner=attributes.csm_owner if attributes else None,
+            reasons=published.reasons,
+            as_of=now,
+            trigger=trigger,
+            model_version=model.version,
+        )
+        return check(state.alerts, observation, self.rules, now, event)
+
+    def _next_due(self, state: AccountState, now: float) -> float | None:
+        times = [
+            t
+            for t in (
+                next_due(state, self.rescorer.model, now),
+                pending_until(state.alerts, self.rules),
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
+
+
+def _trigger_key(parsed: BaseModel, input_id: str | None) -> str:
+    """What identifies the input for alert ids: replaying it raises the same alert id."""
+    if input_id is not None:
+        return input_id
+    if isinstance(parsed, AccountAttributes):
+        return f"attributes:{parsed.updated_at.isoformat()}"
+    assert isinstance(parsed, Tick)
+    return f"tick:{parsed.due_at:.0f}"

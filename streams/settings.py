@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scoring.events import EventKind
@@ -38,6 +38,23 @@ class Settings(BaseSettings):
     topic_ticks: str = Field(default="chs.ticks", description="internal: timer re-evaluations")
     topic_scores: str = "chs.scores"
     topic_dlq: str = "chs.events.dlq"
+    topic_alerts: str = "chs.alerts"
+    topic_alerts_dlq: str = Field(default="chs.alerts.dlq", description="undeliverable alerts")
+
+    alert_rules_file: Path | None = Field(default=None, description="alert rules YAML")
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="default Slack incoming webhook; unset: alerts go to the log"
+    )
+    slack_routes: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='JSON: {"severity:critical": URL, "segment:enterprise": URL}',
+    )
+    slack_rate_per_second: float = Field(default=1.0, gt=0)
+    slack_burst: int = Field(default=3, ge=1)
+    slack_max_attempts: int = Field(default=5, ge=1, description="tries on 5xx and timeouts")
+    slack_timeout_seconds: int = Field(default=10, ge=1)
+    slack_retry_base_seconds: float = Field(default=0.5, gt=0)
+    alert_dedup_days: float = Field(default=7.0, gt=0, description="remember delivered alerts")
 
     model_file: Path | None = Field(default=None, description="scoring model YAML")
     clock: Literal["wall", "event"] = Field(
@@ -54,6 +71,15 @@ class Settings(BaseSettings):
     broker_session_timeout: float = Field(default=60.0, gt=0, description="seconds")
     broker_heartbeat_interval: float = Field(default=3.0, gt=0, description="seconds")
     producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
+
+    @field_validator("slack_routes")
+    @classmethod
+    def _route_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in value:
+            kind, _, target = name.partition(":")
+            if kind not in ("severity", "segment") or not target:
+                raise ValueError(f"route {name!r} must be 'severity:<level>' or 'segment:<name>'")
+        return value
 
     @field_validator("broker_url")
     @classmethod
@@ -76,6 +102,8 @@ class Settings(BaseSettings):
             self.topic_ticks,
             self.topic_scores,
             self.topic_dlq,
+            self.topic_alerts,
+            self.topic_alerts_dlq,
         ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")

@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 
 def project_topics(settings: Settings) -> list[str]:
-    return [*settings.input_topics, settings.topic_scores, settings.topic_dlq]
+    return [
+        *settings.input_topics,
+        settings.topic_scores,
+        settings.topic_dlq,
+        settings.topic_alerts,
+        settings.topic_alerts_dlq,
+    ]
 
 
 async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> list[str]:

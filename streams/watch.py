@@ -9,10 +9,13 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer
 
+from alerts.model import Alert
+from alerts.slack import log_line
 from scoring.update import ScoreUpdate
 from streams.settings import Settings
 
@@ -68,29 +71,70 @@ class ScoreFeed:
         )
         self._out.flush()
 
+    def show_alert(self, alert: Alert) -> None:
+        line = log_line(alert)
+        if self._colour:
+            colour = {"critical": _RED, "warning": _YELLOW}.get(alert.severity.value, _GREEN)
+            line = f"{colour}{line}{_RESET}"
+        self._out.write(line + "\n")
 
-async def watch_scores(
-    settings: Settings, band_labels: list[str], summary_every: float = 5.0
+
+async def follow(
+    settings: Settings,
+    topics: list[str],
+    handle: Callable[[str, bytes], None],
+    tick: Callable[[], None] | None = None,
 ) -> None:
-    feed = ScoreFeed(sys.stdout, band_labels)
+    """Read ``topics`` from the beginning, forever, handing each record to ``handle``."""
     consumer = AIOKafkaConsumer(
-        settings.topic_scores,
+        *topics,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
     try:
-        last_summary = time.monotonic()
         while True:
             batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
                     if record.value is not None:
-                        feed.show(ScoreUpdate.model_validate_json(record.value))
-            if time.monotonic() - last_summary >= summary_every:
-                feed.summary()
-                last_summary = time.monotonic()
+                        handle(tp.topic, record.value)
+            if tick is not None:
+                tick()
             sys.stdout.flush()
     finally:
         await consumer.stop()
+
+
+async def watch_scores(
+    settings: Settings, band_labels: list[str], summary_every: float = 5.0
+) -> None:
+    """Score changes and alerts, as they happen, with a summary every few seconds."""
+    feed = ScoreFeed(sys.stdout, band_labels)
+    last_summary = time.monotonic()
+
+    def handle(topic: str, value: bytes) -> None:
+        if topic == settings.topic_alerts:
+            feed.show_alert(Alert.model_validate_json(value))
+        else:
+            feed.show(ScoreUpdate.model_validate_json(value))
+
+    def tick() -> None:
+        nonlocal last_summary
+        if time.monotonic() - last_summary >= summary_every:
+            feed.summary()
+            last_summary = time.monotonic()
+
+    await follow(settings, [settings.topic_scores, settings.topic_alerts], handle, tick)
+
+
+async def tail_alerts(settings: Settings) -> None:
+    """``chs alerts tail``: one line per alert as it arrives."""
+    feed = ScoreFeed(sys.stdout, [])
+
+    def handle(topic: str, value: bytes) -> None:
+        del topic
+        feed.show_alert(Alert.model_validate_json(value))
+
+    await follow(settings, [settings.topic_alerts], handle)

@@ -4,7 +4,14 @@ import json
 
 from pydantic import BaseModel
 
-from scoring.events import AccountAttributes, CsmOverride, EventKind, OverrideAction
+from alerts.config import default_rules
+from scoring.events import (
+    AccountAttributes,
+    CsmOverride,
+    EventKind,
+    OverrideAction,
+    PaymentStatus,
+)
 from scoring.model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition
 from scoring.update import Rescorer, Trigger
@@ -12,13 +19,18 @@ from scoring.validation import RejectCode
 from streams.clock import EventClock
 from streams.processing import Applied, Control, Processor, Rejected, Skipped, Tick, TopicRole
 from tests.clock import ManualClock
-from tests.factories import T0, at, login
+from tests.factories import T0, at, feature, login, payment
 
 NOW = T0.timestamp()
 
 
 def processor(clock: ManualClock | EventClock | None = None) -> Processor:
-    return Processor(Rescorer(default_model()), clock or ManualClock(NOW), max_future_seconds=600)
+    return Processor(
+        Rescorer(default_model()),
+        default_rules(),
+        clock or ManualClock(NOW),
+        max_future_seconds=600,
+    )
 
 
 class Feed:
@@ -169,3 +181,36 @@ def test_a_failure_while_applying_sends_the_input_to_the_dlq() -> None:
     assert isinstance(outcome, Rejected)
     assert outcome.error.code is RejectCode.PROCESSING_ERROR
     assert "RuntimeError" in outcome.error.reason
+
+
+def test_a_failed_payment_raises_a_critical_alert_with_the_event_as_trigger() -> None:
+    feed = Feed(processor())
+    for day in range(5):
+        feed.send(EventKind.LOGIN, login(days=-day, user=f"u{day}"))
+    failed = payment(status=PaymentStatus.FAILED)
+    outcome = feed.send(EventKind.PAYMENT, failed)
+    assert isinstance(outcome, Applied)
+    assert [a.rule for a in outcome.alerts] == ["critical_event:failed_payment"]
+    assert outcome.alerts[0].trigger == failed.event_id
+    assert outcome.next_due is not None
+
+
+def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
+    clock = ManualClock(NOW)
+    feed = Feed(processor(clock))
+    for day in range(20):
+        feed.send(EventKind.LOGIN, login(days=-day, user=f"u{day % 4}"))
+        feed.send(EventKind.FEATURE_USE, feature(days=-day, name=f"f{day % 6}", user="u1", n=3))
+    state = feed.states[b"acme"]
+    assert state.published is not None
+    assert state.published.band == "healthy"
+    alerts = []
+    for _ in range(20):
+        clock.advance(SECONDS_PER_DAY)
+        outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=clock.now()))
+        assert isinstance(outcome, Applied)
+        alerts.extend(outcome.alerts)
+    assert [a.rule for a in alerts if a.rule == "band_change"] == ["band_change"]
+    crossing = next(a for a in alerts if a.rule == "band_change")
+    assert crossing.trigger.startswith("tick:")
+    assert crossing.old_band == "healthy"
