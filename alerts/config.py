@@ -37,7 +37,9 @@ class BandChangeRule(_Strict):
         default=0.0, ge=0, description="the new band must hold this long before alerting"
     )
     cooldown_hours: float = Field(default=24.0, ge=0, description="per account and band")
-    recovery: bool = Field(default=True, description="also alert on moving to a better band")
+    recovery: bool = Field(
+        default=True, description="also alert when an account alerted about recovers"
+    )
 
 
 class SharpDropRule(_Strict):
@@ -61,6 +63,9 @@ class CriticalEventRule(_Strict):
     )
     severity: Severity = Severity.CRITICAL
     cooldown_hours: float = Field(default=24.0, ge=0)
+    max_age_hours: float = Field(
+        default=48.0, gt=0, description="older events (a backfill, a replay) raise nothing"
+    )
 
 
 class StaleRule(_Strict):

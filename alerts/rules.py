@@ -136,8 +136,12 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
         raiser.raise_(
             f"band_change:{new_band}", "band_change", severity, title, old, rule.cooldown_hours
         )
+        memory.alerted_rank = max(memory.alerted_rank or 0, target)
         return True
-    if rule.recovery:
+    # A recovery is news only to a CSM who was told of the fall (not after a cold start).
+    told = memory.alerted_rank is not None and target < memory.alerted_rank
+    memory.alerted_rank = None if target == 0 or memory.alerted_rank is None else target
+    if rule.recovery and told:
         title = f"{obs.account_id} recovered to {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
         raiser.raise_(
             f"recovery:{new_band}", "recovery", Severity.INFO, title, old, rule.cooldown_hours
@@ -188,8 +192,9 @@ def _critical_events(raiser: _Raiser, rules: AlertRules, event: BaseEvent | None
     if event is None:
         return
     obs = raiser.obs
+    age = raiser.now - event.occurred_ts
     for rule in rules.critical_events:
-        if matches(rule, event, obs.segment):
+        if matches(rule, event, obs.segment) and age <= rule.max_age_hours * HOUR:
             title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
             raiser.raise_(
                 f"critical_event:{rule.name}",

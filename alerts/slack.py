@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,7 +76,8 @@ def slack_message(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
                 {
                     "type": "mrkdwn",
                     "text": f"{alert.severity.value} · {alert.rule} · "
-                    f"{alert.occurred_at:%Y-%m-%d %H:%M} UTC · {alert.model_version}",
+                    f"{alert.occurred_at:%Y-%m-%d %H:%M} UTC · {alert.model_version} · "
+                    f"id {alert.alert_id}",
                 }
             ],
         },
@@ -184,7 +186,7 @@ class SlackNotifier:
         self.routes = routes
         self.policy = policy or DeliveryPolicy()
         self._sleep = sleep
-        self._clock = clock or asyncio.get_running_loop().time
+        self._clock = clock or time.monotonic
         self._jitter = jitter
         self._clients: dict[str, AsyncWebhookClient] = {}
         self._buckets: dict[str, TokenBucket] = {}

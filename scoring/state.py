@@ -136,6 +136,8 @@ class AlertMemory(BaseModel):
     daily_highs: dict[int, float] = Field(default_factory=dict)
     """Day -> highest score that day, for sharp-drop detection (a month at most)."""
     stale_alerted: bool = False
+    alerted_rank: int | None = None
+    """The worst band a band alert has told of and the account has not recovered from."""
 
 
 class AccountState(BaseModel):

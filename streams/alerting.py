@@ -1,14 +1,20 @@
-"""Alert delivery for the worker: Slack when a webhook is configured, else the log.
+"""Alert delivery in the worker: Slack when a webhook is configured, else the log.
 
-Skips alerts already delivered (ids remembered in Redis with an expiry), so a restarted
-agent posts nothing twice; returns the reason when an alert could not be delivered, for the
-alerts dead-letter topic.
+Its own consumer of ``chs.alerts`` (group ``<app_id>-alerts``), committing each partition's
+offset only after the alert was delivered, recorded as delivered, or sent to the alerts
+dead-letter topic: at-least-once, and alerts already delivered (ids remembered in Redis with an
+expiry) are skipped, so a restarted worker posts nothing twice. It runs beside the Faust
+agents, never in their way: scoring does not wait on Slack. (A plain aiokafka consumer rather
+than a Faust agent: on the dev broker Faust dropped alert messages fetched around the second
+rebalance of a restart; see docs/dev-broker.md.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 
 from alerts.dedup import DeliveredAlerts
@@ -25,7 +31,13 @@ ALERTS_DEAD = Counter("chs_alerts_dlq_total", "Alerts sent to the alerts dead-le
 
 
 class AlertDelivery:
-    def __init__(self, notifier: SlackNotifier | None, delivered: DeliveredAlerts | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: SlackNotifier | None,
+        delivered: DeliveredAlerts | None,
+    ) -> None:
+        self._settings = settings
         self._notifier = notifier
         self._delivered = delivered
 
@@ -34,7 +46,7 @@ class AlertDelivery:
         routes = WebhookRoutes(settings.slack_webhook_url, settings.slack_routes)
         if not routes.configured:
             log.info("No Slack webhook configured: alerts are written to the log")
-            return cls(None, None)
+            return cls(settings, None, None)
         policy = DeliveryPolicy(
             max_attempts=settings.slack_max_attempts,
             base_delay=settings.slack_retry_base_seconds,
@@ -44,6 +56,7 @@ class AlertDelivery:
         )
         ttl = int(settings.alert_dedup_days * 86_400)
         return cls(
+            settings,
             SlackNotifier(routes, policy),
             DeliveredAlerts.from_url(settings.redis_url, ttl),
         )
@@ -62,3 +75,55 @@ class AlertDelivery:
             return None
         ALERTS_DEAD.inc()
         return f"route {result.route}: {result.reason} after {result.attempts} attempts"
+
+    async def run(self) -> None:
+        """Consume ``chs.alerts`` until cancelled."""
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            settings.topic_alerts,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=f"{settings.app_id}-alerts",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.broker_session_timeout * 1000),
+            heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            max_batch_size=settings.producer_max_batch_size,
+            acks="all",
+        )
+        await consumer.start()
+        await producer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=100)
+                for tp, records in batches.items():
+                    for record in records:
+                        # Shielded: a stop lets the alert in hand finish and be recorded.
+                        await asyncio.shield(self._one(consumer, producer, tp, record))
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    async def _one(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        record: ConsumerRecord[bytes, bytes],
+    ) -> None:
+        try:
+            alert = Alert.model_validate_json(record.value or b"")
+        except ValueError:
+            failure: str | None = "not an alert"
+        else:
+            failure = await self.handle(alert)
+        if failure is not None:
+            await producer.send_and_wait(
+                self._settings.topic_alerts_dlq,
+                key=record.key,
+                value=record.value,
+                headers=[("chs-reason", failure.encode())],
+            )
+        await consumer.commit({tp: record.offset + 1})

@@ -17,7 +17,6 @@ from faust.serializers import codecs
 from faust.types import TP
 
 from alerts.config import AlertRules
-from alerts.model import Alert
 from scoring.model import ScoringModel
 from scoring.schedule import next_due
 from scoring.state import AccountState, SourcePosition
@@ -133,7 +132,6 @@ def create_app(
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
     alerts_topic = raw_topic(settings.topic_alerts)
-    alerts_dlq_topic = raw_topic(settings.topic_alerts_dlq)
     accounts = AccountTable(
         app,
         name="accounts",
@@ -180,19 +178,10 @@ def create_app(
                 key=key, value=tick.model_dump_json().encode(), partition=partition
             )
 
-    delivery = AlertDelivery.from_settings(settings)
-
-    @app.agent(alerts_topic)
-    async def deliver_alerts(stream: faust.StreamT[bytes]) -> None:
-        """Slack (or the log) in its own agent: scoring never waits on it."""
-        async for event in stream.events():
-            failure = await delivery.handle(Alert.model_validate_json(event.value))
-            if failure is not None:
-                await alerts_dlq_topic.send(
-                    key=event.key,
-                    value=event.value,
-                    headers=[("chs-reason", failure.encode())],
-                )
+    @app.task  # type: ignore[untyped-decorator]
+    async def deliver_alerts() -> None:
+        """Slack (or the log) in its own consumer: scoring never waits on it."""
+        await AlertDelivery.from_settings(settings).run()
 
     view = ScoreView.from_url(settings.redis_url)
 

@@ -214,3 +214,22 @@ def test_disabled_band_rule_still_tracks_the_band() -> None:
     account = Account(rules(band_change=BandChangeRule(enabled=False)))
     assert account.run(80.0, 60.0, 30.0) == []
     assert account.memory.band_rank == 2
+
+
+def test_no_recovery_alert_for_an_account_nobody_was_told_about() -> None:
+    account = Account(rules())
+    assert account.run(20.0, 55.0, 80.0) == []  # a cold start climbing to healthy
+    alerts = account.run(60.0, 30.0, 55.0, 80.0)
+    assert [(a.rule, a.new_band) for a in alerts] == [
+        ("band_change", "at-risk"),
+        ("band_change", "critical"),
+        ("recovery", "at-risk"),
+        ("recovery", "healthy"),
+    ]
+
+
+def test_old_critical_events_from_a_backfill_raise_nothing() -> None:
+    account = Account(AlertRules(critical_events=[failed_payment_rule(max_age_hours=48)]))
+    account.run(80.0)
+    old = payment(days=-10, status=PaymentStatus.FAILED)
+    assert account.score(80.0, event=old) == []
