@@ -63,9 +63,6 @@ class CriticalEventRule(_Strict):
     )
     severity: Severity = Severity.CRITICAL
     cooldown_hours: float = Field(default=24.0, ge=0)
-    max_age_hours: float = Field(
-        default=48.0, gt=0, description="older events (a backfill, a replay) raise nothing"
-    )
 
 
 class StaleRule(_Strict):
@@ -74,6 +71,12 @@ class StaleRule(_Strict):
 
 
 class AlertRules(_Strict):
+    warmup_days: float = Field(
+        default=3.0, ge=0, description="no score alerts until an account has this much data"
+    )
+    max_lag_hours: float = Field(
+        default=48.0, gt=0, description="no alerts about times further back (replays, backfills)"
+    )
     band_change: BandChangeRule = Field(default_factory=BandChangeRule)
     sharp_drop: SharpDropRule = Field(default_factory=SharpDropRule)
     critical_events: list[CriticalEventRule] = Field(default_factory=list)

@@ -20,7 +20,7 @@ from alerts.config import AlertRules, CriticalEventRule, Severity
 from alerts.model import Alert, alert_id
 from scoring.events import BaseEvent
 from scoring.model import Threshold
-from scoring.state import AlertMemory, day_of
+from scoring.state import SECONDS_PER_DAY, AlertMemory, day_of
 
 HOUR = 3600.0
 MONTH_OF_DAYS = 31
@@ -43,6 +43,10 @@ class Observation:
     as_of: float
     trigger: str
     model_version: str
+    data_since: float | None = None
+    """Event time of the account's first event: alerts wait for a warm-up."""
+    received_at: float | None = None
+    """Wall-clock time of the evaluation: alerts about the distant past are not sent."""
 
 
 def hysteretic_rank(current: int, score: float, bands: list[Threshold], margin: float) -> int:
@@ -192,9 +196,8 @@ def _critical_events(raiser: _Raiser, rules: AlertRules, event: BaseEvent | None
     if event is None:
         return
     obs = raiser.obs
-    age = raiser.now - event.occurred_ts
     for rule in rules.critical_events:
-        if matches(rule, event, obs.segment) and age <= rule.max_age_hours * HOUR:
+        if matches(rule, event, obs.segment):
             title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
             raiser.raise_(
                 f"critical_event:{rule.name}",
@@ -229,13 +232,27 @@ def check(
     now: float,
     event: BaseEvent | None = None,
 ) -> list[Alert]:
-    """The alerts ``obs`` raises; ``memory`` is updated in place."""
+    """The alerts ``obs`` raises; ``memory`` is updated in place.
+
+    The memory always follows the score; alerts are held back while the account warms up
+    (its first days of data say little) and when the evaluation is about a time long past
+    (a replay or a backfill tells of history, it does not page anyone).
+    """
     raiser = _Raiser(memory, obs, now)
+    warmup = rules.warmup_days * SECONDS_PER_DAY
+    warm = obs.data_since is None or now - obs.data_since >= warmup
+    lag = 0.0 if obs.received_at is None else obs.received_at - obs.as_of
+    current = lag <= rules.max_lag_hours * HOUR
+    if not warm:
+        memory.band_rank = plain_rank(obs.score, obs.bands)
+        memory.pending_rank = memory.pending_since = None
     _stale(raiser, rules)
     crossed = _band_change(raiser, rules)
     _sharp_drop(raiser, rules, announce=not crossed)  # one message for one change
     _critical_events(raiser, rules, event)
-    return raiser.alerts
+    if not warm:
+        raiser.alerts = [a for a in raiser.alerts if a.rule.startswith("critical_event")]
+    return raiser.alerts if current else []
 
 
 def pending_until(memory: AlertMemory, rules: AlertRules) -> float | None:

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import history_cost
+from bench import alert_latency, history_cost
 
 
 def machine() -> str:
@@ -32,7 +32,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [history_cost.report()]
+    sections = [history_cost.report(), alert_latency.report()]
     text = "\n\n".join(["# Benchmarks", machine(), *sections]) + "\n"
     Path("BENCHMARKS.md").write_text(text)
     sys.stdout.write(text)

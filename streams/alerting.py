@@ -93,9 +93,9 @@ class AlertDelivery:
             max_batch_size=settings.producer_max_batch_size,
             acks="all",
         )
-        await consumer.start()
-        await producer.start()
         try:
+            await consumer.start()
+            await producer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=100)
                 for tp, records in batches.items():

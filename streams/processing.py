@@ -206,6 +206,8 @@ class Processor:
             as_of=now,
             trigger=trigger,
             model_version=model.version,
+            data_since=state.first_seen,
+            received_at=self.clock.wall(),
         )
         return check(state.alerts, observation, self.rules, now, event)
 

@@ -11,9 +11,8 @@ import pytest
 
 from scoring.events import Event
 from scoring.update import ScoreUpdate
-from streams.devstack import free_port
 from streams.settings import Settings
-from tests.conftest import start_worker
+from tests.conftest import isolated, start_worker
 from tests.factories import login, payment
 from tests.integration.kafka import Records, read_until
 from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
@@ -23,9 +22,8 @@ pytestmark = pytest.mark.integration
 
 async def test_state_survives_a_worker_restart(worker_settings: Settings, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
-    settings = worker_settings.model_copy(
-        update={"app_id": f"chs-restart-{run}", "web_port": free_port(), "data_dir": tmp_path}
-    )
+    # Topics of its own: the session's worker must not answer for this test's workers.
+    settings = isolated(worker_settings, tmp_path)
     account = f"restart-{run}"
     first_events = recent([login(account, days=-d, user=f"u{d}") for d in range(5, -1, -1)])
     later_event = recent([payment(account, days=0)])[0]

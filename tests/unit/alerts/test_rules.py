@@ -30,7 +30,10 @@ def rules(**changes: Any) -> AlertRules:
 class Account:
     """Feeds a score sequence through ``check``, one observation an hour by default."""
 
-    def __init__(self, alert_rules: AlertRules, segment: str | None = None) -> None:
+    def __init__(
+        self, alert_rules: AlertRules, segment: str | None = None, data_since: float | None = None
+    ) -> None:
+        self.data_since = data_since
         self.memory = AlertMemory()
         self.rules = alert_rules
         self.segment = segment
@@ -53,6 +56,8 @@ class Account:
             as_of=self.now,
             trigger=f"e{self.count}",
             model_version="default@x",
+            data_since=self.data_since,
+            received_at=fields.pop("received_at", self.now),
         )
         self.previous = value
         return check(self.memory, obs, self.rules, self.now, fields.pop("event", None))
@@ -228,8 +233,26 @@ def test_no_recovery_alert_for_an_account_nobody_was_told_about() -> None:
     ]
 
 
-def test_old_critical_events_from_a_backfill_raise_nothing() -> None:
-    account = Account(AlertRules(critical_events=[failed_payment_rule(max_age_hours=48)]))
+def test_alerts_about_the_distant_past_are_not_sent_but_remembered() -> None:
+    account = Account(rules())
     account.run(80.0)
-    old = payment(days=-10, status=PaymentStatus.FAILED)
-    assert account.score(80.0, event=old) == []
+    # A replay: the evaluation is about a time 3 days before the wall clock.
+    assert account.score(60.0, received_at=account.now + 72 * HOUR + 2 * HOUR) == []
+    assert account.memory.band_rank == 1
+    assert account.score(58.0) == []  # live again: the band was already counted
+
+
+def test_a_new_account_warms_up_before_score_alerts() -> None:
+    account = Account(
+        AlertRules(
+            warmup_days=3,
+            critical_events=[failed_payment_rule()],
+            sharp_drop=SharpDropRule(enabled=False),
+        ),
+        data_since=START,
+    )
+    assert account.run(80.0, 30.0, 75.0, hours=24) == []  # days 1-3: cold start noise
+    critical = account.score(75.0, event=payment(status=PaymentStatus.FAILED))
+    assert [a.rule for a in critical] == ["critical_event:failed_payment"]
+    alerts = account.run(50.0, hours=24)  # day 4: warmed up
+    assert [(a.rule, a.old_band) for a in alerts] == [("band_change", "healthy")]

@@ -1,0 +1,185 @@
+"""Latency from an event's arrival to its alert on ``chs.alerts``, p50 and p99, under load.
+
+Starts the dev broker (Tansu), Redis and one worker (dev-broker settings), produces a
+background load of logins and feature uses over 1,000 accounts, and every half second a
+probe: a failed payment on a fresh account, which raises a ``critical_event`` alert. The
+latency of a probe is from just before it is produced to the moment a plain consumer reads
+its alert from ``chs.alerts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from alerts.model import Alert
+from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
+from streams.devstack import (
+    DEV_BROKER_SETTINGS,
+    chs_command,
+    free_port,
+    settings_env,
+    start_process,
+    start_redis,
+    start_tansu,
+    stopping,
+    wait_for_port,
+)
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+LOAD_EVENTS_PER_SECOND = 200
+PROBES = 120
+PROBE_EVERY = 0.5
+ACCOUNTS = 1_000
+
+
+async def _load(settings: Settings, stop: asyncio.Event) -> int:
+    rng = random.Random(1)
+    sent = 0
+    async with EventProducer(settings) as producer:
+        while not stop.is_set():
+            began = time.monotonic()
+            now = datetime.now(UTC)
+            for _ in range(LOAD_EVENTS_PER_SECOND // 10):
+                account = f"load-{rng.randrange(ACCOUNTS)}"
+                user = f"u{rng.randrange(20)}"
+                base: dict[str, Any] = {
+                    "event_id": f"load-{sent}",
+                    "account_id": account,
+                    "occurred_at": now,
+                }
+                if rng.random() < 0.5:
+                    await producer.send(LoginEvent(**base, user_id=user))
+                else:
+                    feature = f"f{rng.randrange(8)}"
+                    await producer.send(FeatureUseEvent(**base, user_id=user, feature=feature))
+                sent += 1
+            await producer.flush()
+            await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
+    return sent
+
+
+async def _probes(settings: Settings) -> list[float]:
+    consumer = AIOKafkaConsumer(
+        settings.topic_alerts,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,  # the reader must not add its own fetch wait to the figure
+    )
+    await consumer.start()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def read() -> None:
+        while len(latencies) < PROBES:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    alert = Alert.model_validate_json(record.value or b"")
+                    if alert.account_id in sent_at and alert.rule.startswith("critical_event"):
+                        latencies.append(time.monotonic() - sent_at.pop(alert.account_id))
+
+    reader = asyncio.create_task(read())
+    try:
+        async with EventProducer(settings) as producer:
+            for i in range(PROBES):
+                account = f"probe-{i}"
+                event = PaymentEvent(
+                    event_id=f"probe-{i}",
+                    account_id=account,
+                    occurred_at=datetime.now(UTC),
+                    invoice_id=f"inv-{i}",
+                    status=PaymentStatus.FAILED,
+                    amount="99.00",
+                    currency="EUR",
+                )
+                sent_at[account] = time.monotonic()
+                await producer.send(event)
+                await producer.flush()
+                await asyncio.sleep(PROBE_EVERY)
+        async with asyncio.timeout(60):
+            await reader
+    finally:
+        reader.cancel()
+        await consumer.stop()
+    return latencies
+
+
+async def _measure(settings: Settings) -> tuple[list[float], int, float]:
+    stop = asyncio.Event()
+    load = asyncio.create_task(_load(settings, stop))
+    await asyncio.sleep(5)  # let the load settle
+    began = time.monotonic()
+    latencies = await _probes(settings)
+    elapsed = time.monotonic() - began
+    stop.set()
+    sent = await load
+    return latencies, sent, elapsed
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def report() -> str:
+    with tempfile.TemporaryDirectory() as tmp, stopping([]) as services:
+        logs = Path(tmp)
+        broker, redis = free_port(), free_port()
+        services.append(start_tansu(broker, logs / "tansu.log"))
+        services.append(start_redis(redis, logs / "redis.log"))
+        settings = Settings.model_validate(
+            {
+                **DEV_BROKER_SETTINGS,
+                "broker_url": f"kafka://127.0.0.1:{broker}",
+                "redis_url": f"redis://127.0.0.1:{redis}/0",
+                "web_port": free_port(),
+                "data_dir": logs / "data",
+                "log_level": "warning",
+            }
+        )
+        asyncio.run(ensure_topics(settings))
+        worker = start_process(
+            "worker", chs_command("worker"), logs / "worker.log", settings_env(settings)
+        )
+        services.append(worker)
+        wait_for_port(worker, settings.web_port, timeout=60)
+        time.sleep(8)  # group join on the dev broker
+        latencies, sent, elapsed = asyncio.run(_measure(settings))
+    ms = [1000 * value for value in latencies]
+    return "\n".join(
+        [
+            "## Latency from an event to its alert",
+            "",
+            "`bench/alert_latency.py`: one worker on the dev broker (Tansu) with dev-broker "
+            f"settings (one-record producer batches), Redis, a background load of about "
+            f"{LOAD_EVENTS_PER_SECOND} events/s (logins and feature uses over {ACCOUNTS:,} "
+            f"accounts; {sent:,} sent), and {len(ms)} probes, one every {PROBE_EVERY} s: a "
+            "failed payment on a fresh account, which raises a `critical_event` alert. "
+            "Latency is from just before the probe is produced to its alert being read from "
+            "`chs.alerts` by a plain consumer.",
+            "",
+            "| p50 | p99 | max | probes |",
+            "|---|---|---|---|",
+            f"| {statistics.median(ms):.0f} ms | {_percentile(ms, 0.99):.0f} ms | "
+            f"{max(ms):.0f} ms | {len(ms)} in {elapsed:.0f} s |",
+            "",
+            "What limits it: the worker's consumer poll and Faust's per-event overhead on a "
+            "broker that shares the machine's two cores with the load generator; Slack "
+            "delivery is not included (it runs after the alert is on the topic).",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(report())
