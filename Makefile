@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench install redis clean
+.PHONY: run test lint format bench install run-packages test-packages clean
 
-run: install redis
+run: install run-packages
 	$(BIN)/chs dev
 
-test: install redis lint
+test: install test-packages lint
 	$(BIN)/pytest
 
 lint: install
@@ -17,7 +17,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install
+bench: install run-packages
 	$(BIN)/python -m bench.run
 
 format: install
@@ -36,8 +36,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-redis:
-	@scripts/ensure-redis
+run-packages:
+	@scripts/ensure-packages redis-server:redis-server
+
+# The tests also run promtool and a real Prometheus server (Debian package prometheus).
+test-packages:
+	@scripts/ensure-packages redis-server:redis-server promtool:prometheus
 
 clean:
 	rm -rf $(VENV) .run .chs-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

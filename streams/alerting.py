@@ -15,19 +15,14 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from prometheus_client import Counter
 
 from alerts.dedup import DeliveredAlerts
 from alerts.model import Alert
 from alerts.slack import DeliveryPolicy, Outcome, SlackNotifier, WebhookRoutes, log_line
+from streams.metrics import DLQ_RECORDS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-ALERTS_RAISED = Counter(
-    "chs_alerts_total", "Alerts raised, by rule and severity", ["rule", "severity"]
-)
-ALERTS_DEAD = Counter("chs_alerts_dlq_total", "Alerts sent to the alerts dead-letter topic")
 
 
 class AlertDelivery:
@@ -73,7 +68,7 @@ class AlertDelivery:
         if result.outcome is Outcome.DELIVERED:
             await delivered.remember(alert.alert_id)
             return None
-        ALERTS_DEAD.inc()
+        DLQ_RECORDS.labels("alerts").inc()
         return f"route {result.route}: {result.reason} after {result.attempts} attempts"
 
     async def run(self) -> None:

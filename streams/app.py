@@ -10,6 +10,8 @@ account's own partition, so every state change goes through the one agent.
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -21,12 +23,14 @@ from scoring.model import ScoringModel
 from scoring.schedule import next_due
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
-from streams.alerting import ALERTS_RAISED, AlertDelivery
+from streams import metrics
+from streams.alerting import AlertDelivery
 from streams.clock import Clock
 from streams.processing import Applied, Control, Processor, Rejected, Tick, TopicRole
 from streams.redis_view import ScoreView
 from streams.settings import Settings
 from streams.timers import DueSchedule
+from streams.web import add_web_views
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,28 @@ class AccountTable(faust.Table[bytes, AccountState]):
         owned = {tp.partition for tp in active_tps}
         self.schedule.keep_only(owned)
         now = self.clock.now()
+        bands: Counter[str] = Counter()
         for key, state in self.items():
             if state.partition in owned:
                 self.schedule.set(state.partition, key, next_due(state, self.model, now))
+                if state.published is not None:
+                    bands[state.published.band] += 1
+        metrics.REBALANCES.inc()
+        metrics.ACCOUNTS_HELD.set(sum(bands.values()))
+        for band in {b.label for b in self.model.bands} | set(bands):
+            metrics.ACCOUNTS_BY_BAND.labels(band).set(bands[band])
         log.info("Owning partitions %s: %d accounts scheduled", sorted(owned), len(self.schedule))
+
+
+def count_band_change(update: ScoreUpdate) -> None:
+    """Keep the accounts-by-band gauges in step with published scores."""
+    if update.previous_band is None:
+        metrics.ACCOUNTS_HELD.inc()
+    elif update.previous_band != update.band:
+        metrics.ACCOUNTS_BY_BAND.labels(update.previous_band).dec()
+    if update.previous_band != update.band:
+        metrics.ACCOUNTS_BY_BAND.labels(update.band).inc()
+    metrics.SCORE_UPDATES.inc()
 
 
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -151,10 +173,15 @@ def create_app(
             message = event.message
             source = SourcePosition(message.topic, message.partition, message.offset)
             role = roles.get(message.topic)
+            began = time.perf_counter()
             outcome = processor.process(accounts, role, event.key, event.value, source)
+            metrics.HANDLING_TIME.observe(time.perf_counter() - began)
+            metrics.EVENTS_CONSUMED.labels(role.value if role else "unknown").inc()
             if isinstance(outcome, Rejected):
                 error = outcome.error
                 log.warning("Rejected %s/%d@%d: %s", *source, error)
+                metrics.EVENTS_REJECTED.labels(error.code.value).inc()
+                metrics.DLQ_RECORDS.labels("events").inc()
                 await dlq_topic.send(
                     key=event.key,
                     value=event.value,
@@ -162,17 +189,24 @@ def create_app(
                 )
             elif isinstance(outcome, Applied):
                 schedule.set(source.partition, event.key, outcome.next_due)
+                if outcome.occurred_ts is not None:
+                    metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.occurred_ts))
                 if outcome.update is not None:
+                    count_band_change(outcome.update)
                     value = outcome.update.model_dump_json().encode()
                     await scores_topic.send(key=event.key, value=value)
                 for alert in outcome.alerts:
-                    ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
+                    metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                     await alerts_topic.send(key=event.key, value=alert.model_dump_json().encode())
+            metrics.LAST_EVENT.set(clock.wall())
+            behind = app.consumer.highwater(message.tp) - message.offset - 1
+            metrics.CONSUMER_LAG.labels(message.topic, str(message.partition)).set(max(0, behind))
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
         now = clock.now()
         for partition, key, due in schedule.pop_due(now, settings.timer_batch):
+            metrics.TIMER_TICKS.inc()
             tick = Tick(account_id=key.decode(), due_at=due)
             await ticks_topic.send(
                 key=key, value=tick.model_dump_json().encode(), partition=partition
@@ -183,6 +217,7 @@ def create_app(
         """Slack (or the log) in its own consumer: scoring never waits on it."""
         await AlertDelivery.from_settings(settings).run()
 
+    add_web_views(app, settings, accounts)
     view = ScoreView.from_url(settings.redis_url)
 
     @app.agent(scores_topic)

@@ -91,6 +91,8 @@ class Applied:
     now: float
     next_due: float | None
     """When the account must be re-evaluated with no input (None: never)."""
+    occurred_ts: float | None = None
+    """Event time of the input, for an event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,8 @@ class Processor:
         update = self.rescorer.rescore(state, now, trigger, input_id, computed_at)
         alerts = self._alerts(state, update, now, _trigger_key(parsed, input_id), event)
         states[key] = state
-        return Applied(role, state, update, alerts, now, self._next_due(state, now))
+        occurred = event.occurred_ts if event is not None else None
+        return Applied(role, state, update, alerts, now, self._next_due(state, now), occurred)
 
     def _alerts(
         self,

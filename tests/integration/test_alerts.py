@@ -19,6 +19,7 @@ from tests.conftest import isolated, start_worker
 from tests.factories import feature, login, payment, survey
 from tests.integration.kafka import Records, read_until, wait_consumed
 from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
+from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack, Reply
 
 pytestmark = pytest.mark.integration
@@ -47,12 +48,6 @@ def alert_settings(
 
 def alerts_in(records: Records) -> list[Alert]:
     return [Alert.model_validate_json(r.value or b"") for r in records]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - polls state kept by another task
-            await asyncio.sleep(0.1)
 
 
 def posted_ids(slack: FakeSlack) -> list[str]:

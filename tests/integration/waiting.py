@@ -1,0 +1,13 @@
+"""Polling for state another process (or task) changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+async def eventually(condition: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait until ``condition()`` holds; TimeoutError after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the state lives in another process or task
+            await asyncio.sleep(0.2)
