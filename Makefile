@@ -39,9 +39,10 @@ $(STAMP): pyproject.toml
 run-packages:
 	@scripts/ensure-packages redis-server:redis-server
 
-# The tests also run promtool and a real Prometheus server (Debian package prometheus).
+# The tests also run promtool, a real Prometheus server (Debian package prometheus) and
+# docker-compose config (Debian package docker-compose; no Docker engine needed).
 test-packages:
-	@scripts/ensure-packages redis-server:redis-server promtool:prometheus
+	@scripts/ensure-packages redis-server:redis-server promtool:prometheus docker-compose:docker-compose
 
 clean:
 	rm -rf $(VENV) .run .chs-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,64 @@
+"""The deployment files: compose validates, Prometheus rules pass promtool, the Grafana
+dashboard is valid JSON with the panels operations rely on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_compose_file_validates() -> None:
+    compose = shutil.which("docker-compose")
+    assert compose is not None, "docker-compose (Debian package docker-compose) is needed"
+    result = run(compose, "-f", "docker-compose.yml", "config", "-q")
+    assert result.returncode == 0, result.stderr
+    services = run(compose, "-f", "docker-compose.yml", "--profile", "demo", "config", "--services")
+    assert set(services.stdout.split()) == {
+        "kafka",
+        "redis",
+        "worker",
+        "demo",
+        "prometheus",
+        "grafana",
+    }
+
+
+def test_prometheus_rules_and_config_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool (Debian package prometheus) is needed"
+    rules = run(promtool, "check", "rules", "deploy/prometheus/rules.yml")
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "7 rules found" in rules.stdout
+    config = run(promtool, "check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml")
+    assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_dashboard_has_the_operations_panels() -> None:
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/chs.json").read_text())
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert titles == {
+        "Accounts by band",
+        "Events/s by kind",
+        "p99 lag from event to score",
+        "Alerts/s by rule",
+        "Slack failures",
+        "Consumer lag by topic",
+    }
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in (
+        "chs_accounts",
+        "chs_events_consumed_total",
+        "chs_event_lag_seconds_bucket",
+        "chs_alerts_total",
+        "chs_slack_deliveries_total",
+        "chs_consumer_lag_messages",
+    ):
+        assert metric in exprs
