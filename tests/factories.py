@@ -7,6 +7,7 @@ from decimal import Decimal
 from itertools import count
 
 from scoring.events import (
+    Event,
     FeatureUseEvent,
     LoginEvent,
     PaymentEvent,
@@ -90,3 +91,15 @@ def survey(
     return SurveyEvent(
         event_id=_event_id(), account_id=account, occurred_at=at(days), survey=kind, score=score
     )
+
+
+def active_history(account: str, first_day: int, last_day: int) -> list[Event]:
+    """A healthy account from ``first_day`` to ``last_day`` (days relative to T0): a login and
+    three feature uses a day by three users, an invoice paid, a promoter's NPS answer."""
+    events: list[Event] = []
+    for d in range(first_day, last_day + 1):
+        events.append(login(account, days=d, user=f"u{d % 3}"))
+        events.append(feature(account, days=d + 0.01, name=f"f{d % 6}", user=f"u{d % 3}", n=3))
+    events.append(payment(account, days=last_day - 3))
+    events.append(survey(account, days=last_day - 1, score=9))
+    return events

@@ -16,7 +16,7 @@ from scoring.events import Event, PaymentStatus
 from streams.devstack import ManagedProcess
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
-from tests.factories import feature, login, payment, survey
+from tests.factories import active_history, login, payment
 from tests.integration.kafka import Records, read_until, wait_consumed
 from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
 from tests.integration.waiting import eventually
@@ -82,20 +82,7 @@ async def test_a_declining_account_yields_one_alert_and_one_slack_post(
     )
     run = uuid.uuid4().hex[:6]
     declining, other = f"declining-{run}", f"other-{run}"
-    history = recent(
-        [
-            *(
-                event
-                for d in range(50, 20, -1)
-                for event in (
-                    login(declining, days=-d, user=f"u{d % 3}"),
-                    feature(declining, days=-d + 0.01, name=f"f{d % 6}", user=f"u{d % 3}", n=3),
-                )
-            ),
-            payment(declining, days=-24),
-            survey(declining, days=-22, score=9),
-        ]
-    )
+    history = recent(active_history(declining, first_day=-50, last_day=-21))
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         await produce(settings, history)
@@ -140,19 +127,23 @@ async def test_a_declining_account_yields_one_alert_and_one_slack_post(
     assert slack.posts[0].body["text"].startswith("[warning]")
 
 
-async def test_429_retry_after_delays_the_post_and_it_arrives_once(
-    worker_settings: Settings, tmp_path: Path, slack: FakeSlack
-) -> None:
-    slack.script(Reply(429, "rate_limited", {"Retry-After": "2"}))
-    settings = alert_settings(worker_settings, tmp_path, slack)
-    account = f"limited-{uuid.uuid4().hex[:6]}"
+async def post_one_alert(settings: Settings, tmp_path: Path, slack: FakeSlack) -> None:
+    """A failed payment on a fresh account; returns once Slack has it (and a moment more,
+    for a duplicate to show up)."""
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
-        await produce(settings, failed_payments([account]))
+        await produce(settings, failed_payments([f"one-{uuid.uuid4().hex[:6]}"]))
         await eventually(lambda: len(slack.posts) >= 1)
         await asyncio.sleep(1.5)
     finally:
         worker.stop()
+
+
+async def test_429_retry_after_delays_the_post_and_it_arrives_once(
+    worker_settings: Settings, tmp_path: Path, slack: FakeSlack
+) -> None:
+    slack.script(Reply(429, "rate_limited", {"Retry-After": "2"}))
+    await post_one_alert(alert_settings(worker_settings, tmp_path, slack), tmp_path, slack)
     assert len(slack.requests) == 2
     assert len(slack.posts) == 1
     assert slack.requests[1].at - slack.requests[0].at >= 2.0
@@ -162,15 +153,7 @@ async def test_5xx_then_200_delivers_once(
     worker_settings: Settings, tmp_path: Path, slack: FakeSlack
 ) -> None:
     slack.script(Reply(503, "unavailable"))
-    settings = alert_settings(worker_settings, tmp_path, slack)
-    account = f"flaky-{uuid.uuid4().hex[:6]}"
-    worker = start_worker(settings, tmp_path / "worker.log")
-    try:
-        await produce(settings, failed_payments([account]))
-        await eventually(lambda: len(slack.posts) >= 1)
-        await asyncio.sleep(1.5)
-    finally:
-        worker.stop()
+    await post_one_alert(alert_settings(worker_settings, tmp_path, slack), tmp_path, slack)
     assert len(slack.requests) == 2
     assert len(slack.posts) == 1
 

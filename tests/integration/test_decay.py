@@ -14,7 +14,7 @@ import pytest
 from scoring.update import ScoreUpdate, Trigger
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
-from tests.factories import feature, login, payment, survey
+from tests.factories import active_history, login
 from tests.integration.kafka import Records, read_until, wait_consumed
 from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
 
@@ -27,20 +27,7 @@ async def test_a_silent_account_decays_across_a_band_with_no_event_of_its_own(
     settings = isolated(worker_settings, tmp_path, clock="event")
     run = uuid.uuid4().hex[:6]
     silent, other = f"silent-{run}", f"other-{run}"
-    history = recent(
-        [
-            *(
-                event
-                for d in range(45, 15, -1)
-                for event in (
-                    login(silent, days=-d, user=f"u{d % 3}"),
-                    feature(silent, days=-d + 0.01, name=f"f{d % 6}", user=f"u{d % 3}", n=3),
-                )
-            ),
-            payment(silent, days=-20),
-            survey(silent, days=-18, score=9),
-        ]
-    )
+    history = recent(active_history(silent, first_day=-45, last_day=-16))
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         await produce(settings, history)
