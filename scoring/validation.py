@@ -23,6 +23,7 @@ class RejectCode(StrEnum):
     NOT_JSON = "not_json"
     SCHEMA = "schema"
     KEY_MISMATCH = "key_mismatch"
+    TOO_LARGE = "too_large"
     TOO_OLD = "too_old"
     IN_FUTURE = "in_future"
     OVERRIDE_CONFLICT = "override_conflict"
@@ -55,12 +56,21 @@ def _describe(error: ValidationError) -> tuple[RejectCode, str]:
     return RejectCode.SCHEMA, "; ".join(parts)
 
 
-def parse_message(model: type[M] | None, key: bytes | None, payload: bytes | None) -> M:
+def parse_message(
+    model: type[M] | None,
+    key: bytes | None,
+    payload: bytes | None,
+    max_bytes: int | None = None,
+) -> M:
     """Validate one message as ``model``; raise ``InvalidInput`` with a clear reason if bad.
 
     ``model`` is what the source topic carries (None for a topic we do not know). The key
-    must be the body's ``account_id``.
+    must be the body's ``account_id``; a payload over ``max_bytes`` is not even parsed.
     """
+    if max_bytes is not None and payload is not None and len(payload) > max_bytes:
+        raise InvalidInput(
+            RejectCode.TOO_LARGE, f"payload of {len(payload)} bytes is over {max_bytes} bytes"
+        )
     if model is None:
         raise InvalidInput(RejectCode.UNKNOWN_KIND, "the source topic carries no known kind")
     if not key:

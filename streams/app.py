@@ -165,7 +165,9 @@ def create_app(
     app.tables.add(accounts)
     schedule = DueSchedule()
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
-    processor = Processor(Rescorer(model), rules, clock, settings.max_future_seconds)
+    processor = Processor(
+        Rescorer(model), rules, clock, settings.max_future_seconds, settings.max_event_bytes
+    )
 
     @app.agent(inputs_topic)
     async def score_inputs(stream: faust.StreamT[bytes]) -> None:

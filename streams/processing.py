@@ -107,12 +107,18 @@ Outcome = Rejected | Applied | Skipped
 
 class Processor:
     def __init__(
-        self, rescorer: Rescorer, rules: AlertRules, clock: Clock, max_future_seconds: float
+        self,
+        rescorer: Rescorer,
+        rules: AlertRules,
+        clock: Clock,
+        max_future_seconds: float,
+        max_event_bytes: int = 65_536,
     ) -> None:
         self.rescorer = rescorer
         self.rules = rules
         self.clock = clock
         self.max_future_seconds = max_future_seconds
+        self.max_event_bytes = max_event_bytes
 
     def process(
         self,
@@ -124,7 +130,8 @@ class Processor:
     ) -> Outcome:
         """Apply one raw message to ``states``; the state is reassigned so a table logs it."""
         try:
-            parsed = parse_message(INPUT_MODELS.get(role) if role else None, key, payload)
+            model = INPUT_MODELS.get(role) if role else None
+            parsed = parse_message(model, key, payload, self.max_event_bytes)
             if isinstance(parsed, BaseEvent):
                 check_event_time(
                     parsed, self.clock.now(), self.clock.wall(), self.max_future_seconds

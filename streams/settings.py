@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(
         default=600.0, ge=0, description="events further ahead of the wall clock go to the DLQ"
     )
+    max_event_bytes: int = Field(
+        default=65_536, ge=256, description="larger messages go to the DLQ unread"
+    )
     timer_interval: float = Field(default=1.0, gt=0, description="seconds between timer runs")
     timer_batch: int = Field(default=2000, ge=1, description="due accounts per timer run")
 
