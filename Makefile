@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench install run-packages test-packages clean
+.PHONY: run test test-reliability lint format bench install run-packages test-packages clean
 
 run: install run-packages
 	$(BIN)/chs dev
 
 test: install test-packages lint
 	$(BIN)/pytest
+
+# The fault-injection tests alone (make test runs them too).
+test-reliability: install test-packages
+	$(BIN)/pytest -m reliability
 
 lint: install
 	$(BIN)/ruff check .

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SCORE_VIEW_BATCH = 500
 SCORE_VIEW_WITHIN = 0.2
 """Seconds a partial batch of score updates waits before it is written to Redis."""
+VIEW_RETRY_SECONDS = 2.0
 
 ACCOUNT_STATE_CODEC = "chs_account_state"
 
@@ -226,5 +227,10 @@ def create_app(
     async def write_score_view(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take(SCORE_VIEW_BATCH, within=SCORE_VIEW_WITHIN):
             await view.write([ScoreUpdate.model_validate_json(value) for value in batch])
+
+    @app.timer(interval=VIEW_RETRY_SECONDS)  # type: ignore[untyped-decorator]
+    async def retry_score_view() -> None:
+        """After a Redis outage, catch up even if no account's score moves."""
+        await view.flush()
 
     return app

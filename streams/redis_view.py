@@ -74,29 +74,54 @@ def update_from_view(fields: Mapping[str, str]) -> ScoreUpdate:
 
 
 class ScoreView:
-    """Writes score updates to Redis; never raises on a Redis outage."""
+    """Writes score updates to Redis; never raises on a Redis outage.
+
+    Updates that could not be written are kept, the latest per account (so at most one per
+    account of this worker), and written with the next batch or ``flush``: when Redis is back,
+    the view catches up without waiting for each account's next score change.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
+        self._pending: dict[str, ScoreUpdate] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     @classmethod
     def from_url(cls, url: str) -> ScoreView:
         return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
 
     async def write(self, updates: Sequence[ScoreUpdate]) -> bool:
-        """Store the updates in order, in one round trip; False if Redis refused."""
-        if not updates:
-            return True
-        pipe = self._client.pipeline(transaction=False)
+        """Store the updates (and any left over from an outage) in one round trip; False if
+        Redis refused, in which case they are kept for the next try."""
         for update in updates:
+            self._pending.pop(update.account_id, None)
+            self._pending[update.account_id] = update
+        return await self.flush()
+
+    async def flush(self) -> bool:
+        if not self._pending:
+            return True
+        batch = list(self._pending.values())
+        pipe = self._client.pipeline(transaction=False)
+        for update in batch:
             fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
             pipe.hset(account_key(update.account_id), mapping=fields)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:
             REDIS_WRITE_ERRORS.inc()
-            log.warning("Redis view write of %d updates failed: %s", len(updates), type(error))
+            log.warning(
+                "Redis view write of %d updates failed (kept for a retry): %s",
+                len(batch),
+                type(error).__name__,
+            )
             return False
+        for update in batch:
+            if self._pending.get(update.account_id) is update:
+                del self._pending[update.account_id]
         return True
 
     async def read(self, account_id: str) -> ScoreUpdate | None:
