@@ -41,8 +41,8 @@ async def read_until(
     return records
 
 
-async def wait_consumed(settings: Settings, topics: list[str], within: float = 60.0) -> None:
-    """Wait until the worker's group has committed everything produced so far to ``topics``."""
+async def group_lag(settings: Settings, topics: list[str]) -> int:
+    """Messages in ``topics`` not yet committed by the worker's group."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.app_id,
@@ -51,20 +51,24 @@ async def wait_consumed(settings: Settings, topics: list[str], within: float = 6
     await consumer.start()
     try:
         partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(
-                consumer.partitions_for_topic(topic) or range(settings.topic_partitions)
-            )
+            TopicPartition(topic, p) for topic in topics for p in range(settings.topic_partitions)
         ]
         ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(within):
-            while True:
-                behind = [tp for tp in partitions if (await consumer.committed(tp) or 0) < ends[tp]]
-                if not behind:
-                    return
-                await asyncio.sleep(0.3)
-    except TimeoutError:
-        raise AssertionError(f"worker group {settings.app_id} still behind on {behind}") from None
+        behind = 0
+        for tp in partitions:
+            committed: int = await consumer.committed(tp) or 0
+            behind += max(0, ends[tp] - committed)
+        return behind
     finally:
         await consumer.stop()
+
+
+async def wait_consumed(settings: Settings, topics: list[str], within: float = 60.0) -> None:
+    """Wait until the worker's group has committed everything produced so far to ``topics``."""
+    lag = -1
+    try:
+        async with asyncio.timeout(within):
+            while (lag := await group_lag(settings, topics)) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        raise AssertionError(f"worker group {settings.app_id} still {lag} behind") from None
