@@ -165,10 +165,13 @@ def redis_binary() -> str:
     return binary
 
 
-def start_tansu(port: int, log_path: Path) -> ManagedProcess:
+def start_tansu(port: int, log_path: Path, advertised_port: int | None = None) -> ManagedProcess:
+    """Tansu on ``port``; clients are told to connect to ``advertised_port`` (a proxy in the
+    tests) when one is given."""
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     argv = [str(tansu_binary()), "broker", "--listener-url", url]
-    argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+    argv += ["--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"]
     service = start_process("tansu", argv, log_path)
     wait_for_port(service, port)
     return service
