@@ -365,11 +365,6 @@ class ScoringModel(_Strict):
                 return profile
         return self._default_profile
 
-    def band_rank(self, label: str) -> int:
-        """0 for the best band, larger is worse; unknown labels rank as the worst."""
-        labels = [band.label for band in self.bands]
-        return labels.index(label) if label in labels else len(labels)
-
 
 ModelError = ConfigError
 """A model file that cannot be used; the message names the file, the field and the problem."""

@@ -81,10 +81,6 @@ class DayBucket(BaseModel):
     ces_sum: int = 0
     ces_count: int = 0
 
-    @property
-    def usage_events(self) -> int:
-        return self.logins + self.feature_uses
-
 
 class OpenTicket(BaseModel):
     priority: TicketPriority

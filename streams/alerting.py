@@ -100,6 +100,10 @@ class AlertDelivery:
         finally:
             await producer.stop()
             await consumer.stop()
+            if self._notifier is not None:
+                await self._notifier.close()
+            if self._delivered is not None:
+                await self._delivered.close()
 
     async def _one(
         self,

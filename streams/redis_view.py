@@ -85,10 +85,6 @@ class ScoreView:
         self._client = client
         self._pending: dict[str, ScoreUpdate] = {}
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     @classmethod
     def from_url(cls, url: str) -> ScoreView:
         return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
