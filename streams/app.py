@@ -202,8 +202,10 @@ def create_app(
                     metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                     await alerts_topic.send(key=event.key, value=alert.model_dump_json().encode())
             metrics.LAST_EVENT.set(clock.wall())
-            behind = app.consumer.highwater(message.tp) - message.offset - 1
-            metrics.CONSUMER_LAG.labels(message.topic, str(message.partition)).set(max(0, behind))
+            highwater = app.consumer.highwater(message.tp)
+            if highwater is not None:  # unknown until the first fetch response
+                behind = max(0, highwater - message.offset - 1)
+                metrics.CONSUMER_LAG.labels(message.topic, str(message.partition)).set(behind)
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
