@@ -7,7 +7,7 @@ session; their logs are kept under pytest's temporary directory and printed on f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from streams.devstack import (
     wait_for_port,
 )
 from streams.settings import Settings
+from tests.slack_server import FakeSlack
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +106,12 @@ def worker(worker_settings: Settings, service_logs: Path) -> Iterator[ManagedPro
     finally:
         process.stop()
         print(f"--- worker log (tail) ---\n{process.log_tail(40)}")
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """A local server answering like Slack's incoming webhooks."""
+    server = FakeSlack()
+    await server.start()
+    yield server
+    await server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,20 +17,12 @@ from streams.devstack import ManagedProcess
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.factories import active_history, login, payment
-from tests.integration.kafka import Records, read_until, wait_consumed
-from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
+from tests.integration.kafka import Records, read_until
+from tests.integration.test_pipeline import produce, recent, score_history
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack, Reply
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def alert_settings(
@@ -85,19 +77,7 @@ async def test_a_declining_account_yields_one_alert_and_one_slack_post(
     history = recent(active_history(declining, first_day=-50, last_day=-21))
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
-        await produce(settings, history)
-        state = folded(history)[declining]
-        clock = max(event.occurred_ts for event in history)
-        await wait_consumed(settings, settings.input_topics)
-        await read_until(
-            settings,
-            settings.topic_scores,
-            lambda records: (
-                agrees(state, latest_updates(records, {declining})[declining], clock)
-                if declining in latest_updates(records, {declining})
-                else False
-            ),
-        )
+        await score_history(settings, history, declining)
         # Twenty days pass for the rest of the book: the declining account goes quiet.
         await produce(settings, recent([login(other, days=-d) for d in range(20, -1, -1)]))
 

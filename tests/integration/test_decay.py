@@ -15,8 +15,8 @@ from scoring.update import ScoreUpdate, Trigger
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.factories import active_history, login
-from tests.integration.kafka import Records, read_until, wait_consumed
-from tests.integration.test_pipeline import agrees, folded, latest_updates, produce, recent
+from tests.integration.kafka import Records, read_until
+from tests.integration.test_pipeline import latest_updates, produce, recent, score_history
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,7 @@ async def test_a_silent_account_decays_across_a_band_with_no_event_of_its_own(
     history = recent(active_history(silent, first_day=-45, last_day=-16))
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
-        await produce(settings, history)
-
-        state = folded(history)[silent]
-        clock = max(event.occurred_ts for event in history)
-
-        def healthy(records: Records) -> bool:
-            update = latest_updates(records, {silent}).get(silent)
-            return update is not None and agrees(state, update, at=clock)
-
-        await wait_consumed(settings, settings.input_topics)
-        first = latest_updates(
-            await read_until(settings, settings.topic_scores, healthy), {silent}
-        )[silent]
+        first = await score_history(settings, history, silent)
         assert first.band == "healthy"
 
         # Sixteen days pass for the rest of the book; the silent account sends nothing.

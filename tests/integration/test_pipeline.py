@@ -19,7 +19,7 @@ from streams.devstack import ManagedProcess
 from streams.producer import EventProducer
 from streams.settings import Settings
 from tests.factories import T0, feature, login, payment, survey, ticket
-from tests.integration.kafka import Records, read_until
+from tests.integration.kafka import Records, read_until, wait_consumed
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +201,19 @@ async def test_bad_messages_go_to_the_dead_letter_topic_and_scoring_goes_on(
         lambda rs: account in latest_updates(rs, {account}),
     )
     assert latest_updates(scores, {account})[account].event_id == good.event_id
+
+
+async def score_history(settings: Settings, history: list[Event], account: str) -> ScoreUpdate:
+    """Produce ``history`` to a worker on the event clock and wait until it has all been
+    consumed and ``account``'s published score is the one of the whole history."""
+    await produce(settings, history)
+    state = folded(history)[account]
+    clock = max(event.occurred_ts for event in history)
+
+    def settled(records: Records) -> bool:
+        update = latest_updates(records, {account}).get(account)
+        return update is not None and agrees(state, update, at=clock)
+
+    await wait_consumed(settings, settings.input_topics)
+    records = await read_until(settings, settings.topic_scores, settled)
+    return latest_updates(records, {account})[account]
