@@ -42,6 +42,36 @@ VIEW_RETRY_SECONDS = 2.0
 ACCOUNT_STATE_CODEC = "chs_account_state"
 
 
+class ChsApp(faust.App):
+    """A Faust app whose ``consumer_generation_id`` changes on every partition assignment.
+
+    Faust stamps each fetched message with ``consumer_generation_id`` and drops work from an
+    older generation: stale messages, and a table recovery that a newer rebalance overtook.
+    It takes the number from the group coordinator, which a broker may repeat (the dev broker
+    answers generation 1 to two rebalances in a row, docs/dev-broker.md). A recovery from the
+    first then resumed the flow during the second, and a message in flight moved the read
+    offset past ones the second rebalance sought back to: faust skipped them unacked, and the
+    group's commits stalled behind them. Faust only compares these numbers with each other,
+    so a local count of assignments keeps its meaning on Apache Kafka, where the coordinator's
+    generation also changes on every rebalance.
+    """
+
+    _assignments = 0
+
+    @property
+    def consumer_generation_id(self) -> int:
+        return self._assignments
+
+    @consumer_generation_id.setter
+    def consumer_generation_id(self, generation: int) -> None:
+        # Faust's aiokafka driver sets this once per assignment, then awaits the handler below.
+        self._assignments += 1
+
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # The driver passes the coordinator's number on; table recovery compares it with ours.
+        await super()._on_partitions_assigned(assigned, self.consumer_generation_id)
+
+
 class AccountStateCodec(codecs.Codec):
     """Table values are ``AccountState`` in memory and compact JSON in the changelog."""
 
@@ -123,7 +153,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
 def create_app(
     settings: Settings, model: ScoringModel, rules: AlertRules, clock: Clock
 ) -> faust.App:
-    app = faust.App(
+    app = ChsApp(
         settings.app_id,
         broker=settings.broker_url,
         store="memory://",

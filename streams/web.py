@@ -28,7 +28,7 @@ async def readiness(app: faust.App, settings: Settings, redis: aioredis.Redis) -
     """What /readyz reports: every check, and which ones fail."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]
     checks: dict[str, bool] = {
-        "joined_group": app.consumer_generation_id >= 0 and not app.rebalancing,
+        "joined_group": app.consumer_generation_id > 0 and not app.rebalancing,
         "recovery_done": recovery.completed.is_set(),
     }
     brokers = []
