@@ -12,8 +12,7 @@ run: install run-packages
 test: install test-packages lint
 	$(BIN)/pytest
 
-# The fault-injection tests alone, the kill -9 crash test included (make test runs the others;
-# the crash test sometimes stalls on the dev broker: docs/reliability.md).
+# The fault-injection and scale-out tests alone (make test runs them too, with everything else).
 test-reliability: install test-packages
 	$(BIN)/pytest -m reliability
 

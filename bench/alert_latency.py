@@ -21,18 +21,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from alerts.model import Alert
+from bench.stack import dev_services, start_worker, wait_split
 from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
-from streams.devstack import (
-    DEV_BROKER_SETTINGS,
-    chs_command,
-    free_port,
-    settings_env,
-    start_process,
-    start_redis,
-    start_tansu,
-    stopping,
-    wait_for_port,
-)
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -133,28 +123,11 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def report() -> str:
-    with tempfile.TemporaryDirectory() as tmp, stopping([]) as services:
-        logs = Path(tmp)
-        broker, redis = free_port(), free_port()
-        services.append(start_tansu(broker, logs / "tansu.log"))
-        services.append(start_redis(redis, logs / "redis.log"))
-        settings = Settings.model_validate(
-            {
-                **DEV_BROKER_SETTINGS,
-                "broker_url": f"kafka://127.0.0.1:{broker}",
-                "redis_url": f"redis://127.0.0.1:{redis}/0",
-                "web_port": free_port(),
-                "data_dir": logs / "data",
-                "log_level": "warning",
-            }
-        )
+    with tempfile.TemporaryDirectory() as tmp, dev_services(Path(tmp)) as (settings, services):
         asyncio.run(ensure_topics(settings))
-        worker = start_process(
-            "worker", chs_command("worker"), logs / "worker.log", settings_env(settings)
-        )
+        member, worker = start_worker(settings, "worker", Path(tmp))
         services.append(worker)
-        wait_for_port(worker, settings.web_port, timeout=60)
-        time.sleep(8)  # group join on the dev broker
+        wait_split([member], settings.topic_partitions)
         latencies, sent, elapsed = asyncio.run(_measure(settings))
     ms = [1000 * value for value in latencies]
     return "\n".join(

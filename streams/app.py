@@ -26,7 +26,8 @@ from scoring.update import Rescorer, ScoreUpdate
 from streams import metrics
 from streams.alerting import AlertDelivery
 from streams.clock import Clock
-from streams.processing import Applied, Control, Processor, Rejected, Tick, TopicRole
+from streams.faust_app import ChsApp
+from streams.processing import Control, Processor, Rejected, Skipped, Tick, TopicRole
 from streams.redis_view import ScoreView
 from streams.settings import Settings
 from streams.timers import DueSchedule
@@ -40,36 +41,6 @@ SCORE_VIEW_WITHIN = 0.2
 VIEW_RETRY_SECONDS = 2.0
 
 ACCOUNT_STATE_CODEC = "chs_account_state"
-
-
-class ChsApp(faust.App):
-    """A Faust app whose ``consumer_generation_id`` changes on every partition assignment.
-
-    Faust stamps each fetched message with ``consumer_generation_id`` and drops work from an
-    older generation: stale messages, and a table recovery that a newer rebalance overtook.
-    It takes the number from the group coordinator, which a broker may repeat (the dev broker
-    answers generation 1 to two rebalances in a row, docs/dev-broker.md). A recovery from the
-    first then resumed the flow during the second, and a message in flight moved the read
-    offset past ones the second rebalance sought back to: faust skipped them unacked, and the
-    group's commits stalled behind them. Faust only compares these numbers with each other,
-    so a local count of assignments keeps its meaning on Apache Kafka, where the coordinator's
-    generation also changes on every rebalance.
-    """
-
-    _assignments = 0
-
-    @property
-    def consumer_generation_id(self) -> int:
-        return self._assignments
-
-    @consumer_generation_id.setter
-    def consumer_generation_id(self, generation: int) -> None:
-        # Faust's aiokafka driver sets this once per assignment, then awaits the handler below.
-        self._assignments += 1
-
-    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        # The driver passes the coordinator's number on; table recovery compares it with ours.
-        await super()._on_partitions_assigned(assigned, self.consumer_generation_id)
 
 
 class AccountStateCodec(codecs.Codec):
@@ -97,14 +68,29 @@ class AccountTable(faust.Table[bytes, AccountState]):
     schedule: DueSchedule
     model: ScoringModel
     clock: Clock
+    active_partitions: frozenset[int] = frozenset()
+    standby_partitions: frozenset[int] = frozenset()
 
     def _serializer_from_type(self, typ: object) -> str:
         return "raw" if typ is bytes else ACCOUNT_STATE_CODEC
+
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        """Stop the timer for partitions taken away at once, not after the recovery."""
+        changelogs = self.app.tables.changelog_topics
+        kept = {tp.partition for tp in assigned if tp.topic not in changelogs}
+        self.schedule.keep_only(kept)
+        self.active_partitions &= kept
+        metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """After every rebalance: schedule the accounts of the partitions we now own, only."""
         await super().on_recovery_completed(active_tps, standby_tps)
         owned = {tp.partition for tp in active_tps}
+        self.active_partitions = frozenset(owned)
+        self.standby_partitions = frozenset(tp.partition for tp in standby_tps)
         self.schedule.keep_only(owned)
         now = self.clock.now()
         bands: Counter[str] = Counter()
@@ -160,9 +146,10 @@ def create_app(
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
+        table_standby_replicas=settings.table_standby_replicas,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.broker_session_timeout,
-        broker_rebalance_timeout=settings.broker_session_timeout,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         producer_max_batch_size=settings.producer_max_batch_size,
         web_bind=settings.web_host,
@@ -220,7 +207,9 @@ def create_app(
                     value=event.value,
                     headers=dlq_headers(error.code.value, error.reason, source),
                 )
-            elif isinstance(outcome, Applied):
+            elif isinstance(outcome, Skipped):
+                metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
+            else:
                 schedule.set(source.partition, event.key, outcome.next_due)
                 if outcome.occurred_ts is not None:
                     metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.occurred_ts))

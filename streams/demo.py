@@ -301,6 +301,13 @@ def history(
     return result
 
 
+def history_events(options: DemoOptions, now: float) -> list[Event]:
+    """The demo's history for ``options``, flattened, oldest first (tests and benchmarks)."""
+    accounts, factory = make_accounts(options), EventFactory(options.seed)
+    days = history(accounts, factory, options.history_days, now, random.Random(options.seed))
+    return [event for day in days for event in day]
+
+
 def live_tick(
     accounts: list[DemoAccount], factory: EventFactory, n: int, now: float, rng: random.Random
 ) -> list[Event]:

@@ -36,6 +36,7 @@ from streams.settings import Settings
 DEV_BROKER_SETTINGS: dict[str, Any] = {
     "broker_session_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 6.0,
     "producer_max_batch_size": 1,
 }
 """Work-arounds for the dev broker's gaps; never set in production."""

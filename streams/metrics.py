@@ -32,6 +32,12 @@ ACCOUNTS_BY_BAND = Gauge(
     "chs_accounts", "Accounts of this worker's partitions, by current band", ["band"]
 )
 ACCOUNTS_HELD = Gauge("chs_accounts_held", "Accounts in this worker's table partitions")
+INPUTS_SKIPPED = Counter(
+    "chs_inputs_skipped_total",
+    "Valid inputs that changed nothing: redelivered (the offset fence), duplicate (same id), "
+    "outdated (older attributes), no_account (tick for an unknown account)",
+    ["reason"],
+)
 DLQ_RECORDS = Counter("chs_dlq_records_total", "Records written to a dead-letter topic", ["dlq"])
 CONSUMER_LAG = Gauge(
     "chs_consumer_lag_messages",

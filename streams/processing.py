@@ -34,6 +34,7 @@ from scoring.state import (
     AccountState,
     OverrideConflict,
     SourcePosition,
+    admits,
     apply_attributes,
     apply_override,
     fold,
@@ -95,11 +96,23 @@ class Applied:
     """Event time of the input, for an event."""
 
 
+class SkipReason(StrEnum):
+    REDELIVERED = "redelivered"
+    """At or below the highest offset already applied from its topic-partition."""
+    DUPLICATE = "duplicate"
+    """Its id is among the account's recent ones: a producer sent it twice."""
+    OUTDATED = "outdated"
+    """An attributes snapshot no newer than the one held."""
+    NO_ACCOUNT = "no_account"
+    """A timer tick for an account the table does not hold."""
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """Nothing to do: a redelivery, a duplicate, an older snapshot, a tick for no account."""
+    """Nothing to do, and why."""
 
     role: TopicRole
+    reason: SkipReason
 
 
 Outcome = Rejected | Applied | Skipped
@@ -164,8 +177,10 @@ class Processor:
         state = states.get(key)
         if state is None:
             if isinstance(parsed, Tick):
-                return Skipped(role)
+                return Skipped(role, SkipReason.NO_ACCOUNT)
             state = AccountState(account_id=account_id)
+        elif not admits(state, source, None):
+            return Skipped(role, SkipReason.REDELIVERED)
         now = max(self.clock.now(), state.watermark or 0.0)
         input_id: str | None
         event: BaseEvent | None = None
@@ -182,7 +197,10 @@ class Processor:
             case _:
                 applied, trigger, input_id = True, Trigger.TIMER, None
         if not applied:
-            return Skipped(role)
+            # Redeliveries were turned away above: what is left is a repeated id or, for
+            # attributes, an older snapshot.
+            reason = SkipReason.OUTDATED if trigger is Trigger.ATTRIBUTES else SkipReason.DUPLICATE
+            return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
         computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
         update = self.rescorer.rescore(state, now, trigger, input_id, computed_at)

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=65_536, ge=256, description="larger messages go to the DLQ unread"
     )
+    table_standby_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="other workers that keep a warm copy of each table partition (takeover)",
+    )
     timer_interval: float = Field(default=1.0, gt=0, description="seconds between timer runs")
     timer_batch: int = Field(default=2000, ge=1, description="due accounts per timer run")
 
@@ -73,6 +78,9 @@ class Settings(BaseSettings):
     # them for the dev broker (Tansu), see docs/dev-broker.md.
     broker_session_timeout: float = Field(default=60.0, gt=0, description="seconds")
     broker_heartbeat_interval: float = Field(default=3.0, gt=0, description="seconds")
+    broker_rebalance_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a rebalance may take before members are dropped"
+    )
     producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
 
     @field_validator("slack_routes")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
@@ -62,3 +63,25 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
         return missing
     finally:
         await admin.close()
+
+
+async def group_lag(settings: Settings, topics: list[str]) -> int:
+    """Messages in ``topics`` not yet committed by the workers' consumer group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in range(settings.topic_partitions)
+        ]
+        ends = await consumer.end_offsets(partitions)
+        behind = 0
+        for tp in partitions:
+            committed: int = await consumer.committed(tp) or 0
+            behind += max(0, ends[tp] - committed)
+        return behind
+    finally:
+        await consumer.stop()

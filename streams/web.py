@@ -60,4 +60,8 @@ def add_web_views(app: faust.App, settings: Settings, accounts: Any) -> None:
     async def readyz(web: Any, request: Any) -> Any:
         body = await readiness(app, settings, redis)
         body["accounts_held"] = len(accounts)
+        body["partitions"] = {
+            "active": sorted(accounts.active_partitions),
+            "standby": sorted(accounts.standby_partitions),
+        }
         return web.json(body, status=200 if body["ready"] else 503)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from streams.settings import Settings
+from streams.topics import group_lag
 
 Records = list[ConsumerRecord[bytes, bytes]]
 
@@ -41,26 +42,26 @@ async def read_until(
     return records
 
 
-async def group_lag(settings: Settings, topics: list[str]) -> int:
-    """Messages in ``topics`` not yet committed by the worker's group."""
+async def read_all(settings: Settings, topic: str, quiet_seconds: float = 2.0) -> Records:
+    """Every record of ``topic``: read from the start until nothing new came for a while."""
     consumer = AIOKafkaConsumer(
+        topic,
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.app_id,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
+    records: Records = []
     try:
-        partitions = [
-            TopicPartition(topic, p) for topic in topics for p in range(settings.topic_partitions)
-        ]
-        ends = await consumer.end_offsets(partitions)
-        behind = 0
-        for tp in partitions:
-            committed: int = await consumer.committed(tp) or 0
-            behind += max(0, ends[tp] - committed)
-        return behind
+        quiet = 0.0
+        while quiet < quiet_seconds:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            quiet = 0.0 if batches else quiet + 0.5
+            for batch in batches.values():
+                records.extend(batch)
     finally:
         await consumer.stop()
+    return records
 
 
 async def wait_consumed(settings: Settings, topics: list[str], within: float = 60.0) -> None:

@@ -18,7 +18,7 @@ from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.factories import feature, login
 from tests.integration.kafka import wait_consumed
-from tests.integration.test_crash import aggregates, changelog_states, reference
+from tests.integration.reference import assert_matches_reference, changelog_states, reference
 from tests.integration.test_pipeline import produce, recent
 from tests.tcp_proxy import CuttableProxy
 
@@ -73,8 +73,4 @@ async def test_worker_survives_a_30s_broker_outage_without_losing_events(
         actual = await changelog_states(settings)
     finally:
         await asyncio.to_thread(worker.stop)
-    expected = reference([*before, *after])
-    assert sum(s.events_applied for s in actual.values()) == len(before) + len(after)
-    assert {a: aggregates(s) for a, s in actual.items()} == {
-        a: aggregates(s) for a, s in expected.items()
-    }
+    assert_matches_reference(actual, reference([*before, *after]), len(before) + len(after))

@@ -138,6 +138,7 @@ async def test_health_and_readiness_say_what_is_wrong(
         "redis_reachable": True,
     }
     assert ready["failing"] == []
+    assert ready["partitions"] == {"active": list(range(settings.topic_partitions)), "standby": []}
 
 
 async def test_readiness_names_an_unreachable_redis(

@@ -17,7 +17,16 @@ from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition
 from scoring.update import Rescorer, Trigger
 from scoring.validation import RejectCode
 from streams.clock import EventClock
-from streams.processing import Applied, Control, Processor, Rejected, Skipped, Tick, TopicRole
+from streams.processing import (
+    Applied,
+    Control,
+    Processor,
+    Rejected,
+    Skipped,
+    SkipReason,
+    Tick,
+    TopicRole,
+)
 from tests.clock import ManualClock
 from tests.factories import T0, at, feature, login, payment
 
@@ -80,14 +89,36 @@ def test_events_from_the_future_or_beyond_the_window_are_rejected() -> None:
     assert old.error.code is RejectCode.TOO_OLD
 
 
-def test_redelivery_is_skipped() -> None:
+def skip_reason(outcome: object) -> SkipReason:
+    assert isinstance(outcome, Skipped)
+    return outcome.reason
+
+
+def test_redelivery_and_a_producer_duplicate_are_skipped_and_told_apart() -> None:
     proc = processor()
     states: dict[bytes, AccountState] = {}
     payload = login().model_dump_json().encode()
-    source = SourcePosition("chs.events.login", 0, 5)
-    assert isinstance(proc.process(states, EventKind.LOGIN, b"acme", payload, source), Applied)
-    assert isinstance(proc.process(states, EventKind.LOGIN, b"acme", payload, source), Skipped)
+    first, later = (
+        SourcePosition("chs.events.login", 0, 5),
+        SourcePosition("chs.events.login", 0, 9),
+    )
+    assert isinstance(proc.process(states, EventKind.LOGIN, b"acme", payload, first), Applied)
+    redelivered = proc.process(states, EventKind.LOGIN, b"acme", payload, first)
+    duplicate = proc.process(states, EventKind.LOGIN, b"acme", payload, later)
+    assert skip_reason(redelivered) is SkipReason.REDELIVERED
+    assert skip_reason(duplicate) is SkipReason.DUPLICATE
     assert states[b"acme"].events_applied == 1
+
+
+def test_an_older_attributes_snapshot_is_outdated() -> None:
+    feed = Feed(processor())
+    newer = AccountAttributes(account_id="acme", updated_at=T0, plan="enterprise")
+    older = AccountAttributes(account_id="acme", updated_at=at(days=-1), plan="starter")
+    assert isinstance(feed.send(Control.ACCOUNTS, newer), Applied)
+    assert skip_reason(feed.send(Control.ACCOUNTS, older)) is SkipReason.OUTDATED
+    attributes = feed.states[b"acme"].attributes
+    assert attributes is not None
+    assert attributes.plan == "enterprise"
 
 
 def test_attributes_change_the_segment_and_owner() -> None:
@@ -152,7 +183,8 @@ def test_a_tick_re_evaluates_with_time_moved_on() -> None:
 
 def test_a_tick_for_an_unknown_account_is_skipped() -> None:
     feed = Feed(processor())
-    assert isinstance(feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW)), Skipped)
+    outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW))
+    assert skip_reason(outcome) is SkipReason.NO_ACCOUNT
     assert feed.states == {}
 
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -42,3 +45,11 @@ def test_topics_must_be_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHS_TOPIC_SURVEY", "chs.events.login")
     with pytest.raises(ValidationError, match="distinct"):
         Settings()
+
+
+def test_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    documented = set(re.findall(r"`(CHS_[A-Z_]+)`", readme))
+    variables = {f"CHS_{name.upper()}" for name in Settings.model_fields}
+    assert variables - documented == set()
+    assert documented - variables == set()

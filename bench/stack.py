@@ -1,0 +1,84 @@
+"""The services a benchmark runs against: the dev broker (Tansu), Redis, ``chs worker``s."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from streams.devstack import (
+    DEV_BROKER_SETTINGS,
+    ManagedProcess,
+    chs_command,
+    free_port,
+    settings_env,
+    start_process,
+    start_redis,
+    start_tansu,
+    stopping,
+    wait_for_port,
+)
+from streams.settings import Settings
+
+
+@contextmanager
+def dev_services(logs: Path, **changes: Any) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
+    """Tansu and Redis on free ports, and worker settings for them (dev-broker settings).
+
+    Every process appended to the yielded list is stopped on the way out.
+    """
+    with stopping([]) as services:
+        broker, redis = free_port(), free_port()
+        services.append(start_tansu(broker, logs / "tansu.log"))
+        services.append(start_redis(redis, logs / "redis.log"))
+        settings = Settings.model_validate(
+            {
+                **DEV_BROKER_SETTINGS,
+                "broker_url": f"kafka://127.0.0.1:{broker}",
+                "redis_url": f"redis://127.0.0.1:{redis}/0",
+                "web_port": free_port(),
+                "data_dir": logs / "data",
+                "log_level": "warning",
+                **changes,
+            }
+        )
+        yield settings, services
+
+
+def start_worker(settings: Settings, name: str, logs: Path) -> tuple[Settings, ManagedProcess]:
+    """A worker with its own web port and data directory; returns once its web server is up."""
+    member = settings.model_copy(update={"web_port": free_port(), "data_dir": logs / name})
+    process = start_process(
+        "worker", chs_command("worker"), logs / f"{name}.log", settings_env(member)
+    )
+    wait_for_port(process, member.web_port, timeout=60)
+    return member, process
+
+
+def readiness(settings: Settings) -> dict[str, Any] | None:
+    """The worker's /readyz body when it is ready, else None."""
+    try:
+        url = f"http://127.0.0.1:{settings.web_port}/readyz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def wait_split(members: list[Settings], partitions: int, within: float = 120) -> list[set[int]]:
+    """Wait until every worker is ready and each partition is scored by exactly one of them."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        bodies = [readiness(member) for member in members]
+        if all(bodies):
+            owned = [set(body["partitions"]["active"]) for body in bodies if body]
+            if all(owned) and sorted(p for mine in owned for p in mine) == list(range(partitions)):
+                return owned
+        time.sleep(0.2)
+    raise TimeoutError(f"{len(members)} workers did not split {partitions} partitions")

@@ -1,0 +1,201 @@
+"""Scale-out on the dev broker: takeover time after a kill -9, and throughput per worker count.
+
+Takeover: two workers share the accounts (one event each, so every account has a table
+entry); one is killed with kill -9 and, at that moment, one fresh event per partition it
+scored is produced. Takeover time is from the kill to the last of those events' score
+updates on ``chs.scores``: it includes noticing the death (the session timeout), the
+rebalance, restoring the partitions' table data (none left to restore with a standby), and
+scoring.
+
+Throughput: a backlog of demo events is produced, then one or two workers read it; the rate
+is the backlog left when the workers have split the partitions, over the time to consume it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
+
+from bench.stack import dev_services, start_worker, wait_split
+from scoring.events import LoginEvent
+from scoring.update import ScoreUpdate
+from streams.demo import DemoOptions, history_events
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.topics import ensure_topics, group_lag
+
+PARTITIONS = 8
+TAKEOVER_ACCOUNTS = (10_000, 100_000)
+THROUGHPUT_EVENTS = 60_000
+
+
+def _login(account: str, event_id: str) -> LoginEvent:
+    return LoginEvent(
+        event_id=event_id, account_id=account, occurred_at=datetime.now(UTC), user_id="u1"
+    )
+
+
+async def _load(settings: Settings, accounts: int) -> None:
+    async with EventProducer(settings) as producer:
+        for i in range(accounts):
+            await producer.send(_login(f"acct-{i}", f"load-{i}"))
+        await producer.flush()
+
+
+async def _wait_consumed(settings: Settings, within: float) -> float:
+    """Seconds until the group has committed every event produced so far."""
+    began = time.monotonic()
+    async with asyncio.timeout(within):
+        while await group_lag(settings, list(settings.event_topics)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.25)
+    return time.monotonic() - began
+
+
+def _probe_accounts(partitions: set[int], total: int) -> dict[str, int]:
+    """One existing account per partition in ``partitions`` (the producer's partitioner)."""
+    chosen: dict[int, str] = {}
+    for i in range(total):
+        account = f"acct-{i}"
+        partition = DefaultPartitioner()(account.encode(), list(range(PARTITIONS)), None)
+        if partition in partitions and partition not in chosen:
+            chosen[partition] = account
+            if len(chosen) == len(partitions):
+                break
+    return {account: partition for partition, account in chosen.items()}
+
+
+async def _scored_again(
+    settings: Settings, probes: dict[str, int], kill: Callable[[], None]
+) -> float:
+    """Kill (``kill()``), produce the probes, and time until each has a score update."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_scores,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    await consumer.getmany(timeout_ms=500)  # position at the end before the kill
+    try:
+        waiting = set(probes)
+        began = time.monotonic()
+        await asyncio.to_thread(kill)
+        async with EventProducer(settings) as producer:
+            for account in probes:
+                await producer.send(_login(account, f"probe-{account}"))
+            await producer.flush()
+        async with asyncio.timeout(600):
+            while waiting:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        waiting.discard(
+                            ScoreUpdate.model_validate_json(record.value or b"").account_id
+                        )
+        return time.monotonic() - began
+    finally:
+        await consumer.stop()
+
+
+def takeover(accounts: int, standbys: int) -> tuple[float, float]:
+    """Seconds from kill -9 to the killed worker's partitions scored again; and load time."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dev_services(Path(tmp), topic_partitions=PARTITIONS, table_standby_replicas=standbys) as (
+            settings,
+            services,
+        ),
+    ):
+        logs = Path(tmp)
+        asyncio.run(ensure_topics(settings))
+        members = []
+        for name in ("survivor", "victim"):
+            member, process = start_worker(settings, name, logs)
+            services.append(process)
+            members.append(member)
+        owned = wait_split(members, PARTITIONS)
+        began = time.monotonic()
+        asyncio.run(_load(settings, accounts))
+        asyncio.run(_wait_consumed(settings, within=1800))
+        load_seconds = time.monotonic() - began
+        time.sleep(5)  # standbys catch up with the changelog's tail
+        victim = services[-1]
+        probes = _probe_accounts(owned[1], accounts)
+        seconds = asyncio.run(_scored_again(settings, probes, victim.kill))
+        return seconds, load_seconds
+
+
+def throughput(workers: int) -> float:
+    """Events per second a group of ``workers`` works through a backlog of demo events."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dev_services(Path(tmp), topic_partitions=PARTITIONS, clock="event") as (settings, services),
+    ):
+        logs = Path(tmp)
+        asyncio.run(ensure_topics(settings))
+        options = DemoOptions(accounts=1_000, history_days=45, seed=5)
+        events = history_events(options, time.time())[:THROUGHPUT_EVENTS]
+
+        async def produce() -> None:
+            async with EventProducer(settings) as producer:
+                for event in events:
+                    await producer.send(event)
+                await producer.flush()
+
+        asyncio.run(produce())
+        members = []
+        for n in range(workers):
+            member, process = start_worker(settings, f"worker-{n}", logs)
+            services.append(process)
+            members.append(member)
+        wait_split(members, PARTITIONS)
+        backlog = asyncio.run(group_lag(settings, list(settings.event_topics)))
+        seconds = asyncio.run(_wait_consumed(settings, within=1800))
+        return backlog / seconds
+
+
+def report() -> str:
+    rows = []
+    for accounts in TAKEOVER_ACCOUNTS:
+        cells = []
+        for standbys in (0, 1):
+            seconds, _ = takeover(accounts, standbys)
+            cells.append(f"{seconds:.1f} s")
+        rows.append(f"| {accounts:,} | {cells[0]} | {cells[1]} |")
+    rates = {workers: throughput(workers) for workers in (1, 2)}
+    return "\n".join(
+        [
+            "## Scale-out: takeover and throughput",
+            "",
+            "`bench/takeover.py`, on the dev broker (Tansu) with dev-broker settings (session "
+            f"timeout 6 s, heartbeat 1 s, one-record producer batches), {PARTITIONS} partitions. "
+            "Takeover: two workers hold the accounts (one event each); one is killed with "
+            "kill -9 and one fresh event per partition it scored is produced at once; the time "
+            "runs from the kill to the last of those events' score updates on `chs.scores`. It "
+            "includes noticing the death (up to the session timeout), the rebalance, restoring "
+            "the partitions' table data (`CHS_TABLE_STANDBY_REPLICAS`), and scoring.",
+            "",
+            "| accounts | takeover, no standby | takeover, 1 standby |",
+            "|---|---|---|",
+            *rows,
+            "",
+            f"Throughput: a backlog of {THROUGHPUT_EVENTS:,} demo events (1,000 accounts) read "
+            "by one and by two workers on this machine's two cores, which they share with the "
+            "broker.",
+            "",
+            "| workers | events/s |",
+            "|---|---|",
+            *(f"| {workers} | {rate:,.0f} |" for workers, rate in rates.items()),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(report())

@@ -1,0 +1,56 @@
+"""The worker's Faust app class: faust.App with its rebalance handling fixed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TP
+from mode.utils.queues import ThrowableQueue
+
+
+class ChsApp(faust.App):
+    """faust.App with two fixes to faust-streaming's rebalance handling (0.15).
+
+    Without them a worker (re)started or rebalanced with a backlog lost messages or stalled
+    on them (tests/integration/test_crash.py and test_scale_out.py caught it):
+
+    1. ``consumer_generation_id`` changes on every partition assignment. Faust stamps each
+    fetched message with it and drops work from an older generation: stale messages, and a
+    table recovery that a newer rebalance overtook. It takes the number from the group
+    coordinator, which a broker may repeat (the dev broker answers generation 1 to two
+    rebalances in a row, docs/dev-broker.md), and then resumed a stale recovery in the middle
+    of the next rebalance. Faust only compares these numbers with each other, so a local
+    count of assignments keeps its meaning on Apache Kafka, whose coordinator also changes
+    the generation on every rebalance.
+
+    2. Stream buffers are not emptied when the flow resumes (``FlowControlQueue``).
+    """
+
+    _assignments = 0
+
+    @property
+    def consumer_generation_id(self) -> int:
+        return self._assignments
+
+    @consumer_generation_id.setter
+    def consumer_generation_id(self, generation: int) -> None:
+        # Faust's aiokafka driver sets this once per assignment, then awaits the handler below.
+        self._assignments += 1
+
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        # The driver passes the coordinator's number on; table recovery compares it with ours.
+        await super()._on_partitions_assigned(assigned, self.consumer_generation_id)
+
+    def FlowControlQueue(
+        self, maxsize: int | None = None, *, clear_on_resume: bool = False
+    ) -> ThrowableQueue[Any]:
+        # Faust asks for every stream buffer to be emptied whenever the flow resumes, so that
+        # nothing fetched before a rebalance is processed after it. But table recovery resumes
+        # the stream partitions and seeks them to the committed offsets *before* it resumes
+        # the flow: messages fetched in between were emptied out unacked, with the read offset
+        # already past them, and the group's commits stalled behind them (or faust counted
+        # them as a gap and committed past them: lost). Kept instead, they are processed;
+        # stale ones are dropped by the generation check above; anything read twice is
+        # absorbed by the state's offset fence.
+        return super().FlowControlQueue(maxsize, clear_on_resume=False)

@@ -1,0 +1,60 @@
+"""The worker's Faust app: its rebalance fixes and the account table's timer ownership."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faust.types import TP
+
+from alerts.config import default_rules
+from scoring.model import default_model
+from streams.app import AccountTable, create_app
+from streams.clock import WallClock
+from streams.faust_app import ChsApp
+from streams.settings import Settings
+
+
+def app(tmp_path: Path) -> ChsApp:
+    settings = Settings(data_dir=tmp_path, topic_partitions=4)
+    created = create_app(settings, default_model(), default_rules(), WallClock())
+    assert isinstance(created, ChsApp)
+    return created
+
+
+def test_every_assignment_gets_a_new_generation_even_if_the_broker_repeats_one(
+    tmp_path: Path,
+) -> None:
+    worker = app(tmp_path)
+    seen = []
+    for broker_generation in (1, 1, 2):
+        worker.consumer_generation_id = broker_generation
+        seen.append(worker.consumer_generation_id)
+    assert seen == [1, 2, 3]
+
+
+def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:
+    worker = app(tmp_path)
+    buffer = worker.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    buffer.put_nowait("fetched after the seek")
+    worker.flow_control.resume()
+    assert buffer.get_nowait() == "fetched after the seek"
+
+
+async def test_the_timer_forgets_partitions_as_soon_as_a_rebalance_takes_them(
+    tmp_path: Path,
+) -> None:
+    worker = app(tmp_path)
+    table = worker.tables["accounts"]
+    assert isinstance(table, AccountTable)
+    for partition in range(4):
+        table.schedule.set(partition, f"acct-{partition}".encode(), 100.0)
+    changelog = table.changelog_topic.get_topic_name()
+    kept = {TP("chs.events.login", 1), TP("chs.events.payment", 3)}
+    standby = {TP(changelog, 0)}  # a warm copy is not scored: no timer for it
+    revoked = {TP("chs.events.login", 0), TP("chs.events.login", 2)}
+    await table.on_rebalance(kept | standby, revoked, set(), 2)
+    due = table.schedule.pop_due(now=200.0, limit=10)
+    assert sorted((partition, key) for partition, key, _ in due) == [
+        (1, b"acct-1"),
+        (3, b"acct-3"),
+    ]
