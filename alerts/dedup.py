@@ -20,18 +20,21 @@ DEDUP_ERRORS = Counter(
 
 
 class DeliveredAlerts:
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int) -> None:
+    """Delivered alert ids of one deployment: ``namespace`` (its app id) keeps two
+    deployments that share a Redis from suppressing each other's alerts."""
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int, namespace: str) -> None:
         self._client = client
         self._ttl = ttl_seconds
+        self._prefix = f"{namespace}:alert-delivered:"
 
     @classmethod
-    def from_url(cls, url: str, ttl_seconds: int) -> DeliveredAlerts:
+    def from_url(cls, url: str, ttl_seconds: int, namespace: str) -> DeliveredAlerts:
         client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return cls(client, ttl_seconds)
+        return cls(client, ttl_seconds, namespace)
 
-    @staticmethod
-    def _key(alert_id: str) -> str:
-        return f"chs:alert-delivered:{alert_id}"
+    def _key(self, alert_id: str) -> str:
+        return self._prefix + alert_id
 
     async def seen(self, alert_id: str) -> bool:
         try:

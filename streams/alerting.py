@@ -53,7 +53,7 @@ class AlertDelivery:
         return cls(
             settings,
             SlackNotifier(routes, policy),
-            DeliveredAlerts.from_url(settings.redis_url, ttl),
+            DeliveredAlerts.from_url(settings.redis_url, ttl, settings.app_id),
         )
 
     async def handle(self, alert: Alert) -> str | None:
