@@ -76,6 +76,12 @@ def metric_url(settings: Settings, path: str = "metrics") -> str:
     return f"http://127.0.0.1:{settings.web_port}/{path}"
 
 
+def metric(settings: Settings, name: str, **labels: str) -> float:
+    """One sample of the worker's /metrics now (0 if it has none yet)."""
+    _, body = get(metric_url(settings))
+    return samples(body.decode()).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 async def wait_for_metric(
     settings: Settings, name: str, labels: dict[str, str], value: float
 ) -> str:
