@@ -67,9 +67,10 @@ class Settings(BaseSettings):
         default=65_536, ge=256, description="larger messages go to the DLQ unread"
     )
     table_standby_replicas: int = Field(
-        default=1,
+        default=0,
         ge=0,
-        description="other workers that keep a warm copy of each table partition (takeover)",
+        description="other workers that keep a copy of each table partition; with Faust's "
+        "in-memory store they do not shorten a takeover (docs/operations.md)",
     )
     timer_interval: float = Field(default=1.0, gt=0, description="seconds between timer runs")
     timer_batch: int = Field(default=2000, ge=1, description="due accounts per timer run")
