@@ -188,7 +188,9 @@ async def test_a_killed_worker_is_taken_over_and_its_redelivered_events_count_on
     # The killed worker applied events it had not committed; the survivor received them
     # again. Without the offset fence they would have been counted twice, and the comparison
     # with the reference above would have failed.
-    assert metric(surviving, "chs_inputs_skipped_total", reason="redelivered") > 0
+    redelivered = metric(surviving, "chs_inputs_skipped_total", reason="redelivered")
+    print(f"{len(events)} events; redelivered to the survivor and skipped: {redelivered:.0f}")
+    assert redelivered > 0
     raised, posts = await alert_posts(group.settings, slack)
     assert set(posts) == raised
     # kill -9 between Slack's 200 and the record of it: that one post may come again.
