@@ -82,3 +82,11 @@ def wait_split(members: list[Settings], partitions: int, within: float = 120) ->
                 return owned
         time.sleep(0.2)
     raise TimeoutError(f"{len(members)} workers did not split {partitions} partitions")
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size so far, in bytes (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0

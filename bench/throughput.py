@@ -1,0 +1,174 @@
+"""Throughput, side by side on one workload: the raw consumer ceiling, a naive Faust agent,
+the Quix Streams peer, and our worker end to end; the ratios between them.
+
+Every contender reads the same 200,000 events (the demo's mix of the five kinds over 10,000
+accounts), already on the dev broker's event topics, in its own consumer group, one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from bench.ceiling import raw_consumer_rate
+from bench.stack import dev_services, peak_rss, start_worker
+from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
+from streams.devstack import ManagedProcess, free_port, settings_env, start_process
+from streams.settings import Settings
+from streams.topics import ensure_topics, group_lag
+
+PARTITIONS = 8
+
+
+@dataclass(frozen=True)
+class Rates:
+    events: int
+    ceiling: float
+    naive_faust: float
+    quix: float | None
+    worker: float
+
+
+def _member(settings: Settings, group: str, logs: Path) -> Settings:
+    return settings.model_copy(
+        update={"app_id": group, "web_port": free_port(), "data_dir": logs / group}
+    )
+
+
+async def _drained_rate(settings: Settings, total: int, process: ManagedProcess) -> float:
+    """Events/s of a group from its first commit until it has committed everything."""
+    topics = list(settings.event_topics)
+
+    async def lag() -> int:
+        if process.process.poll() is not None:
+            raise RuntimeError(f"{process.name} exited: {process.log_tail(5)}")
+        return await group_lag(settings, topics)
+
+    async with asyncio.timeout(3600):
+        while (behind := await lag()) >= total:  # noqa: ASYNC110
+            await asyncio.sleep(0.25)
+        began = time.monotonic()
+        while await lag() > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.25)
+    return behind / (time.monotonic() - began)
+
+
+def naive_faust_rate(settings: Settings, total: int, logs: Path) -> float:
+    member = _member(settings, "naive-faust", logs)
+    command = [sys.executable, "-m", "bench.peers.naive_faust", "worker", "-l", "warn"]
+    process = start_process("naive-faust", command, logs / "naive-faust.log", settings_env(member))
+    try:
+        return asyncio.run(_drained_rate(member, total, process))
+    finally:
+        process.stop()
+
+
+def quix_rate(settings: Settings, total: int, logs: Path) -> float | None:
+    member = _member(settings, "quix", logs)
+    env = {**settings_env(member), "CHS_BENCH_EVENTS": str(total)}
+    process = start_process(
+        "quix", [sys.executable, "-m", "bench.peers.quix"], logs / "quix.log", env
+    )
+    try:
+        process.process.wait(timeout=1800)
+    finally:
+        process.stop()
+    found = re.search(r"quix: (\d+) events/s", (logs / "quix.log").read_text())
+    return float(found.group(1)) if found else None
+
+
+async def _score_updates_rate(settings: Settings, total: int) -> float:
+    """Events/s from the first to the last ScoreUpdate, once the group has read everything."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_scores,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    first = last = 0.0
+    try:
+        async with asyncio.timeout(3600):
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                if batches:
+                    last = time.monotonic()
+                    first = first or last
+                elif first and await group_lag(settings, list(settings.event_topics)) == 0:
+                    break
+    finally:
+        await consumer.stop()
+    return total / (last - first)
+
+
+def worker_rate(settings: Settings, total: int, logs: Path) -> tuple[float, int]:
+    """Our worker end to end; also its peak RSS in bytes."""
+    member = _member(settings, "chs-worker", logs)
+    asyncio.run(ensure_topics(member))
+    member, process = start_worker(member, "chs-worker", logs)
+    try:
+        rate = asyncio.run(_score_updates_rate(member, total))
+        return rate, peak_rss(process.process.pid)
+    finally:
+        process.stop()
+
+
+def measure() -> Rates:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dev_services(Path(tmp), topic_partitions=PARTITIONS, clock="event") as (settings, _),
+    ):
+        logs = Path(tmp)
+        events = realistic_events()
+        asyncio.run(create_event_topics(settings))
+        asyncio.run(produce(settings, events))
+        total = len(events)
+        ceiling = asyncio.run(raw_consumer_rate(settings, total))
+        naive = naive_faust_rate(settings, total, logs)
+        quix = quix_rate(settings, total, logs)
+        ours, _ = worker_rate(settings, total, logs)
+        return Rates(total, ceiling, naive, quix, ours)
+
+
+def report() -> str:
+    rates = measure()
+    quix = f"{rates.quix:,.0f}" if rates.quix else "did not finish (see its log)"
+    ratio = (lambda other: f"x{rates.worker / other:.2f}") if rates.worker else str
+    return "\n".join(
+        [
+            "## Throughput, side by side",
+            "",
+            f"`bench/throughput.py`: {rates.events:,} events (the demo's mix of the five kinds "
+            f"over {ACCOUNTS:,} accounts), on the dev broker's event topics ({PARTITIONS} "
+            "partitions) before anyone reads them; each contender is one process in its own "
+            "consumer group on the same machine as the broker. Faust contenders use the "
+            "dev-broker settings (one-record producer batches for their changelog).",
+            "",
+            "| contender | events/s | ours against it |",
+            "|---|---|---|",
+            f"| raw aiokafka consumer + `json.loads` (the ceiling) | {rates.ceiling:,.0f} | "
+            f"{ratio(rates.ceiling)} |",
+            f"| naive Faust agent, one table write per event (`bench/peers/naive_faust.py`) | "
+            f"{rates.naive_faust:,.0f} | {ratio(rates.naive_faust)} |",
+            f"| Quix Streams 3, RocksDB state with changelog (`bench/peers/quix.py`) | {quix} | "
+            f"{ratio(rates.quix) if rates.quix else '-'} |",
+            f"| our worker, end to end (first to last ScoreUpdate) | {rates.worker:,.0f} | x1 |",
+            "",
+            "The Faust rates are from the first commit of the group to the last; ours is the "
+            "number of events over the time from the first ScoreUpdate on `chs.scores` to "
+            "the last.",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    print(report())
