@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import alert_latency, history_cost, takeover
+from bench import alert_latency, history_cost, recovery, takeover, throughput
 
 
 def machine() -> str:
@@ -32,7 +32,13 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [history_cost.report(), alert_latency.report(), takeover.report()]
+    sections = [
+        throughput.report(),
+        alert_latency.report(),
+        recovery.report(),
+        history_cost.report(),
+        takeover.report(),
+    ]
     text = "\n\n".join(["# Benchmarks", machine(), *sections]) + "\n"
     Path("BENCHMARKS.md").write_text(text)
     sys.stdout.write(text)

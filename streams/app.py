@@ -1,9 +1,10 @@
 """The Faust app: topics, the account table, the agents and the timer. Thin glue.
 
 Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs`` (validate,
-apply, rescore) -> the table (changelog) and, when the score moved, ``chs.scores`` ->
-``write_score_view`` -> Redis. Invalid messages go to ``chs.events.dlq`` with their original
-key and bytes and the reason in headers. The timer turns due accounts into ticks on the
+apply, rescore) -> the table (changelog) and, when the score moved, ``chs.scores`` and the
+Redis view (written in batches by a timer, so scoring never waits on Redis). Invalid
+messages go to ``chs.events.dlq`` with their original key and bytes and the reason in
+headers. The timer turns due accounts into ticks on the
 account's own partition, so every state change goes through the one agent.
 """
 
@@ -35,10 +36,8 @@ from streams.web import add_web_views
 
 log = logging.getLogger(__name__)
 
-SCORE_VIEW_BATCH = 500
-SCORE_VIEW_WITHIN = 0.2
-"""Seconds a partial batch of score updates waits before it is written to Redis."""
-VIEW_RETRY_SECONDS = 2.0
+SCORE_VIEW_INTERVAL = 0.2
+"""Seconds between writes of the pending score updates to Redis (one pipeline each)."""
 
 ACCOUNT_STATE_CODEC = "chs_account_state"
 
@@ -152,6 +151,9 @@ def create_app(
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         producer_max_batch_size=settings.producer_max_batch_size,
+        producer_linger=settings.producer_linger_seconds,
+        broker_max_poll_records=settings.broker_max_poll_records,
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -183,6 +185,7 @@ def create_app(
     app.tables.add(accounts)
     schedule = DueSchedule()
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
+    view = ScoreView.from_url(settings.redis_url)
     processor = Processor(
         Rescorer(model), rules, clock, settings.max_future_seconds, settings.max_event_bytes
     )
@@ -217,6 +220,7 @@ def create_app(
                     count_band_change(outcome.update)
                     value = outcome.update.model_dump_json().encode()
                     await scores_topic.send(key=event.key, value=value)
+                    view.add(outcome.update)
                 for alert in outcome.alerts:
                     metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                     await alerts_topic.send(key=event.key, value=alert.model_dump_json().encode())
@@ -242,16 +246,11 @@ def create_app(
         await AlertDelivery.from_settings(settings).run()
 
     add_web_views(app, settings, accounts)
-    view = ScoreView.from_url(settings.redis_url)
 
-    @app.agent(scores_topic)
-    async def write_score_view(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(SCORE_VIEW_BATCH, within=SCORE_VIEW_WITHIN):
-            await view.write([ScoreUpdate.model_validate_json(value) for value in batch])
-
-    @app.timer(interval=VIEW_RETRY_SECONDS)  # type: ignore[untyped-decorator]
-    async def retry_score_view() -> None:
-        """After a Redis outage, catch up even if no account's score moves."""
+    @app.timer(interval=SCORE_VIEW_INTERVAL)  # type: ignore[untyped-decorator]
+    async def write_score_view() -> None:
+        """The latest update of each account, to Redis in one round trip; after an outage,
+        what is pending is written even if no account's score moves."""
         await view.flush()
 
     return app

@@ -51,10 +51,9 @@ def configured_rules(settings: Settings) -> AlertRules:
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
-    import faust
-
     from streams.app import create_app
     from streams.clock import clock_for
+    from streams.faust_app import ChsWorker
     from streams.topics import ensure_topics
 
     model = configured_model(settings)
@@ -62,7 +61,7 @@ def run_worker(settings: Settings) -> None:
     if settings.create_topics:
         asyncio.run(ensure_topics(settings))
     app = create_app(settings, model, rules, clock_for(settings.clock))
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = ChsWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 

@@ -1,7 +1,8 @@
-"""The worker's Faust app class: faust.App with its rebalance handling fixed."""
+"""The worker's Faust classes: the app with its rebalance handling fixed, and the worker."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -54,3 +55,17 @@ class ChsApp(faust.App):
         # stale ones are dropped by the generation check above; anything read twice is
         # absorbed by the state's offset fence.
         return super().FlowControlQueue(maxsize, clear_on_resume=False)
+
+
+class ChsWorker(faust.Worker):
+    """faust.Worker that leaves the root logger at the configured level.
+
+    Faust's terminal spinner puts the root logger at DEBUG (it ticks on every record) and
+    filters in the handlers, so every ``log.debug`` of aiokafka and Faust on the per-message
+    path built a LogRecord only to drop it: about a tenth of the worker's CPU under load
+    (py-spy).
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logger.setLevel(level)

@@ -1,15 +1,15 @@
 """The Redis read model: the latest ScoreUpdate of each account, under ``chs:account:{id}``.
 
-Written from the scores topic in pipelined batches, so scoring never waits on Redis. A failed
-write is logged (without payloads) and counted; the view catches up with the next update of
-the account.
+The scoring agent adds each update it publishes; a timer writes what is pending in one
+pipelined round trip, so scoring never waits on Redis. A failed write is logged (without
+payloads) and counted, and kept for the next round.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import cast, get_args
 
 import redis.asyncio as aioredis
@@ -89,15 +89,14 @@ class ScoreView:
     def from_url(cls, url: str) -> ScoreView:
         return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
 
-    async def write(self, updates: Sequence[ScoreUpdate]) -> bool:
-        """Store the updates (and any left over from an outage) in one round trip; False if
-        Redis refused, in which case they are kept for the next try."""
-        for update in updates:
-            self._pending.pop(update.account_id, None)
-            self._pending[update.account_id] = update
-        return await self.flush()
+    def add(self, update: ScoreUpdate) -> None:
+        """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
+        self._pending.pop(update.account_id, None)
+        self._pending[update.account_id] = update
 
     async def flush(self) -> bool:
+        """Write every pending update in one round trip; False if Redis refused, in which
+        case they are kept for the next try."""
         if not self._pending:
             return True
         batch = list(self._pending.values())

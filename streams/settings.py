@@ -83,6 +83,15 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="seconds a rebalance may take before members are dropped"
     )
     producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
+    producer_linger_seconds: float = Field(
+        default=0.0, ge=0, description="wait this long to fill a producer batch"
+    )
+    broker_max_poll_records: int | None = Field(
+        default=None, ge=1, description="most records one fetch hands over (None: no limit)"
+    )
+    stream_buffer_maxsize: int = Field(
+        default=4096, ge=1, description="messages buffered per stream before fetching pauses"
+    )
 
     @field_validator("slack_routes")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from faust.types import TP
@@ -10,7 +11,7 @@ from alerts.config import default_rules
 from scoring.model import default_model
 from streams.app import AccountTable, create_app
 from streams.clock import WallClock
-from streams.faust_app import ChsApp
+from streams.faust_app import ChsApp, ChsWorker
 from streams.settings import Settings
 
 
@@ -58,3 +59,15 @@ async def test_the_timer_forgets_partitions_as_soon_as_a_rebalance_takes_them(
         (1, b"acct-1"),
         (3, b"acct-3"),
     ]
+
+
+def test_the_worker_keeps_debug_records_off_the_hot_path() -> None:
+    # Faust's spinner handler puts the root logger at DEBUG; the worker's hook puts it back
+    # at the configured level. (Built without __init__: a real faust.Worker takes over the
+    # terminal of the test process.)
+    worker = ChsWorker.__new__(ChsWorker)
+    worker.spinner = None
+    root = logging.Logger("root-under-test", logging.DEBUG)
+    worker.on_setup_root_logger(root, logging.WARNING)
+    assert not root.isEnabledFor(logging.DEBUG)
+    assert root.isEnabledFor(logging.WARNING)
