@@ -30,6 +30,16 @@ class ChsApp(faust.App):
 
     _assignments = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The table recovery's own queue of changelog records keeps Faust's clearing: a
+        # standby's records still queued when its partition turns active must not be
+        # applied before the replay from the start (the replay would skip every lower
+        # offset). Faust creates the queue lazily; made here, with faust.App's factory.
+        self.tables._changelog_queue = faust.App.FlowControlQueue(  # type: ignore[attr-defined]
+            self, maxsize=self.conf.stream_buffer_maxsize, clear_on_resume=True
+        )
+
     @property
     def consumer_generation_id(self) -> int:
         return self._assignments
@@ -46,6 +56,7 @@ class ChsApp(faust.App):
     def FlowControlQueue(
         self, maxsize: int | None = None, *, clear_on_resume: bool = False
     ) -> ThrowableQueue[Any]:
+        # (Stream and channel buffers; the changelog queue is made in __init__.)
         # Faust asks for every stream buffer to be emptied whenever the flow resumes, so that
         # nothing fetched before a rebalance is processed after it. But table recovery resumes
         # the stream partitions and seeks them to the committed offsets *before* it resumes
