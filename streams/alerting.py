@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from alerts.dedup import DeliveredAlerts
 from alerts.model import Alert
@@ -95,6 +96,8 @@ class AlertDelivery:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=100)
                 for tp, records in batches.items():
                     for record in records:
+                        if tp not in consumer.assignment():
+                            break  # taken by a rebalance: the new owner goes on from the commit
                         # Shielded: a stop lets the alert in hand finish and be recorded.
                         await asyncio.shield(self._one(consumer, producer, tp, record))
         finally:
@@ -125,4 +128,9 @@ class AlertDelivery:
                 value=record.value,
                 headers=[("chs-reason", failure.encode())],
             )
-        await consumer.commit({tp: record.offset + 1})
+        try:
+            await consumer.commit({tp: record.offset + 1})
+        except (IllegalStateError, CommitFailedError):
+            # A rebalance took the partition while the alert was being posted: the new owner
+            # reads it again from the last commit and finds it among the delivered ones.
+            log.info("Alerts partition %s moved to another worker during a delivery", tp)
