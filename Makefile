@@ -12,7 +12,7 @@ run: install run-packages
 test: install test-packages lint
 	$(BIN)/pytest
 
-# The fault-injection and scale-out tests alone (make test runs them too, with everything else).
+# The fault-injection and scale-out tests (make test runs all but the scale-out ones).
 test-reliability: install test-packages
 	$(BIN)/pytest -m reliability
 
