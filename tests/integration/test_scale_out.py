@@ -155,18 +155,27 @@ async def test_three_workers_split_the_partitions_and_score_every_account_once(
     assert max(posts.values()) == 1
 
 
-async def test_a_worker_leaving_cleanly_hands_its_partitions_over(
-    group: Group, slack: FakeSlack
-) -> None:
+async def one_of_two_leaves_mid_stream(
+    group: Group, how: Callable[[ManagedProcess], None]
+) -> tuple[Settings, list[Event]]:
+    """Two workers split the partitions, the stream is produced, and one of them goes
+    (``how``) while they are busy with it; returns the other one and the events."""
     staying, leaving = await group.add(), await group.add()
     partitions = group.settings.topic_partitions
     await eventually(lambda: split_between([staying, leaving], partitions), within=90)
     events = demo_events(None, accounts=ACCOUNTS, seed=SEED)
     await produce(group.settings, events)
     await asyncio.sleep(HANDOVER_AFTER)
-    await group.remove(leaving, ManagedProcess.stop)
+    await group.remove(leaving, how)
     await check_against_reference(group, events)
     assert active_partitions(staying) == set(range(partitions))
+    return staying, events
+
+
+async def test_a_worker_leaving_cleanly_hands_its_partitions_over(
+    group: Group, slack: FakeSlack
+) -> None:
+    await one_of_two_leaves_mid_stream(group, ManagedProcess.stop)
     raised, posts = await alert_posts(group.settings, slack)
     assert set(posts) == raised
     assert max(posts.values()) == 1
@@ -177,15 +186,7 @@ async def test_a_killed_worker_is_taken_over_and_its_redelivered_events_count_on
 ) -> None:
     # With a standby copy of each partition (it must not change the outcome).
     group.settings = group.settings.model_copy(update={"table_standby_replicas": 1})
-    surviving, killed = await group.add(), await group.add()
-    partitions = group.settings.topic_partitions
-    await eventually(lambda: split_between([surviving, killed], partitions), within=90)
-    events = demo_events(None, accounts=ACCOUNTS, seed=SEED)
-    await produce(group.settings, events)
-    await asyncio.sleep(HANDOVER_AFTER)
-    await group.remove(killed, ManagedProcess.kill)
-    await check_against_reference(group, events)
-    assert active_partitions(surviving) == set(range(partitions))
+    surviving, events = await one_of_two_leaves_mid_stream(group, ManagedProcess.kill)
     # The killed worker applied events it had not committed; the survivor received them
     # again. Without the offset fence they would have been counted twice, and the comparison
     # with the reference above would have failed.
