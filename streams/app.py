@@ -28,7 +28,15 @@ from streams import metrics
 from streams.alerting import AlertDelivery
 from streams.clock import Clock
 from streams.faust_app import ChsApp
-from streams.processing import Control, Processor, Rejected, Skipped, Tick, TopicRole
+from streams.processing import (
+    Control,
+    Processor,
+    Rejected,
+    Skipped,
+    SkipReason,
+    Tick,
+    TopicRole,
+)
 from streams.redis_view import ScoreView
 from streams.settings import Settings
 from streams.timers import DueSchedule
@@ -194,6 +202,10 @@ def create_app(
     async def score_inputs(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
+            if message.partition not in accounts.active_partitions:
+                # Defence in depth: a partition now another worker's must not be written.
+                metrics.INPUTS_SKIPPED.labels(SkipReason.MOVED.value).inc()
+                continue
             source = SourcePosition(message.topic, message.partition, message.offset)
             role = roles.get(message.topic)
             began = time.perf_counter()

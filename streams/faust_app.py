@@ -6,8 +6,38 @@ import logging
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.transport.consumer import RecordMap
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, TransportT
 from mode.utils.queues import ThrowableQueue
+
+
+class ChsConsumer(aiokafka_driver.Consumer):
+    """Faust's Kafka consumer, never handing on records fetched under an older assignment.
+
+    Faust stamps fetched records with the generation current when the fetch *returns*. A
+    fetch started before a rebalance and returning after it (the consumer thread answers
+    late while the rebalance runs) carried old read positions under the new stamp: those
+    records passed the stale-message check and were processed ahead of the replay from the
+    committed offset. The replay was then either turned away by the offset fence as already
+    seen (events lost) or dropped by Faust as behind its read offset (the partition's
+    commits stalled for good). Both were caught by test_scale_out.py's add-a-worker case.
+    Dropping them is safe: every assignment ends with a seek to the committed offsets.
+    """
+
+    async def _wait_next_records(
+        self,
+        timeout: float,  # noqa: ASYNC109 - Faust's signature
+    ) -> tuple[RecordMap | None, set[TP] | None]:
+        generation = self.app.consumer_generation_id
+        records, active_partitions = await super()._wait_next_records(timeout)
+        if records and self.app.consumer_generation_id != generation:
+            return {}, active_partitions
+        return records, active_partitions
+
+
+class ChsTransport(aiokafka_driver.Transport):
+    Consumer = ChsConsumer
 
 
 class ChsApp(faust.App):
@@ -26,6 +56,8 @@ class ChsApp(faust.App):
     the generation on every rebalance.
 
     2. Stream buffers are not emptied when the flow resumes (``FlowControlQueue``).
+
+    3. Records fetched under an older assignment are dropped (``ChsConsumer``).
     """
 
     _assignments = 0
@@ -52,6 +84,9 @@ class ChsApp(faust.App):
     async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # The driver passes the coordinator's number on; table recovery compares it with ours.
         await super()._on_partitions_assigned(assigned, self.consumer_generation_id)
+
+    def _new_transport(self) -> TransportT:
+        return ChsTransport(self.conf.broker_consumer, self)
 
     def FlowControlQueue(
         self, maxsize: int | None = None, *, clear_on_resume: bool = False

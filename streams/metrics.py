@@ -35,7 +35,8 @@ ACCOUNTS_HELD = Gauge("chs_accounts_held", "Accounts in this worker's table part
 INPUTS_SKIPPED = Counter(
     "chs_inputs_skipped_total",
     "Valid inputs that changed nothing: redelivered (the offset fence), duplicate (same id), "
-    "outdated (older attributes), no_account (tick for an unknown account)",
+    "outdated (older attributes), no_account (tick for an unknown account), moved (its "
+    "partition was handed to another worker)",
     ["reason"],
 )
 DLQ_RECORDS = Counter("chs_dlq_records_total", "Records written to a dead-letter topic", ["dlq"])

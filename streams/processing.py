@@ -105,6 +105,9 @@ class SkipReason(StrEnum):
     """An attributes snapshot no newer than the one held."""
     NO_ACCOUNT = "no_account"
     """A timer tick for an account the table does not hold."""
+    MOVED = "moved"
+    """Fetched before a rebalance handed its partition to another worker, which reads it
+    again from the last commit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,8 @@ async def test_a_worker_added_mid_stream_takes_a_share(group: Group, slack: Fake
     await asyncio.sleep(HANDOVER_AFTER)
     second = await group.add()
     await check_against_reference(group, events)
+    moved = metric(first, "chs_inputs_skipped_total", reason="moved")
+    print(f"fetched by the first worker for partitions it had lost, skipped: {moved:.0f}")
     assert active_partitions(first)
     assert active_partitions(second)
     raised, posts = await alert_posts(group.settings, slack)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+from faust.transport.consumer import RecordMap
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from alerts.config import default_rules
 from scoring.model import default_model
 from streams.app import AccountTable, create_app
 from streams.clock import WallClock
-from streams.faust_app import ChsApp, ChsWorker
+from streams.faust_app import ChsApp, ChsConsumer, ChsWorker
 from streams.settings import Settings
 
 
@@ -31,6 +34,29 @@ def test_every_assignment_gets_a_new_generation_even_if_the_broker_repeats_one(
         worker.consumer_generation_id = broker_generation
         seen.append(worker.consumer_generation_id)
     assert seen == [1, 2, 3]
+
+
+async def test_records_whose_fetch_spanned_a_new_assignment_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = app(tmp_path)
+    consumer = worker.consumer
+    assert isinstance(consumer, ChsConsumer)
+    tp = TP("chs.events.login", 0)
+    rebalance_during_fetch = False
+
+    async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
+        if rebalance_during_fetch:
+            worker.consumer_generation_id = 2
+        return {tp: ["record at an old read position"]}, {tp}
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
+    records, _ = await consumer._wait_next_records(1.0)
+    assert records == {tp: ["record at an old read position"]}
+    rebalance_during_fetch = True
+    records, active = await consumer._wait_next_records(1.0)
+    assert records == {}
+    assert active == {tp}
 
 
 def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:
