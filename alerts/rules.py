@@ -13,6 +13,7 @@ the memory (kept in the account's state) in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -84,14 +85,17 @@ class _Raiser:
         title: str,
         old: tuple[float | None, str | None],
         cooldown_hours: float,
+        trigger: str | None = None,
     ) -> None:
+        """``trigger``: the input that raised it, if not the observation's."""
         if not self.cooled_down(key, cooldown_hours):
             return
         self.memory.last_fired[key] = self.now
         obs = self.obs
+        trigger = trigger or obs.trigger
         self.alerts.append(
             Alert(
-                alert_id=alert_id(obs.account_id, key, obs.trigger),
+                alert_id=alert_id(obs.account_id, key, trigger),
                 account_id=obs.account_id,
                 rule=rule,
                 severity=severity,
@@ -104,7 +108,7 @@ class _Raiser:
                 owner=obs.owner,
                 segment=obs.segment,
                 occurred_at=datetime.fromtimestamp(obs.as_of, UTC),
-                trigger=obs.trigger,
+                trigger=trigger,
                 model_version=obs.model_version,
             )
         )
@@ -192,21 +196,21 @@ def matches(rule: CriticalEventRule, event: BaseEvent, segment: str | None) -> b
     return all(str(getattr(event, field, None)) in values for field, values in rule.match.items())
 
 
-def _critical_events(raiser: _Raiser, rules: AlertRules, event: BaseEvent | None) -> None:
-    if event is None:
-        return
+def _critical_events(raiser: _Raiser, rules: AlertRules, events: Sequence[BaseEvent]) -> None:
     obs = raiser.obs
-    for rule in rules.critical_events:
-        if matches(rule, event, obs.segment):
-            title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
-            raiser.raise_(
-                f"critical_event:{rule.name}",
-                f"critical_event:{rule.name}",
-                rule.severity,
-                title,
-                (obs.previous_score, None),
-                rule.cooldown_hours,
-            )
+    for event in events:
+        for rule in rules.critical_events:
+            if matches(rule, event, obs.segment):
+                title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
+                raiser.raise_(
+                    f"critical_event:{rule.name}",
+                    f"critical_event:{rule.name}",
+                    rule.severity,
+                    title,
+                    (obs.previous_score, None),
+                    rule.cooldown_hours,
+                    trigger=event.event_id,
+                )
 
 
 def _stale(raiser: _Raiser, rules: AlertRules) -> None:
@@ -230,9 +234,10 @@ def check(
     obs: Observation,
     rules: AlertRules,
     now: float,
-    event: BaseEvent | None = None,
+    events: Sequence[BaseEvent] = (),
 ) -> list[Alert]:
-    """The alerts ``obs`` raises; ``memory`` is updated in place.
+    """The alerts ``obs`` raises; ``memory`` is updated in place. ``events``: the product
+    events the observation follows (critical-event rules look at each).
 
     The memory always follows the score; alerts are held back while the account warms up
     (its first days of data say little) and when the evaluation is about a time long past
@@ -249,7 +254,7 @@ def check(
     _stale(raiser, rules)
     crossed = _band_change(raiser, rules)
     _sharp_drop(raiser, rules, announce=not crossed)  # one message for one change
-    _critical_events(raiser, rules, event)
+    _critical_events(raiser, rules, events)
     if not warm:
         raiser.alerts = [a for a in raiser.alerts if a.rule.startswith("critical_event")]
     return raiser.alerts if current else []

@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
-from faust.types import TP
+from faust.types import TP, Message
 
 from alerts.config import AlertRules
 from scoring.model import ScoringModel
@@ -26,6 +26,7 @@ from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
 from streams import metrics
 from streams.alerting import AlertDelivery
+from streams.batching import AccountBatch, InputTopic, batches
 from streams.clock import Clock
 from streams.faust_app import ChsApp
 from streams.processing import (
@@ -91,6 +92,12 @@ class AccountTable(faust.Table[bytes, AccountState]):
         self.active_partitions &= kept
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    def write(self, key: bytes, state: AccountState, partition: int) -> None:
+        """Set ``key`` outside Faust's stream iteration (which ``table[key] = ...`` needs to
+        find the partition): the store, and the changelog record on ``partition``."""
+        self.send_changelog(partition, key, state)
+        self.data[key] = state
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """After every rebalance: schedule the accounts of the partitions we now own, only."""
@@ -177,7 +184,13 @@ def create_app(
             value_serializer="raw",
         )
 
-    inputs_topic = raw_topic(*roles)
+    inputs_topic = InputTopic(
+        app,
+        topics=list(roles),
+        partitions=settings.topic_partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
@@ -198,49 +211,77 @@ def create_app(
         Rescorer(model), rules, clock, settings.max_future_seconds, settings.max_event_bytes
     )
 
-    @app.agent(inputs_topic)
-    async def score_inputs(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            if message.partition not in accounts.active_partitions:
+    input_channel = inputs_topic.__aiter__()  # subscribed before the worker joins the group
+
+    def handle(batch: list[Message]) -> None:
+        """Fold the batch, then rescore, write and publish each touched account once."""
+        began = time.perf_counter()
+        consumer = app.consumer
+        generation = app.consumer_generation_id
+        flowing = app.flow_control.is_active()
+        owned = accounts.active_partitions
+        work = AccountBatch(processor, accounts.data.get)
+        taken = []
+        for message in batch:
+            if not flowing or message.generation_id != generation:
+                # Fetched before a rebalance: read again from the last commit (as Faust's
+                # own streams drop them).
+                continue
+            if message.partition not in owned:
                 # Defence in depth: a partition now another worker's must not be written.
                 metrics.INPUTS_SKIPPED.labels(SkipReason.MOVED.value).inc()
                 continue
-            source = SourcePosition(message.topic, message.partition, message.offset)
+            consumer.track_message(message)
+            taken.append(message)
             role = roles.get(message.topic)
-            began = time.perf_counter()
-            outcome = processor.process(accounts, role, event.key, event.value, source)
-            metrics.HANDLING_TIME.observe(time.perf_counter() - began)
+            source = SourcePosition(message.topic, message.partition, message.offset)
+            outcome = work.add(role, message.key, message.value, source)
             metrics.EVENTS_CONSUMED.labels(role.value if role else "unknown").inc()
             if isinstance(outcome, Rejected):
                 error = outcome.error
                 log.warning("Rejected %s/%d@%d: %s", *source, error)
                 metrics.EVENTS_REJECTED.labels(error.code.value).inc()
                 metrics.DLQ_RECORDS.labels("events").inc()
-                await dlq_topic.send(
-                    key=event.key,
-                    value=event.value,
+                dlq_topic.send_soon(
+                    key=message.key,
+                    value=message.value,
                     headers=dlq_headers(error.code.value, error.reason, source),
                 )
             elif isinstance(outcome, Skipped):
                 metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
-            else:
-                schedule.set(source.partition, event.key, outcome.next_due)
-                if outcome.occurred_ts is not None:
-                    metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.occurred_ts))
-                if outcome.update is not None:
-                    count_band_change(outcome.update)
-                    value = outcome.update.model_dump_json().encode()
-                    await scores_topic.send(key=event.key, value=value)
-                    view.add(outcome.update)
-                for alert in outcome.alerts:
-                    metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
-                    await alerts_topic.send(key=event.key, value=alert.model_dump_json().encode())
+            elif outcome.event is not None:
+                metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.event.occurred_ts))
+        for key, applied in work.settle():
+            state = applied.state
+            assert state.partition is not None
+            accounts.write(key, state, state.partition)
+            schedule.set(state.partition, key, applied.next_due)
+            if applied.update is not None:
+                count_band_change(applied.update)
+                value = applied.update.model_dump_json().encode()
+                scores_topic.send_soon(key=key, value=value)
+                view.add(applied.update)
+            for alert in applied.alerts:
+                metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
+                alerts_topic.send_soon(key=key, value=alert.model_dump_json().encode())
+        for message in taken:
+            message.ack(consumer)
+        if taken:
             metrics.LAST_EVENT.set(clock.wall())
-            highwater = app.consumer.highwater(message.tp)
+            last = taken[-1]
+            highwater = consumer.highwater(last.tp)
             if highwater is not None:  # unknown until the first fetch response
-                behind = max(0, highwater - message.offset - 1)
-                metrics.CONSUMER_LAG.labels(message.topic, str(message.partition)).set(behind)
+                behind = max(0, highwater - last.offset - 1)
+                metrics.CONSUMER_LAG.labels(last.topic, str(last.partition)).set(behind)
+        metrics.BATCH_INPUTS.observe(len(taken))
+        metrics.BATCH_TIME.observe(time.perf_counter() - began)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def score_inputs() -> None:
+        async for batch in batches(input_channel.queue, settings.input_batch_max):
+            handle(batch)
+            # Back-pressure: let the producer drain what this batch asked it to send.
+            await app.producer.buffer.wait_until_ebb()
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:

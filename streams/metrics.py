@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 EVENTS_CONSUMED = Counter(
-    "chs_events_consumed_total", "Input messages read by the scoring agent, by kind", ["kind"]
+    "chs_events_consumed_total", "Input messages read by the scoring task, by kind", ["kind"]
 )
 EVENTS_REJECTED = Counter(
     "chs_events_rejected_total",
@@ -22,10 +22,15 @@ EVENT_LAG = Histogram(
     "From an event's occurred_at to its score being computed",
     buckets=LATENCY_BUCKETS,
 )
-HANDLING_TIME = Histogram(
-    "chs_event_handling_seconds",
-    "Time to validate, apply and score one input message",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+BATCH_TIME = Histogram(
+    "chs_batch_handling_seconds",
+    "Time to fold, rescore and publish one batch of input messages",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_INPUTS = Histogram(
+    "chs_batch_inputs",
+    "Input messages per batch: one under light load, up to CHS_INPUT_BATCH_MAX when behind",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 SCORE_UPDATES = Counter("chs_score_updates_total", "ScoreUpdates published")
 ACCOUNTS_BY_BAND = Gauge(

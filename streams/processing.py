@@ -7,7 +7,7 @@ agent in ``streams.app`` does the I/O that the outcome asks for.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -82,8 +82,24 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Folded:
+    """The input changed the state; the account is rescored once its batch is folded."""
+
+    role: TopicRole
+    state: AccountState
+    trigger: Trigger
+    input_id: str | None
+    trigger_key: str
+    """What identifies the input in alert ids: replaying it raises the same alert id."""
+    event: BaseEvent | None
+    now: float
+    """The evaluation time this input asks for (event time with the event clock)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
-    """The input changed the state; ``update`` is set when the score moved."""
+    """An account's state after a batch of inputs (often one); ``update`` is set when the
+    score moved."""
 
     role: TopicRole
     state: AccountState
@@ -92,8 +108,6 @@ class Applied:
     now: float
     next_due: float | None
     """When the account must be re-evaluated with no input (None: never)."""
-    occurred_ts: float | None = None
-    """Event time of the input, for an event."""
 
 
 class SkipReason(StrEnum):
@@ -119,6 +133,7 @@ class Skipped:
 
 
 Outcome = Rejected | Applied | Skipped
+FoldOutcome = Rejected | Folded | Skipped
 
 
 class Processor:
@@ -144,7 +159,24 @@ class Processor:
         payload: bytes | None,
         source: SourcePosition,
     ) -> Outcome:
-        """Apply one raw message to ``states``; the state is reassigned so a table logs it."""
+        """One raw message applied to ``states`` and rescored at once: a batch of one."""
+        outcome = self.fold(states.get, role, key, payload, source)
+        if not isinstance(outcome, Folded):
+            return outcome
+        assert key is not None
+        states[key] = outcome.state
+        return self.settle([outcome])
+
+    def fold(
+        self,
+        lookup: Callable[[bytes], AccountState | None],
+        role: TopicRole | None,
+        key: bytes | None,
+        payload: bytes | None,
+        source: SourcePosition,
+    ) -> FoldOutcome:
+        """Validate one raw message and apply it to the account's state from ``lookup``
+        (None for an account not seen yet): changed in place or created, not rescored."""
         try:
             model = INPUT_MODELS.get(role) if role else None
             parsed = parse_message(model, key, payload, self.max_event_bytes)
@@ -158,7 +190,7 @@ class Processor:
         assert key is not None
         assert role is not None
         try:
-            return self._apply(states, role, key, parsed, source)
+            return self._fold(lookup(key), role, parsed, source)
         except OverrideConflict as conflict:
             return Rejected(InvalidInput(RejectCode.OVERRIDE_CONFLICT, str(conflict)))
         except Exception as error:
@@ -168,16 +200,14 @@ class Processor:
             reason = f"applying the input failed: {type(error).__name__}"
             return Rejected(InvalidInput(RejectCode.PROCESSING_ERROR, reason))
 
-    def _apply(
+    def _fold(
         self,
-        states: MutableMapping[bytes, AccountState],
+        state: AccountState | None,
         role: TopicRole,
-        key: bytes,
         parsed: BaseModel,
         source: SourcePosition,
-    ) -> Outcome:
+    ) -> FoldOutcome:
         account_id: str = getattr(parsed, "account_id")  # noqa: B009 - every input has one
-        state = states.get(key)
         if state is None:
             if isinstance(parsed, Tick):
                 return Skipped(role, SkipReason.NO_ACCOUNT)
@@ -205,12 +235,24 @@ class Processor:
             reason = SkipReason.OUTDATED if trigger is Trigger.ATTRIBUTES else SkipReason.DUPLICATE
             return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
+        return Folded(role, state, trigger, input_id, _trigger_key(parsed, input_id), event, now)
+
+    def settle(self, inputs: list[Folded]) -> Applied:
+        """Rescore an account once after ``inputs`` (its inputs of one batch, in order, all
+        folded into the same state): one ScoreUpdate for all of them, and their alerts."""
+        last = inputs[-1]
+        state, now = last.state, max(folded.now for folded in inputs)
         computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
-        update = self.rescorer.rescore(state, now, trigger, input_id, computed_at)
-        alerts = self._alerts(state, update, now, _trigger_key(parsed, input_id), event)
-        states[key] = state
-        occurred = event.occurred_ts if event is not None else None
-        return Applied(role, state, update, alerts, now, self._next_due(state, now), occurred)
+        try:
+            update = self.rescorer.rescore(state, now, last.trigger, last.input_id, computed_at)
+            events = [folded.event for folded in inputs if folded.event is not None]
+            alerts = self._alerts(state, update, now, last.trigger_key, events)
+        except Exception:
+            # The inputs are applied and kept; a bug in scoring must not lose them nor stop
+            # every other account. The next input or tick tries again.
+            log.exception("Rescoring account %s failed", state.account_id)
+            update, alerts = None, []
+        return Applied(last.role, state, update, alerts, now, self._next_due(state, now))
 
     def _alerts(
         self,
@@ -218,7 +260,7 @@ class Processor:
         update: ScoreUpdate | None,
         now: float,
         trigger: str,
-        event: BaseEvent | None,
+        events: list[BaseEvent],
     ) -> list[Alert]:
         published = state.published
         if published is None:
@@ -240,7 +282,7 @@ class Processor:
             data_since=state.first_seen,
             received_at=self.clock.wall(),
         )
-        return check(state.alerts, observation, self.rules, now, event)
+        return check(state.alerts, observation, self.rules, now, events)
 
     def _next_due(self, state: AccountState, now: float) -> float | None:
         times = [

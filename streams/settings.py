@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     stream_buffer_maxsize: int = Field(
         default=4096, ge=1, description="messages buffered per stream before fetching pauses"
     )
+    input_batch_max: int = Field(
+        default=1000,
+        ge=1,
+        description="most input messages scored as one batch (each account written and "
+        "published once per batch)",
+    )
 
     @field_validator("slack_routes")
     @classmethod

@@ -60,7 +60,10 @@ class Account:
             received_at=fields.pop("received_at", self.now),
         )
         self.previous = value
-        return check(self.memory, obs, self.rules, self.now, fields.pop("event", None))
+        event = fields.pop("event", None)
+        return check(
+            self.memory, obs, self.rules, self.now, fields.pop("events", [event] * bool(event))
+        )
 
     def run(self, *values: float, hours: float = 1.0) -> list[Alert]:
         return [alert for value in values for alert in self.score(value, hours)]
@@ -195,6 +198,16 @@ def test_critical_event_cooldown() -> None:
     assert len(account.score(80.0, event=failed)) == 1
     assert account.score(80.0, event=failed) == []
     assert len(account.score(80.0, hours=24, event=failed)) == 1
+
+
+def test_each_critical_event_of_a_batch_raises_its_own_alert() -> None:
+    account = Account(AlertRules(critical_events=[failed_payment_rule(cooldown_hours=0)]))
+    account.run(80.0)
+    first = payment(status=PaymentStatus.FAILED)
+    second = first.model_copy(update={"event_id": "p-2"})
+    alerts = account.score(80.0, events=[first, second])
+    assert [a.trigger for a in alerts] == [first.event_id, "p-2"]
+    assert len({a.alert_id for a in alerts}) == 2
 
 
 def test_stale_alerts_once_until_data_returns() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pydantic import BaseModel
 
 from alerts.config import default_rules
@@ -246,3 +247,21 @@ def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
     crossing = next(a for a in alerts if a.rule == "band_change")
     assert crossing.trigger.startswith("tick:")
     assert crossing.old_band == "healthy"
+
+
+class BrokenRescorer(Rescorer):
+    def rescore(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("scoring bug")
+
+
+def test_a_failure_while_rescoring_keeps_the_input_applied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proc = Processor(BrokenRescorer(default_model()), default_rules(), ManualClock(NOW), 600)
+    states: dict[bytes, AccountState] = {}
+    payload = login().model_dump_json().encode()
+    outcome = proc.process(states, EventKind.LOGIN, b"acme", payload, SourcePosition("t", 0, 0))
+    assert isinstance(outcome, Applied)
+    assert outcome.update is None
+    assert states[b"acme"].events_applied == 1
+    assert "Rescoring account acme failed" in caplog.text
