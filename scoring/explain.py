@@ -52,9 +52,8 @@ class Explainer:
 
     def __init__(self, model: ScoringModel) -> None:
         self._model = model
-        self._labels = {m.name: m.label for c in model.components.values() for m in c.measures}
-        self._component_of = {
-            m.name: name for name, c in model.components.items() for m in c.measures
+        self._measures_of = {
+            name: [(m.name, m.label) for m in c.measures] for name, c in model.components.items()
         }
 
     def drivers(self, previous: Published | None, score: Score) -> list[Driver]:
@@ -81,24 +80,18 @@ class Explainer:
                 text=f"{component} {_points(delta)}: {self._override_words(score)}",
                 measures=[],
             )
-        changes = []
-        for measure, owner in self._component_of.items():
-            if owner != component:
-                continue
-            new_score = score.measures.get(measure)
-            new_value = new_score.value if new_score is not None else None
-            old_value = old.get(measure)
-            if old_value != new_value:
-                changes.append(
-                    MeasureChange(
-                        measure=measure,
-                        label=self._labels[measure],
-                        old=old_value,
-                        new=new_value,
-                    )
-                )
-        changes.sort(key=lambda c: -abs((c.new or 0.0) - (c.old or 0.0)))
-        changes = changes[:MAX_MEASURES_PER_DRIVER]
+        moved = []
+        for measure, label in self._measures_of.get(component, ()):
+            found = score.measures.get(measure)
+            new = found.value if found is not None else None
+            was = old.get(measure)
+            if was != new:
+                moved.append((abs((new or 0.0) - (was or 0.0)), measure, label, was, new))
+        moved.sort(key=lambda change: -change[0])
+        changes = [
+            MeasureChange(measure=measure, label=label, old=was, new=new)
+            for _, measure, label, was, new in moved[:MAX_MEASURES_PER_DRIVER]
+        ]
         words = "; ".join(f"{c.label} {_number(c.old)} -> {_number(c.new)}" for c in changes)
         text = f"{component} {_points(delta)}: {words or 'its share of the score changed'}"
         return Driver(component=component, delta=delta, text=text, measures=changes)
