@@ -46,7 +46,8 @@ run-packages:
 # The tests also run promtool, a real Prometheus server (Debian package prometheus) and
 # docker-compose config (Debian package docker-compose; no Docker engine needed).
 test-packages:
-	@scripts/ensure-packages redis-server:redis-server promtool:prometheus docker-compose:docker-compose
+	@scripts/ensure-packages redis-server:redis-server promtool:prometheus docker-compose:docker-compose \
+		chromium:chromium
 
 clean:
 	rm -rf $(VENV) .run .chs-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -206,7 +206,12 @@ def create_app(
     app.tables.add(accounts)
     schedule = DueSchedule()
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
-    view = ScoreView.from_url(settings.redis_url)
+    view = ScoreView.from_url(
+        settings.redis_url,
+        bands={band.label for band in model.bands}
+        | {band.label for segment in model.segments for band in segment.bands or []},
+        segments=[segment.name for segment in model.segments],
+    )
     processor = Processor(
         Rescorer(model), rules, clock, settings.max_future_seconds, settings.max_event_bytes
     )
@@ -264,6 +269,7 @@ def create_app(
             for alert in applied.alerts:
                 metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                 alerts_topic.send_soon(key=key, value=alert.model_dump_json().encode())
+                view.add_alert(alert)
         for message in taken:
             message.ack(consumer)
         if taken:

@@ -49,6 +49,19 @@ def configured_rules(settings: Settings) -> AlertRules:
         sys.exit(f"chs: invalid alert rules:\n{error}")
 
 
+def run_api(settings: Settings, model: ScoringModel) -> None:
+    """Serve the score API and the at-risk page until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from api.app import create_api
+    from api.store import ReadModel
+
+    api = create_api(ReadModel.from_url(settings.redis_url), model, settings.api_token)
+    url = f"http://{settings.api_host}:{settings.api_port}/"
+    print(f"chs api: the at-risk page and the API at {url} (OpenAPI: {url}openapi.json)")
+    web.run_app(api, host=settings.api_host, port=settings.api_port, print=None)
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     from streams.app import create_app
@@ -88,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--live-seconds", type=float, default=None, help="stop after (default: never)"
     )
 
+    commands.add_parser("api", help="serve the score API and the at-risk page (reads Redis)")
     commands.add_parser("watch", help="print score changes and alerts as they happen")
     alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
         dest="alerts_command", required=True
@@ -146,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             live_seconds=args.live_seconds,
         )
         asyncio.run(run_demo(settings, options))
+    elif args.command == "api":
+        run_api(settings, configured_model(settings))
     elif args.command == "watch":
         from streams.watch import watch_scores
 

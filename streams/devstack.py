@@ -236,6 +236,7 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             "broker_url": f"kafka://127.0.0.1:{broker_port}",
             "redis_url": f"redis://127.0.0.1:{redis_port}/0",
             "web_port": free_port(),
+            "api_port": free_port(),
             "data_dir": run_dir / "worker-data",
             # The demo sends 45 days of history first: score it on event time, as a replay.
             "clock": "event",
@@ -258,6 +259,10 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             services.append(worker)
             web = f"http://{dev_settings.web_host}:{dev_settings.web_port}"
             print(f"  worker  {web}  (log: {worker.log_path})", flush=True)
+            api = start_process("api", chs_command("api"), run_dir / "api.log", env)
+            services.append(api)
+            page = f"http://{dev_settings.api_host}:{dev_settings.api_port}/"
+            print(f"  api     {page}  (the at-risk page; OpenAPI at {page}openapi.json)")
             services.append(start_process("demo", chs_command("demo"), run_dir / "demo.log", env))
             print("  demo    200 accounts: 45 days of history, then live events", flush=True)
             print("Score changes (account, old -> new, band); Ctrl-C stops everything.\n")

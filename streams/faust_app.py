@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiokafka
 import faust
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -12,26 +13,53 @@ from faust.types import TP, TransportT
 from mode.utils.queues import ThrowableQueue
 
 
+class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread, noting the assignment each fetch reads under."""
+
+    fetch_generation = 0
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,  # noqa: ASYNC109 - Faust's signature
+        max_records: int | None = None,
+    ) -> RecordMap:
+        # Taken here, in the consumer thread where assignments change and where the fetch
+        # really starts (Faust queues fetch requests to this thread; one may wait out a
+        # whole rebalance before it runs).
+        self.fetch_generation = self.app.consumer_generation_id
+        return await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+
+
 class ChsConsumer(aiokafka_driver.Consumer):
     """Faust's Kafka consumer, never handing on records fetched under an older assignment.
 
     Faust stamps fetched records with the generation current when the fetch *returns*. A
-    fetch started before a rebalance and returning after it (the consumer thread answers
-    late while the rebalance runs) carried old read positions under the new stamp: those
-    records passed the stale-message check and were processed ahead of the replay from the
-    committed offset. The replay was then either turned away by the offset fence as already
-    seen (events lost) or dropped by Faust as behind its read offset (the partition's
-    commits stalled for good). Both were caught by test_scale_out.py's add-a-worker case.
-    Dropping them is safe: every assignment ends with a seek to the committed offsets.
+    fetch started before a rebalance and returning after it carried old read positions under
+    the new stamp: those records passed the stale-message check and were processed ahead of
+    the replay from the committed offset. The replay was then either turned away by the
+    offset fence as already seen (events lost) or dropped by Faust as behind its read offset
+    (the partition's commits stalled for good). Both were caught by test_scale_out.py's
+    add-a-worker case. Dropping them is safe: an assignment resets the read positions and
+    ends with a seek to the committed offsets, both after the fetch began. What counts is
+    when the fetch really started in the consumer thread, not when it was asked for: a
+    request queued before a rebalance may run after its seek, and its records are current.
     """
+
+    _thread: ChsConsumerThread
+
+    def _new_consumer_thread(self) -> ChsConsumerThread:
+        return ChsConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(
         self,
         timeout: float,  # noqa: ASYNC109 - Faust's signature
     ) -> tuple[RecordMap | None, set[TP] | None]:
-        generation = self.app.consumer_generation_id
         records, active_partitions = await super()._wait_next_records(timeout)
-        if records and self.app.consumer_generation_id != generation:
+        if records and self._thread.fetch_generation != self.app.consumer_generation_id:
             return {}, active_partitions
         return records, active_partitions
 

@@ -1,22 +1,34 @@
-"""The Redis read model: the latest ScoreUpdate of each account, under ``chs:account:{id}``.
+"""The Redis read model, which the score API and the at-risk page read (``api/``).
 
-The scoring agent adds each update it publishes; a timer writes what is pending in one
-pipelined round trip, so scoring never waits on Redis. A failed write is logged (without
-payloads) and counted, and kept for the next round.
+- ``chs:account:{id}``: hash, the account's latest ScoreUpdate (flat fields; nested ones JSON);
+- ``chs:rank:all``, ``chs:rank:band:{band}``, ``chs:rank:segment:{segment}``: sorted sets of
+  account ids by score (an account is in its current band's and segment's set only);
+- ``chs:history:{id}``: sorted set of the daily closing score (``"day:score"`` by day number)
+  for the last ``HISTORY_DAYS`` days;
+- ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time).
+
+The scoring task adds each update and alert as it publishes it to ``chs.scores`` /
+``chs.alerts``; a timer writes what is pending in one pipelined round trip, so scoring never
+waits on Redis. Every write sets values (never increments), so writing an update twice
+changes nothing. A failed write is logged (without payloads) and counted, and kept for the
+next round.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import cast, get_args
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
+from alerts.model import Alert
+from scoring.state import day_of
 from scoring.update import ScoreUpdate
 
 log = logging.getLogger(__name__)
@@ -30,8 +42,28 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+HISTORY_DAYS = 90
+MAX_ALERTS = 1000
+NO_SEGMENT = "default"
+"""The segment name in keys and filters of accounts that match no segment."""
+ALL_ACCOUNTS = "chs:rank:all"
+ALERTS = "chs:alerts"
+
+
 def account_key(account_id: str) -> str:
     return f"chs:account:{account_id}"
+
+
+def band_key(band: str) -> str:
+    return f"chs:rank:band:{band}"
+
+
+def segment_key(segment: str | None) -> str:
+    return f"chs:rank:segment:{segment or NO_SEGMENT}"
+
+
+def history_key(account_id: str) -> str:
+    return f"chs:history:{account_id}"
 
 
 def view_fields(update: ScoreUpdate) -> dict[str, str]:
@@ -81,29 +113,55 @@ class ScoreView:
     the view catches up without waiting for each account's next score change.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        bands: Collection[str] = (),
+        segments: Collection[str | None] = (),
+    ) -> None:
+        """``bands``, ``segments``: every band label and segment of the model, so that an
+        account leaves the sets of the ones it is no longer in."""
         self._client = client
+        self._bands = set(bands)
+        self._segments = {segment or NO_SEGMENT for segment in segments} | {NO_SEGMENT}
         self._pending: dict[str, ScoreUpdate] = {}
+        self._closing: dict[str, dict[int, float]] = {}
+        """Per account, day -> its last score that day, of the updates not yet written (an
+        account moved through several days between two writes in a replay)."""
+        self._alerts: list[Alert] = []
 
     @classmethod
-    def from_url(cls, url: str) -> ScoreView:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+    def from_url(
+        cls, url: str, bands: Collection[str] = (), segments: Collection[str | None] = ()
+    ) -> ScoreView:
+        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, bands, segments)
 
     def add(self, update: ScoreUpdate) -> None:
         """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
         self._pending.pop(update.account_id, None)
         self._pending[update.account_id] = update
+        days = self._closing.setdefault(update.account_id, {})
+        days[day_of(update.as_of.timestamp())] = update.score
+
+    def add_alert(self, alert: Alert) -> None:
+        self._alerts.append(alert)
 
     async def flush(self) -> bool:
         """Write every pending update in one round trip; False if Redis refused, in which
         case they are kept for the next try."""
-        if not self._pending:
+        if not self._pending and not self._alerts:
             return True
         batch = list(self._pending.values())
+        closing = {update.account_id: self._closing.get(update.account_id, {}) for update in batch}
+        alerts = self._alerts
         pipe = self._client.pipeline(transaction=False)
         for update in batch:
-            fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
-            pipe.hset(account_key(update.account_id), mapping=fields)
+            self._write_update(pipe, update, closing[update.account_id])
+        for alert in alerts:
+            pipe.zadd(ALERTS, {alert.model_dump_json(): alert.occurred_at.timestamp()})
+        if alerts:
+            pipe.zremrangebyrank(ALERTS, 0, -MAX_ALERTS - 1)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:
@@ -117,7 +175,28 @@ class ScoreView:
         for update in batch:
             if self._pending.get(update.account_id) is update:
                 del self._pending[update.account_id]
+                self._closing.pop(update.account_id, None)
+        del self._alerts[: len(alerts)]
         return True
+
+    def _write_update(self, pipe: Pipeline, update: ScoreUpdate, days: dict[int, float]) -> None:
+        account = update.account_id
+        fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
+        pipe.hset(account_key(account), mapping=fields)
+        pipe.zadd(ALL_ACCOUNTS, {account: update.score})
+        pipe.zadd(band_key(update.band), {account: update.score})
+        for band in self._bands - {update.band}:
+            pipe.zrem(band_key(band), account)
+        segment = update.segment or NO_SEGMENT
+        pipe.zadd(segment_key(segment), {account: update.score})
+        for other in self._segments - {segment}:
+            pipe.zrem(segment_key(other), account)
+        history = history_key(account)
+        for day, score in days.items():
+            pipe.zremrangebyscore(history, day, day)
+            pipe.zadd(history, {f"{day}:{score}": day})
+        newest = day_of(update.as_of.timestamp())
+        pipe.zremrangebyscore(history, "-inf", f"({newest - HISTORY_DAYS + 1}")
 
     async def read(self, account_id: str) -> ScoreUpdate | None:
         fields = await self._client.hgetall(account_key(account_id))

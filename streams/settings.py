@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="bind address of the worker's web")
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Field(default=Path(".chs-data"), description="the worker's local data")
+    api_host: str = Field(default="127.0.0.1", description="bind address of `chs api`")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port of `chs api`")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token `chs api` requires on everything but /healthz (unset: open)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     topic_partitions: int = Field(default=8, ge=1, description="partitions of every topic")

@@ -67,6 +67,17 @@ def worker_settings(broker_url: str, redis_url: str, service_logs: Path) -> Sett
     )
 
 
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the test module's own: the read model's keys (``chs:*``) are not shared."""
+    port = free_port()
+    process = start_redis(port, tmp_path_factory.mktemp("private-redis") / "redis.log")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.stop()
+
+
 def isolated(settings: Settings, data_dir: Path, **changes: object) -> Settings:
     """``settings`` with its own group, topics, web port and data: a worker of its own."""
     run = uuid.uuid4().hex[:8]

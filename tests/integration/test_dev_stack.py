@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -82,7 +84,11 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         names = {Path(f"/proc/{p}/comm").read_text().strip() for p in descendants}
         assert any(name == "tansu" for name in names)
         assert any(name == "redis-server" for name in names)
-        assert len(descendants) >= 4  # broker, redis, worker, demo
+        assert len(descendants) >= 5  # broker, redis, worker, api, demo
+        page = next(re.search(r"api +(http://\S+)", line) for line in output if "  api " in line)
+        assert page is not None
+        with urllib.request.urlopen(f"{page.group(1)}accounts?limit=1", timeout=10) as answer:
+            assert json.loads(answer.read())["items"], "the API lists no scored account"
 
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=60)

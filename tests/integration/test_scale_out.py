@@ -31,7 +31,7 @@ from tests.integration.test_pipeline import produce
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack
 
-# Kept out of `make test` while the join case sometimes ends with differing aggregates.
+# Several workers each: about five minutes, so `make test-reliability` runs them, not `make test`.
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.scale_out]
 
 ACCOUNTS = 200

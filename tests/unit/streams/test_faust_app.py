@@ -36,27 +36,34 @@ def test_every_assignment_gets_a_new_generation_even_if_the_broker_repeats_one(
     assert seen == [1, 2, 3]
 
 
-async def test_records_whose_fetch_spanned_a_new_assignment_are_dropped(
+async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = app(tmp_path)
     consumer = worker.consumer
     assert isinstance(consumer, ChsConsumer)
     tp = TP("chs.events.login", 0)
-    rebalance_during_fetch = False
+    fetched_under: list[int] = []
 
     async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
-        if rebalance_during_fetch:
-            worker.consumer_generation_id = 2
-        return {tp: ["record at an old read position"]}, {tp}
+        # As the consumer thread would: the fetch runs under some assignment, and a
+        # rebalance may happen before the main thread sees the records.
+        consumer._thread.fetch_generation = fetched_under.pop(0)
+        return {tp: ["record"]}, {tp}
 
     monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
-    records, _ = await consumer._wait_next_records(1.0)
-    assert records == {tp: ["record at an old read position"]}
-    rebalance_during_fetch = True
+    worker.consumer_generation_id = 1
+    fetched_under.append(1)
+    assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
+    # Fetched before the rebalance, seen after it: old read positions.
+    fetched_under.append(1)
+    worker.consumer_generation_id = 2
     records, active = await consumer._wait_next_records(1.0)
     assert records == {}
     assert active == {tp}
+    # Asked for before the rebalance but run after it: current, kept.
+    fetched_under.append(2)
+    assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
 
 
 def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:

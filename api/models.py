@@ -1,0 +1,61 @@
+"""What the score API answers: pydantic models, also the source of its OpenAPI description."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from alerts.model import Alert
+from scoring.update import ScoreUpdate
+
+
+class DailyScore(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    score: float
+    """The account's closing score that day (its last score computed on that day)."""
+
+
+class AccountSummary(BaseModel):
+    """One row of the book of business."""
+
+    account_id: str
+    score: float
+    band: str
+    grade: str
+    segment: str | None
+    stale: bool
+    owner: str | None
+    drivers: list[str]
+    """The top reasons of the account's last score change, in words."""
+    as_of: AwareDatetime
+    history: list[DailyScore] | None = None
+    """Daily closing scores of the last 90 days, when asked for (``history=true``)."""
+
+
+class AccountPage(BaseModel):
+    items: list[AccountSummary]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; None on the last page."""
+
+
+class AccountHistory(BaseModel):
+    account_id: str
+    days: list[DailyScore]
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+    """Newest first."""
+
+
+class Problem(BaseModel):
+    """An error: what was wrong, in words."""
+
+    error: str
+
+
+ACCOUNT_DETAIL = ScoreUpdate
+"""``GET /accounts/{id}``: the account's latest ScoreUpdate, as published on chs.scores."""

@@ -1,0 +1,89 @@
+// The at-risk page: polls the score API and redraws. No build step, no dependencies.
+"use strict";
+
+const REFRESH_MS = 5000;
+const token = new URLSearchParams(location.search).get("token");
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+
+async function getJson(path) {
+  const response = await fetch(path, { headers });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.error || `${path}: HTTP ${response.status}`);
+  }
+  return response.json();
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function sparkline(days) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 120 28");
+  if (days && days.length > 1) {
+    const first = Date.parse(days[0].day);
+    const span = Math.max(1, Date.parse(days[days.length - 1].day) - first);
+    const points = days.map((d) => {
+      const x = ((Date.parse(d.day) - first) / span) * 118 + 1;
+      const y = 27 - (d.score / 100) * 26;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", points.join(" "));
+    svg.append(line);
+    svg.setAttribute("aria-label", `from ${days[0].score} to ${days[days.length - 1].score}`);
+  }
+  return svg;
+}
+
+function accountRow(account, rank) {
+  const score = element("span", { class: `score band-${account.band}` }, account.score.toFixed(1));
+  const scoreCell = element("td", {}, score, element("span", { class: "band-label" }, account.band));
+  if (account.stale) scoreCell.append(element("span", { class: "stale" }, "no recent data"));
+  const drivers = element("ul", { class: "drivers" },
+    ...account.drivers.map((text) => element("li", {}, text)));
+  return element("tr", { "data-account": account.account_id },
+    element("td", {}, String(rank)),
+    element("td", { class: "account" }, account.account_id),
+    scoreCell,
+    element("td", {}, sparkline(account.history)),
+    element("td", {}, drivers),
+    element("td", {}, account.owner || "-"));
+}
+
+function alertItem(alert) {
+  const when = new Date(alert.occurred_at).toLocaleString();
+  return element("li", { class: alert.severity },
+    element("strong", {}, alert.title),
+    element("time", { datetime: alert.occurred_at }, `${alert.severity} · ${when}`));
+}
+
+async function refresh() {
+  const form = new FormData(document.getElementById("filters"));
+  const query = new URLSearchParams({ limit: "50", history: "true" });
+  for (const name of ["band", "owner"]) if (form.get(name)) query.set(name, form.get(name));
+  const status = document.getElementById("status");
+  try {
+    const [page, alerts] = await Promise.all([
+      getJson(`/accounts?${query}`), getJson("/alerts?limit=20"),
+    ]);
+    document.querySelector("#accounts tbody").replaceChildren(
+      ...page.items.map((account, i) => accountRow(account, i + 1)));
+    document.getElementById("alerts").replaceChildren(...alerts.alerts.map(alertItem));
+    status.className = "";
+    status.textContent = `${page.items.length} accounts · updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    status.className = "error";
+    status.textContent = `Not updated: ${error.message}`;
+  }
+}
+
+document.getElementById("filters").addEventListener("change", refresh);
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,139 @@
+"""Reads of the Redis read model that the worker writes (``streams/redis_view.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import cast
+
+import redis.asyncio as aioredis
+
+from alerts.model import Alert
+from api.models import AccountSummary, DailyScore
+from scoring.update import ScoreUpdate
+from streams.redis_view import (
+    ALERTS,
+    ALL_ACCOUNTS,
+    account_key,
+    band_key,
+    history_key,
+    segment_key,
+    update_from_view,
+)
+
+EPOCH = date(1970, 1, 1)
+SCAN_CHUNK = 200
+"""Accounts read per round trip while filtering a page."""
+
+
+@dataclass(frozen=True)
+class AccountFilter:
+    band: str | None = None
+    segment: str | None = None
+    owner: str | None = None
+
+    def admits(self, update: ScoreUpdate) -> bool:
+        return (
+            (self.band is None or update.band == self.band)
+            and (self.segment is None or (update.segment or "default") == self.segment)
+            and (self.owner is None or update.owner == self.owner)
+        )
+
+    def ranking(self) -> str:
+        """The sorted set to walk: the narrowest one the filter names."""
+        if self.band is not None:
+            return band_key(self.band)
+        if self.segment is not None:
+            return segment_key(self.segment)
+        return ALL_ACCOUNTS
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _texts(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_text(key): _text(value) for key, value in fields.items()}
+
+
+def summary(update: ScoreUpdate, history: list[DailyScore] | None = None) -> AccountSummary:
+    return AccountSummary(
+        account_id=update.account_id,
+        score=update.score,
+        band=update.band,
+        grade=update.grade,
+        segment=update.segment,
+        stale=update.stale,
+        owner=update.owner,
+        drivers=[driver.text for driver in update.drivers],
+        as_of=update.as_of,
+        history=history,
+    )
+
+
+def _daily(members: list[bytes]) -> list[DailyScore]:
+    days = []
+    for member in members:
+        day, _, score = member.decode().partition(":")
+        days.append(DailyScore(day=EPOCH + timedelta(days=int(day)), score=float(score)))
+    return days
+
+
+class ReadModel:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str) -> ReadModel:
+        return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    async def account(self, account_id: str) -> ScoreUpdate | None:
+        fields = await self._client.hgetall(account_key(account_id))
+        return update_from_view(_texts(fields)) if fields else None
+
+    async def accounts(
+        self, where: AccountFilter, limit: int, offset: int
+    ) -> tuple[list[ScoreUpdate], int | None]:
+        """Up to ``limit`` accounts, lowest score first, from position ``offset`` of the
+        ranking; and the position to go on from (None: no more)."""
+        found: list[ScoreUpdate] = []
+        ranking = where.ranking()
+        while len(found) < limit:
+            ids = cast(
+                list[bytes], await self._client.zrange(ranking, offset, offset + SCAN_CHUNK - 1)
+            )
+            if not ids:
+                return found, None
+            pipe = self._client.pipeline(transaction=False)
+            for account in ids:
+                pipe.hgetall(account_key(account.decode()))
+            for fields in await pipe.execute():
+                offset += 1
+                if fields:
+                    update = update_from_view(_texts(fields))
+                    if where.admits(update):
+                        found.append(update)
+                        if len(found) == limit:
+                            break
+        more = await self._client.zcard(ranking) > offset
+        return found, offset if more else None
+
+    async def histories(self, account_ids: list[str]) -> list[list[DailyScore]]:
+        pipe = self._client.pipeline(transaction=False)
+        for account in account_ids:
+            pipe.zrange(history_key(account), 0, -1)
+        return [_daily(members) for members in await pipe.execute()]
+
+    async def alerts(self, since: float, limit: int) -> list[Alert]:
+        members = cast(
+            list[bytes],
+            await self._client.zrevrangebyscore(ALERTS, "+inf", since, start=0, num=limit),
+        )
+        return [Alert.model_validate_json(member) for member in members]
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,240 @@
+"""The score API over a real Redis, filled by the worker's own writer (``ScoreView``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from alerts.config import Severity
+from alerts.model import Alert
+from api.app import MAX_LIMIT, create_api
+from api.store import ReadModel
+from scoring.model import default_model
+from scoring.update import ScoreUpdate
+from streams.devstack import free_port
+from streams.redis_view import ScoreView
+from tests.unit.streams.test_commands import scored
+
+pytestmark = pytest.mark.integration
+
+DAY = timedelta(days=1)
+T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+TOKEN = "s3cret-token"
+Client = TestClient[web.Request, web.Application]
+
+
+def update(account: str, score: float, band: str, **fields: object) -> ScoreUpdate:
+    return scored().model_copy(
+        update={"account_id": account, "score": score, "band": band, "as_of": T0, **fields}
+    )
+
+
+BOOK = [
+    update("globex", 21.5, "critical", owner="ana", segment="enterprise"),
+    update("initech", 35.0, "critical", owner="bo"),
+    update("acme", 52.0, "at-risk", owner="ana"),
+    update("umbrella", 58.5, "at-risk", owner="bo", segment="enterprise"),
+    update("hooli", 81.0, "healthy", owner="ana"),
+]
+
+
+def alert(n: int, at: datetime) -> Alert:
+    return Alert(
+        alert_id=f"a{n}",
+        account_id="globex",
+        rule="band_change",
+        severity=Severity.CRITICAL,
+        title=f"globex is now critical ({n})",
+        old_score=45.0,
+        new_score=21.5,
+        old_band="at-risk",
+        new_band="critical",
+        drivers=["usage -9: days since last login 2 -> 16"],
+        owner="ana",
+        segment="enterprise",
+        occurred_at=at,
+        trigger=f"e{n}",
+        model_version="default@x",
+    )
+
+
+async def fill(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    model = default_model()
+    view = ScoreView(
+        client,
+        {band.label for band in model.bands},
+        [segment.name for segment in model.segments],
+    )
+    # globex fell over three days (all written in one flush, as in a replay): it was
+    # healthy, then at-risk, now critical.
+    for days_ago, score, band in ((2, 75.0, "healthy"), (1, 45.0, "at-risk")):
+        view.add(update("globex", score, band, as_of=T0 - days_ago * DAY, segment="enterprise"))
+    for entry in BOOK:
+        view.add(entry)
+        view.add(entry)  # written twice: the same read model
+    for n in range(3):
+        view.add_alert(alert(n, T0 - (3 - n) * DAY))
+    assert await view.flush()
+    await client.aclose()
+
+
+async def client_for(redis_url: str, token: str | None) -> Client:
+    app = create_api(
+        ReadModel.from_url(redis_url), default_model(), SecretStr(token) if token else None
+    )
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def api(private_redis: str) -> AsyncIterator[Client]:
+    await fill(private_redis)
+    client = await client_for(private_redis, None)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def get(api: Client, path: str, status: int = 200) -> Any:
+    response = await api.get(path)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+def ids(page: Any) -> list[str]:
+    return [item["account_id"] for item in page["items"]]
+
+
+async def test_an_account_is_its_latest_score_update(api: Client) -> None:
+    body = await get(api, "/accounts/globex")
+    assert ScoreUpdate.model_validate(body) == BOOK[0]
+
+
+async def test_an_unknown_account_is_a_404_that_says_so(api: Client) -> None:
+    body = await get(api, "/accounts/nobody", 404)
+    assert body == {"error": "no account 'nobody' has a score"}
+    await get(api, "/accounts/nobody/history", 404)
+
+
+async def test_accounts_come_lowest_score_first_and_filter(api: Client) -> None:
+    assert ids(await get(api, "/accounts")) == ["globex", "initech", "acme", "umbrella", "hooli"]
+    assert ids(await get(api, "/accounts?band=critical")) == ["globex", "initech"]
+    # globex left the at-risk and healthy sets when it moved on.
+    assert ids(await get(api, "/accounts?band=at-risk")) == ["acme", "umbrella"]
+    assert ids(await get(api, "/accounts?segment=enterprise")) == ["globex", "umbrella"]
+    assert ids(await get(api, "/accounts?segment=default")) == ["initech", "acme", "hooli"]
+    assert ids(await get(api, "/accounts?owner=ana")) == ["globex", "acme", "hooli"]
+    assert ids(await get(api, "/accounts?band=at-risk&owner=bo")) == ["umbrella"]
+    first = (await get(api, "/accounts?limit=1"))["items"]
+    assert isinstance(first, list)
+    assert first[0]["drivers"] == [d.text for d in BOOK[0].drivers]
+
+
+async def test_pages_follow_the_cursor_to_the_end(api: Client) -> None:
+    seen, path = [], "/accounts?limit=2&owner=ana"
+    while True:
+        page = await get(api, path)
+        assert len(ids(page)) <= 2
+        seen += ids(page)
+        if page["next_cursor"] is None:
+            break
+        path = f"/accounts?limit=2&owner=ana&cursor={page['next_cursor']}"
+    assert seen == ["globex", "acme", "hooli"]
+
+
+async def test_history_holds_one_closing_score_per_day(api: Client) -> None:
+    body = await get(api, "/accounts/globex/history")
+    assert body["days"] == [
+        {"day": str((T0 - 2 * DAY).date()), "score": 75.0},
+        {"day": str((T0 - DAY).date()), "score": 45.0},
+        {"day": str(T0.date()), "score": 21.5},
+    ]
+    listed = (await get(api, "/accounts?band=critical&limit=1&history=true"))["items"]
+    assert isinstance(listed, list)
+    assert listed[0]["history"] == body["days"]
+
+
+async def test_alerts_newest_first_since_a_time(api: Client) -> None:
+    every = await get(api, "/alerts")
+    assert [a["alert_id"] for a in every["alerts"]] == ["a2", "a1", "a0"]
+    since = (T0 - 2 * DAY).isoformat().replace("+00:00", "Z")
+    recent = await get(api, f"/alerts?since={since}")
+    assert [a["alert_id"] for a in recent["alerts"]] == ["a2", "a1"]
+    epoch = await get(api, f"/alerts?since={(T0 - DAY).timestamp()}")
+    assert [a["alert_id"] for a in epoch["alerts"]] == ["a2"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("/accounts?band=purple", "band must be one of"),
+        ("/accounts?segment=mars", "segment must be one of"),
+        ("/accounts?limit=0", f"limit must be a whole number from 1 to {MAX_LIMIT}"),
+        (f"/accounts?limit={MAX_LIMIT + 1}", "limit must be"),
+        ("/accounts?limit=ten", "limit must be"),
+        ("/accounts?cursor=bogus", "cursor is not one this API gave out"),
+        ("/accounts?history=maybe", "history must be true or false"),
+        ("/alerts?since=yesterday", "since must be an ISO 8601 time"),
+        ("/alerts?since=2026-11-20T00:00:00", "since needs a time zone"),
+    ],
+)
+async def test_bad_parameters_are_a_400_that_says_why(
+    api: Client,
+    query: str,
+    message: str,
+) -> None:
+    body = await get(api, query, 400)
+    assert isinstance(body["error"], str)
+    assert body["error"].startswith(message)
+
+
+async def test_the_openapi_description_names_every_route(api: Client) -> None:
+    spec = await get(api, "/openapi.json")
+    assert spec["openapi"] == "3.1.0"
+    paths = spec["paths"]
+    assert isinstance(paths, dict)
+    assert set(paths) >= {"/accounts", "/accounts/{account_id}", "/alerts", "/healthz"}
+    schemas = spec["components"]
+    assert isinstance(schemas, dict)
+    assert {"ScoreUpdate", "AccountPage", "Problem"} <= set(schemas["schemas"])
+
+
+async def test_a_token_guards_everything_but_health(private_redis: str) -> None:
+    await fill(private_redis)
+    guarded = await client_for(private_redis, TOKEN)
+    try:
+        for path in ("/accounts", "/accounts/globex", "/alerts", "/openapi.json", "/"):
+            response = await guarded.get(path)
+            assert response.status == 401, path
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        wrong = await guarded.get("/accounts", headers={"Authorization": "Bearer nope"})
+        assert wrong.status == 401
+        right = await guarded.get("/accounts", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert right.status == 200
+        assert (await guarded.get("/healthz")).status == 200
+        assert (await guarded.get(f"/?token={TOKEN}")).status == 200  # the page, from a link
+        assert (await guarded.get("/static/app.js")).status == 200  # no data in it
+    finally:
+        await guarded.close()
+
+
+async def test_without_redis_health_and_data_answer_503(tmp_path: Path) -> None:
+    client = await client_for(f"redis://127.0.0.1:{free_port()}/0", None)
+    try:
+        assert (await client.get("/healthz")).status == 503
+        body = await get(client, "/accounts", 503)
+        assert "Redis" in str(body["error"])
+    finally:
+        await client.close()

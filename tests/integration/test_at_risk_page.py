@@ -1,0 +1,115 @@
+"""The at-risk page in headless Chromium, after a real run: demo events through the broker,
+scored by a real worker into Redis, served by a real ``chs api`` process.
+
+The screenshot is kept in ``test-artifacts/at-risk-page.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.devstack import chs_command, free_port, settings_env, start_process, wait_for_port
+from streams.settings import Settings
+from tests.conftest import isolated, start_worker
+from tests.integration.kafka import wait_consumed
+from tests.integration.reference import demo_events
+from tests.integration.test_pipeline import produce
+from tests.integration.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = 30
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+class FirstRow(HTMLParser):
+    """The account id and the text of the first account row of the page's table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.account: str | None = None
+        self.text: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr" and self.account is None and dict(attrs).get("data-account"):
+            self.account = dict(attrs)["data-account"]
+            self._inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.text.append(data.strip())
+
+
+def chromium(*args: str) -> str:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is not installed (make test installs the Debian package)"
+    done = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def test_the_most_at_risk_account_is_first_with_its_drivers(
+    worker_settings: Settings, private_redis: str, tmp_path: Path
+) -> None:
+    settings = isolated(worker_settings, tmp_path, redis_url=private_redis, clock="event")
+    worker = start_worker(settings, tmp_path / "worker.log")
+    api_settings = settings.model_copy(update={"api_port": free_port()})
+    api = start_process("api", chs_command("api"), tmp_path / "api.log", settings_env(api_settings))
+    try:
+        wait_for_port(api, api_settings.api_port, timeout=30)
+        events = demo_events(None, accounts=ACCOUNTS, seed=7)
+        await produce(settings, events)
+        await wait_consumed(settings, list(settings.event_topics), within=120)
+        base = f"http://127.0.0.1:{api_settings.api_port}"
+        # The view is written by a timer: wait until every account is in it.
+        await eventually(
+            lambda: len(get_json(f"{base}/accounts?limit=200")["items"]) == ACCOUNTS, within=30
+        )
+        worst = get_json(f"{base}/accounts?limit=1")["items"][0]
+        assert worst["drivers"], "the most at-risk account has no drivers to show"
+
+        dom = chromium("--virtual-time-budget=10000", "--dump-dom", f"{base}/")
+        row = FirstRow()
+        row.feed(dom)
+        assert row.account == worst["account_id"]
+        shown = " ".join(row.text)
+        assert f"{worst['score']:.1f}" in shown
+        for driver in worst["drivers"]:
+            assert driver in shown
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "at-risk-page.png"
+        screenshot.unlink(missing_ok=True)
+        chromium(
+            "--virtual-time-budget=10000",
+            "--window-size=1400,1000",
+            f"--screenshot={screenshot}",
+            f"{base}/",
+        )
+        assert screenshot.stat().st_size > 10_000
+    finally:
+        api.stop()
+        worker.stop()
