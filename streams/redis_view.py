@@ -145,6 +145,10 @@ class ScoreView:
         days[day_of(update.as_of.timestamp())] = update.score
 
     def add_alert(self, alert: Alert) -> None:
+        """Queue ``alert`` for the next ``flush`` (only the latest ``MAX_ALERTS`` are kept, in
+        Redis and here while Redis is away)."""
+        if len(self._alerts) >= MAX_ALERTS:
+            del self._alerts[0]
         self._alerts.append(alert)
 
     async def flush(self) -> bool:

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         "published once per batch)",
     )
 
+    @field_validator("api_token", "slack_webhook_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker compose passes ${VAR:-} through as an empty string: that means "not set".
+        return None if value == "" else value
+
     @field_validator("slack_routes")
     @classmethod
     def _route_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:

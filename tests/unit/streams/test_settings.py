@@ -53,3 +53,13 @@ def test_readme_documents_every_variable() -> None:
     variables = {f"CHS_{name.upper()}" for name in Settings.model_fields}
     assert variables - documented == set()
     assert documented - variables == set()
+
+
+def test_an_empty_secret_from_the_environment_means_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHS_API_TOKEN", "")
+    monkeypatch.setenv("CHS_SLACK_WEBHOOK_URL", "")
+    settings = Settings()
+    assert settings.api_token is None
+    assert settings.slack_webhook_url is None
