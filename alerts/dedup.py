@@ -28,11 +28,6 @@ class DeliveredAlerts:
         self._ttl = ttl_seconds
         self._prefix = f"{namespace}:alert-delivered:"
 
-    @classmethod
-    def from_url(cls, url: str, ttl_seconds: int, namespace: str) -> DeliveredAlerts:
-        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return cls(client, ttl_seconds, namespace)
-
     def _key(self, alert_id: str) -> str:
         return self._prefix + alert_id
 

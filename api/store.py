@@ -84,10 +84,6 @@ class ReadModel:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
 
-    @classmethod
-    def from_url(cls, url: str) -> ReadModel:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
-
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 

@@ -20,6 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from alerts.dedup import DeliveredAlerts
 from alerts.model import Alert
 from alerts.slack import DeliveryPolicy, Outcome, SlackNotifier, WebhookRoutes, log_line
+from streams.connections import kafka_options, redis_client
 from streams.metrics import DLQ_RECORDS
 from streams.settings import Settings
 
@@ -54,7 +55,7 @@ class AlertDelivery:
         return cls(
             settings,
             SlackNotifier(routes, policy),
-            DeliveredAlerts.from_url(settings.redis_url, ttl, settings.app_id),
+            DeliveredAlerts(redis_client(settings), ttl, settings.app_id),
         )
 
     async def handle(self, alert: Alert) -> str | None:
@@ -77,7 +78,7 @@ class AlertDelivery:
         settings = self._settings
         consumer = AIOKafkaConsumer(
             settings.topic_alerts,
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             group_id=f"{settings.app_id}-alerts",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -85,7 +86,7 @@ class AlertDelivery:
             heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             max_batch_size=settings.producer_max_batch_size,
             acks="all",
         )

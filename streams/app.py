@@ -28,6 +28,7 @@ from streams import metrics
 from streams.alerting import AlertDelivery
 from streams.batching import AccountBatch, InputTopic, batches
 from streams.clock import Clock
+from streams.connections import broker_credentials, redis_client
 from streams.faust_app import ChsApp
 from streams.processing import (
     Control,
@@ -156,6 +157,7 @@ def create_app(
     app = ChsApp(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
@@ -206,8 +208,8 @@ def create_app(
     app.tables.add(accounts)
     schedule = DueSchedule()
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
-    view = ScoreView.from_url(
-        settings.redis_url,
+    view = ScoreView(
+        redis_client(settings),
         bands={band.label for band in model.bands}
         | {band.label for segment in model.segments for band in segment.bands or []},
         segments=[segment.name for segment in model.segments],

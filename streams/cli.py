@@ -49,14 +49,26 @@ def configured_rules(settings: Settings) -> AlertRules:
         sys.exit(f"chs: invalid alert rules:\n{error}")
 
 
+def _check_credentials(settings: Settings) -> None:
+    """Exit with a clear message when Redis refuses the configured credentials."""
+    from streams.connections import CredentialsRefused, check_redis_credentials
+
+    try:
+        asyncio.run(check_redis_credentials(settings))
+    except CredentialsRefused as refused:
+        sys.exit(f"chs: {refused}")
+
+
 def run_api(settings: Settings, model: ScoringModel) -> None:
     """Serve the score API and the at-risk page until SIGINT/SIGTERM."""
     from aiohttp import web
 
     from api.app import create_api
     from api.store import ReadModel
+    from streams.connections import redis_client
 
-    api = create_api(ReadModel.from_url(settings.redis_url), model, settings.api_token)
+    _check_credentials(settings)
+    api = create_api(ReadModel(redis_client(settings)), model, settings.api_token)
     url = f"http://{settings.api_host}:{settings.api_port}/"
     print(f"chs api: the at-risk page and the API at {url} (OpenAPI: {url}openapi.json)")
     web.run_app(api, host=settings.api_host, port=settings.api_port, print=None)
@@ -71,6 +83,7 @@ def run_worker(settings: Settings) -> None:
 
     model = configured_model(settings)
     rules = configured_rules(settings)
+    _check_credentials(settings)
     if settings.create_topics:
         asyncio.run(ensure_topics(settings))
     app = create_app(settings, model, rules, clock_for(settings.clock))

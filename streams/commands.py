@@ -20,6 +20,7 @@ from scoring.model import (
     load_model,
 )
 from scoring.update import ScoreUpdate
+from streams.connections import redis_client
 from streams.producer import EventProducer
 from streams.redis_view import ScoreView
 from streams.settings import Settings
@@ -110,7 +111,7 @@ def describe_update(update: ScoreUpdate, labels: dict[str, str]) -> str:
 
 
 async def explain_account(settings: Settings, account: str, model: ScoringModel) -> int:
-    view = ScoreView.from_url(settings.redis_url)
+    view = ScoreView(redis_client(settings))
     try:
         update = await view.read(account)
     finally:
@@ -144,7 +145,7 @@ async def send_override(settings: Settings, args: argparse.Namespace) -> int:
     except ValidationError as error:
         print("invalid override: " + "; ".join(e["msg"] for e in error.errors()))
         return 2
-    view = ScoreView.from_url(settings.redis_url)
+    view = ScoreView(redis_client(settings))
     try:
         current = await view.read(override.account_id)
     finally:

@@ -178,10 +178,15 @@ def start_tansu(port: int, log_path: Path, advertised_port: int | None = None) -
     return service
 
 
-def start_redis(port: int, log_path: Path) -> ManagedProcess:
+def start_redis(port: int, log_path: Path, password: str | None = None) -> ManagedProcess:
     argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     argv += ["--appendonly", "no", "--daemonize", "no"]
-    service = start_process("redis", argv, log_path)
+    env = None
+    if password is not None:
+        # From the environment, not argv: a password on a command line shows in `ps`.
+        argv = ["sh", "-c", 'exec "$0" "$@" --requirepass "$CHS_REDIS_PASSWORD"', *argv]
+        env = {"CHS_REDIS_PASSWORD": password}
+    service = start_process("redis", argv, log_path, env)
     wait_for_port(service, port)
     return service
 
@@ -253,7 +258,7 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             services.append(start_tansu(broker_port, run_dir / "tansu.log"))
             print(f"  broker  {dev_settings.broker_url}  (Tansu, in memory)", flush=True)
             services.append(start_redis(redis_port, run_dir / "redis.log"))
-            print(f"  redis   {dev_settings.redis_url}", flush=True)
+            print(f"  redis   redis://127.0.0.1:{redis_port}/0", flush=True)
             asyncio.run(ensure_topics(dev_settings))
             worker = start_process("worker", chs_command("worker"), run_dir / "worker.log", env)
             services.append(worker)

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from scoring.events import Event
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 
@@ -17,7 +18,7 @@ class EventProducer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_options(settings),
             linger_ms=5,
             max_batch_size=settings.producer_max_batch_size,
             acks="all",

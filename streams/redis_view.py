@@ -130,13 +130,6 @@ class ScoreView:
         account moved through several days between two writes in a replay)."""
         self._alerts: list[Alert] = []
 
-    @classmethod
-    def from_url(
-        cls, url: str, bands: Collection[str] = (), segments: Collection[str | None] = ()
-    ) -> ScoreView:
-        client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return cls(client, bands, segments)
-
     def add(self, update: ScoreUpdate) -> None:
         """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
         self._pending.pop(update.account_id, None)

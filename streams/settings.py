@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from scoring.events import EventKind
+
+SECRETS = (
+    "broker_sasl_password",
+    "broker_ssl_key_password",
+    "redis_url",
+    "slack_webhook_url",
+    "slack_routes",
+    "api_token",
+)
+"""Settings that may be read from a file named by ``CHS_<NAME>_FILE`` (Docker and
+Kubernetes mount secrets as files)."""
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``CHS_<NAME>_FILE=/run/secrets/x``: the secret is the file's content (trailing newline
+    dropped). ``CHS_<NAME>`` itself wins when both are set."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"CHS_{field_name.upper()}_FILE"
+        path = os.environ.get(variable)
+        if field_name not in SECRETS or not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().rstrip("\n"), field_name, False
+        except OSError as error:
+            raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from None
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = json.loads(value) if name == "slack_routes" else value
+        return values
 
 
 class Settings(BaseSettings):
@@ -16,9 +53,34 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHS_", extra="ignore", frozen=True)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings)
+
     app_id: str = Field(default="chs", description="Kafka consumer group and table prefix")
     broker_url: str = Field(default="kafka://localhost:9092", description="comma-separated")
-    redis_url: str = "redis://localhost:6379/0"
+    broker_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how every Kafka client of the project connects"
+    )
+    broker_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    broker_sasl_username: str | None = None
+    broker_sasl_password: SecretStr | None = None
+    broker_ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM)")
+    broker_ssl_certfile: Path | None = Field(default=None, description="client certificate")
+    broker_ssl_keyfile: Path | None = Field(default=None, description="client key")
+    broker_ssl_key_password: SecretStr | None = None
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://localhost:6379/0"),
+        description="redis:// or rediss:// (TLS); may hold a user and password: a secret",
+    )
+    redis_ssl_cafile: Path | None = Field(default=None, description="CA bundle for rediss://")
     web_host: str = Field(default="127.0.0.1", description="bind address of the worker's web")
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Field(default=Path(".chs-data"), description="the worker's local data")
@@ -105,7 +167,13 @@ class Settings(BaseSettings):
         "published once per batch)",
     )
 
-    @field_validator("api_token", "slack_webhook_url", mode="before")
+    @field_validator(
+        "api_token",
+        "slack_webhook_url",
+        "broker_sasl_password",
+        "broker_ssl_key_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes ${VAR:-} through as an empty string: that means "not set".
@@ -127,6 +195,23 @@ class Settings(BaseSettings):
             if not url.strip().startswith("kafka://"):
                 raise ValueError(f"broker URL must start with kafka://, got {url.strip()!r}")
         return value
+
+    @model_validator(mode="after")
+    def _broker_security_complete(self) -> Settings:
+        if self.broker_security_protocol.startswith("SASL_") and not (
+            self.broker_sasl_username and self.broker_sasl_password
+        ):
+            raise ValueError(
+                f"CHS_BROKER_SECURITY_PROTOCOL={self.broker_security_protocol} needs "
+                "CHS_BROKER_SASL_USERNAME and CHS_BROKER_SASL_PASSWORD (or _FILE)"
+            )
+        for name in ("broker_ssl_cafile", "broker_ssl_certfile", "broker_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"CHS_{name.upper()}: no such file: {path}")
+        if (self.broker_ssl_certfile is None) != (self.broker_ssl_keyfile is None):
+            raise ValueError("CHS_BROKER_SSL_CERTFILE and CHS_BROKER_SSL_KEYFILE go together")
+        return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def project_topics(settings: Settings) -> list[str]:
 
 async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> list[str]:
     """Create the missing project topics; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     deadline = asyncio.get_running_loop().time() + connect_timeout
     while True:
         try:
@@ -68,7 +69,7 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
 async def group_lag(settings: Settings, topics: list[str]) -> int:
     """Messages in ``topics`` not yet committed by the workers' consumer group."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         group_id=settings.app_id,
         enable_auto_commit=False,
     )

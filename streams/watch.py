@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from alerts.model import Alert
 from alerts.slack import log_line
 from scoring.update import ScoreUpdate
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 _GREEN, _YELLOW, _RED, _RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
@@ -88,7 +89,7 @@ async def follow(
     """Read ``topics`` from the beginning, forever, handing each record to ``handle``."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

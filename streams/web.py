@@ -10,6 +10,7 @@ import faust
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.connections import redis_client
 from streams.settings import Settings
 
 STARTED = time.time()
@@ -45,7 +46,7 @@ async def readiness(app: faust.App, settings: Settings, redis: aioredis.Redis) -
 
 
 def add_web_views(app: faust.App, settings: Settings, accounts: Any) -> None:
-    redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    redis = redis_client(settings, timeout=1)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -90,7 +90,9 @@ async def fill(redis_url: str) -> None:
 
 async def client_for(redis_url: str, token: str | None) -> Client:
     app = create_api(
-        ReadModel.from_url(redis_url), default_model(), SecretStr(token) if token else None
+        ReadModel(aioredis.Redis.from_url(redis_url)),
+        default_model(),
+        SecretStr(token) if token else None,
     )
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()

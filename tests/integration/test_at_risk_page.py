@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from streams.devstack import chs_command, free_port, settings_env, start_process, wait_for_port
 from streams.settings import Settings
@@ -74,7 +75,9 @@ def get_json(url: str) -> Any:
 async def test_the_most_at_risk_account_is_first_with_its_drivers(
     worker_settings: Settings, private_redis: str, tmp_path: Path
 ) -> None:
-    settings = isolated(worker_settings, tmp_path, redis_url=private_redis, clock="event")
+    settings = isolated(
+        worker_settings, tmp_path, redis_url=SecretStr(private_redis), clock="event"
+    )
     worker = start_worker(settings, tmp_path / "worker.log")
     api_settings = settings.model_copy(update={"api_port": free_port()})
     api = start_process("api", chs_command("api"), tmp_path / "api.log", settings_env(api_settings))

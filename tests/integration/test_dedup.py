@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+import redis.asyncio as aioredis
 
 from alerts.dedup import DeliveredAlerts
 
@@ -16,8 +17,8 @@ async def test_an_alert_delivered_by_one_deployment_is_not_suppressed_in_another
     redis_url: str,
 ) -> None:
     alert_id = uuid.uuid4().hex
-    production = DeliveredAlerts.from_url(redis_url, 60, "chs")
-    staging = DeliveredAlerts.from_url(redis_url, 60, "chs-staging")
+    production = DeliveredAlerts(aioredis.Redis.from_url(redis_url), 60, "chs")
+    staging = DeliveredAlerts(aioredis.Redis.from_url(redis_url), 60, "chs-staging")
     try:
         await production.remember(alert_id)
         assert await production.seen(alert_id)
@@ -29,7 +30,7 @@ async def test_an_alert_delivered_by_one_deployment_is_not_suppressed_in_another
 
 async def test_a_delivered_alert_is_forgotten_after_its_ttl(redis_url: str) -> None:
     alert_id = uuid.uuid4().hex
-    delivered = DeliveredAlerts.from_url(redis_url, 1, "chs")
+    delivered = DeliveredAlerts(aioredis.Redis.from_url(redis_url), 1, "chs")
     try:
         await delivered.remember(alert_id)
         assert await delivered.seen(alert_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from streams.devstack import ManagedProcess, free_port, start_process, wait_for_port
 from streams.producer import EventProducer
@@ -151,7 +152,9 @@ async def test_health_and_readiness_say_what_is_wrong(
 async def test_readiness_names_an_unreachable_redis(
     worker_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = isolated(worker_settings, tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = isolated(
+        worker_settings, tmp_path, redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0")
+    )
     worker = start_worker(settings, tmp_path / "worker.log")
 
     def settled() -> bool:

@@ -120,7 +120,9 @@ async def test_events_of_all_kinds_become_score_updates_on_the_topic_and_in_redi
     assert latest[troubled].owner == "ann@example.com"
     assert "seat_utilisation_30d" in latest[troubled].measures
 
-    client = aioredis.Redis.from_url(worker_settings.redis_url, decode_responses=True)
+    client = aioredis.Redis.from_url(
+        worker_settings.redis_url.get_secret_value(), decode_responses=True
+    )
     try:
         async with asyncio.timeout(20):
             while True:

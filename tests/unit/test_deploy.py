@@ -4,6 +4,7 @@ dashboard is valid JSON with the panels operations rely on."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,20 +12,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=60, env=env
+    )
 
 
 def test_compose_file_validates() -> None:
     compose = shutil.which("docker-compose")
     assert compose is not None, "docker-compose (Debian package docker-compose) is needed"
-    result = run(compose, "-f", "docker-compose.yml", "config", "-q")
+    without_password = {k: v for k, v in os.environ.items() if k != "CHS_REDIS_PASSWORD"}
+    # Redis needs a password: compose refuses to start without one.
+    unset = run(compose, "-f", "docker-compose.yml", "config", "-q", env=without_password)
+    assert unset.returncode != 0
+    assert "CHS_REDIS_PASSWORD" in unset.stderr
+    env = {**without_password, "CHS_REDIS_PASSWORD": "compose-test"}
+    result = run(compose, "-f", "docker-compose.yml", "config", env=env)
     assert result.returncode == 0, result.stderr
-    services = run(compose, "-f", "docker-compose.yml", "--profile", "demo", "config", "--services")
+    assert "--requirepass" in result.stdout
+    assert "redis://:compose-test@redis:6379/0" in result.stdout
+    profile = ("--profile", "demo", "config", "--services")
+    services = run(compose, "-f", "docker-compose.yml", *profile, env=env)
     assert set(services.stdout.split()) == {
         "kafka",
         "redis",
         "worker",
+        "api",
         "demo",
         "prometheus",
         "grafana",

@@ -13,7 +13,7 @@ from streams.settings import Settings
 def test_defaults_match_the_documented_contract() -> None:
     settings = Settings()
     assert settings.broker_url == "kafka://localhost:9092"
-    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.redis_url.get_secret_value() == "redis://localhost:6379/0"
     assert settings.web_host == "127.0.0.1"
     assert settings.event_topics["chs.events.feature_use"] is EventKind.FEATURE_USE
     assert settings.topic_for(EventKind.SURVEY) == "chs.events.survey"
