@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from alerts.model import Alert
 from bench.stack import dev_services, start_worker, wait_split
 from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
+from streams.connections import kafka_options
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -62,7 +63,7 @@ async def _load(settings: Settings, stop: asyncio.Event) -> int:
 async def _probes(settings: Settings) -> list[float]:
     consumer = AIOKafkaConsumer(
         settings.topic_alerts,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=20,  # the reader must not add its own fetch wait to the figure

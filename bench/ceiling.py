@@ -7,6 +7,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 
@@ -14,7 +15,7 @@ async def raw_consumer_rate(settings: Settings, expected: int) -> float:
     """Events per second to read and ``json.loads`` ``expected`` events from the topics."""
     consumer = AIOKafkaConsumer(
         *settings.event_topics,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,

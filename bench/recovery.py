@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.stack import dev_services, peak_rss, readiness, start_worker
 from bench.workload import produce
 from scoring.events import LoginEvent
+from streams.connections import kafka_options
 from streams.settings import Settings
 from streams.topics import ensure_topics, group_lag
 
@@ -36,7 +37,7 @@ class StateFigures:
 async def _state_sizes(settings: Settings) -> list[int]:
     """The encoded size of every account's latest table value."""
     topic = f"{settings.app_id}-accounts-changelog"
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]

@@ -26,6 +26,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from bench.stack import dev_services, start_worker, wait_split
 from scoring.events import LoginEvent
 from scoring.update import ScoreUpdate
+from streams.connections import kafka_options
 from streams.demo import DemoOptions, history_events
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -77,7 +78,7 @@ async def _scored_again(
     """Kill (``kill()``), produce the probes, and time until each has a score update."""
     consumer = AIOKafkaConsumer(
         settings.topic_scores,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=50,

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.ceiling import raw_consumer_rate
 from bench.stack import dev_services, peak_rss, start_worker
 from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
+from streams.connections import kafka_options
 from streams.devstack import ManagedProcess, free_port, settings_env, start_process
 from streams.settings import Settings
 from streams.topics import ensure_topics, group_lag
@@ -89,7 +90,7 @@ async def _score_updates_rate(settings: Settings, total: int) -> float:
     """Events/s from the first to the last ScoreUpdate, once the group has read everything."""
     consumer = AIOKafkaConsumer(
         settings.topic_scores,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scoring.events import Event
+from streams.connections import kafka_options
 from streams.demo import DemoOptions, history_events
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -34,7 +35,7 @@ def realistic_events(count: int = EVENTS, accounts: int = ACCOUNTS) -> list[Even
 async def create_event_topics(settings: Settings) -> None:
     """The event topics with explicit retention and cleanup policy (Quix Streams asks for
     them, and the dev broker reports only configs set at creation)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         await admin.create_topics(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from streams.connections import kafka_options
 from streams.settings import Settings
 from streams.topics import group_lag
 
@@ -22,7 +23,7 @@ async def read_until(
     """Read ``topic`` from the start until ``done(records)`` holds, for at most ``within`` s."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -46,7 +47,7 @@ async def read_all(settings: Settings, topic: str, quiet_seconds: float = 2.0) -
     """Every record of ``topic``: read from the start until nothing new came for a while."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
