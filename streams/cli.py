@@ -7,8 +7,9 @@ import asyncio
 import re
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -16,6 +17,9 @@ from alerts.config import AlertRules, default_rules, load_rules
 from scoring.config import ConfigError
 from scoring.model import ModelError, ScoringModel, default_model, load_model
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from sim.files import CsvMapping
 
 
 def _load_settings() -> Settings:
@@ -57,6 +61,29 @@ def _check_credentials(settings: Settings) -> None:
         asyncio.run(check_redis_credentials(settings))
     except CredentialsRefused as refused:
         sys.exit(f"chs: {refused}")
+
+
+def run_replay(
+    settings: Settings, files: list[Path], speed: float | None, mapping: CsvMapping | None
+) -> int:
+    from sim.backtest import iter_sorted
+    from sim.files import BadRecord, read_files
+    from sim.progress import Progress
+    from streams.replay import replay
+    from streams.topics import ensure_topics
+
+    if settings.create_topics:
+        asyncio.run(ensure_topics(settings))
+    progress = Progress("replaying")
+    try:
+        sent = asyncio.run(
+            replay(settings, iter_sorted(read_files(files, mapping)), speed, progress)
+        )
+    except (BadRecord, ValueError, OSError) as error:
+        print(f"\nchs replay: {error}", file=sys.stderr)
+        return 2
+    print(f"replayed {sent:,} records")
+    return 0
 
 
 def run_api(settings: Settings, model: ScoringModel) -> None:
@@ -115,6 +142,38 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("api", help="serve the score API and the at-risk page (reads Redis)")
+    simulate = commands.add_parser(
+        "simulate", help="simulated accounts and events with ground truth (churn, renewals)"
+    )
+    simulate.add_argument("--accounts", type=int, default=2_000)
+    simulate.add_argument("--days", type=int, default=365)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    simulate.add_argument(
+        "--out", type=Path, default=Path("simulation"), help="folder for events.jsonl, outcomes.csv"
+    )
+    simulate.add_argument(
+        "--produce", action="store_true", help="also send the events to the topics"
+    )
+    replay = commands.add_parser(
+        "replay", help="send historical events (JSONL or CSV) to the topics in event-time order"
+    )
+    replay.add_argument("files", type=Path, nargs="+")
+    replay.add_argument(
+        "--speed", type=float, help="time-lapse: event time runs this many times faster"
+    )
+    _mapping_arguments(replay)
+    backtest = commands.add_parser(
+        "backtest", help="how well the score predicted churn in past events"
+    )
+    backtest.add_argument("--events", type=Path, nargs="+", required=True)
+    backtest.add_argument("--outcomes", type=Path, required=True, help="CSV: account_id, "
+                          "churned (0/1), churn_date")  # fmt: skip
+    backtest.add_argument("--horizon", type=int, default=90, help="days after each date")
+    backtest.add_argument("--every", type=int, default=30, help="days between observations")
+    backtest.add_argument("--warmup", type=int, default=60, help="days of data before the first")
+    backtest.add_argument("--report", type=Path, help="write an HTML report with charts")
+    _mapping_arguments(backtest)
     commands.add_parser("watch", help="print score changes and alerts as they happen")
     alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
         dest="alerts_command", required=True
@@ -153,12 +212,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mapping_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mapping", type=Path, help="CSV mapping file (JSON, see docs/backtest.md)"
+    )
+    parser.add_argument(
+        "--column", action="append", default=[], metavar="FIELD=COLUMN",
+        help="CSV column holding one of our fields, e.g. account_id=customer",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kind", action="append", default=[], metavar="THEIRS=OURS",
+        help="an export's event type as one of our kinds, e.g. signin=login",
+    )  # fmt: skip
+
+
+def _mapping(args: argparse.Namespace) -> CsvMapping:
+    from sim.files import CsvMapping
+
+    mapping = CsvMapping.load(args.mapping) if args.mapping else CsvMapping()
+    for option, target in ((args.column, mapping.columns), (args.kind, mapping.kinds)):
+        for pair in option:
+            key, sep, value = pair.partition("=")
+            if not sep or not key or not value:
+                sys.exit(f"chs: expected NAME=VALUE, got {pair!r}")
+            target[key] = value
+    return mapping
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "model":
         from streams.commands import check_model
 
         sys.exit(check_model(args.file))
+    if args.command == "backtest":
+        from sim.backtest import BacktestOptions
+        from sim.commands import BacktestRun, backtest
+
+        run = BacktestRun(
+            args.events,
+            args.outcomes,
+            BacktestOptions(args.horizon, args.every, args.warmup),
+            args.report,
+            _mapping(args),
+        )
+        sys.exit(backtest(run, configured_model(_load_settings())))
     settings = _load_settings()
     if args.command == "worker":
         run_worker(settings)
@@ -173,6 +271,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             live_seconds=args.live_seconds,
         )
         asyncio.run(run_demo(settings, options))
+    elif args.command == "simulate":
+        from sim.commands import simulate
+        from sim.simulator import SimOptions
+
+        events, outcomes = simulate(
+            SimOptions(args.accounts, args.days, args.seed, args.start), args.out
+        )
+        print(f"events: {events}\noutcomes: {outcomes}")
+        if args.produce:
+            sys.exit(run_replay(settings, [events], None, None))
+    elif args.command == "replay":
+        sys.exit(run_replay(settings, args.files, args.speed, _mapping(args)))
     elif args.command == "api":
         run_api(settings, configured_model(settings))
     elif args.command == "watch":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from scoring.events import (
     TicketPriority,
 )
 from scoring.state import SECONDS_PER_DAY
+from sim.simulator import poisson
 from streams.producer import EventProducer
 from streams.settings import Settings
 
@@ -211,7 +211,7 @@ def day_events(
     def at() -> float:
         return day_start + rng.uniform(8, 18) * 3600
 
-    for _ in range(_poisson(rng, 6.0 * activity)):
+    for _ in range(poisson(rng, 6.0 * activity)):
         events.append(factory.usage(account, at(), rng, features))
     events.extend(_tickets(account, factory, at(), progress, rng))
     events.extend(_billing(account, factory, day_start, progress))
@@ -273,16 +273,6 @@ def _survey(
             return factory.survey(account, ts, SurveyType.CES, rng.randint(2, 4))
         case Profile.GONE_SILENT:
             return factory.survey(account, ts, SurveyType.CES, rng.randint(4, 7))
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    """Knuth's method: fine for the small rates used here."""
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
 
 
 def history(

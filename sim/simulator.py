@@ -1,0 +1,274 @@
+"""A simulated customer base over months, with ground truth: who churns, downgrades or renews.
+
+Each account has a plan (seats, price, segment), a CSM, and a hidden *engagement* between 0
+and 1 that drives everything it does: logins and feature use (fewer at weekends), features
+adopted along a curve, tickets (more when engagement sags), invoices (failing more often),
+surveys (scores follow engagement, with noise). Engagement drifts. Some accounts start to
+slide at a random date: those that slide far enough churn a few weeks later (ground truth),
+some recover, some downgrade at renewal. Deterministic for a seed.
+
+Output is plain dicts, the JSON of our event contract plus ``kind`` ("attributes" for CRM
+snapshots), in event-time order; and the outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+DAY = 86_400
+FEATURES = (
+    "dashboards", "reports", "alerts", "exports", "api", "sso", "workflows", "integrations",
+    "audit-log", "billing", "sandbox", "ai-assist",
+)  # fmt: skip
+PLANS = {"starter": (5, 99), "team": (25, 499), "enterprise": (120, 2_499)}
+"""Plan -> (typical seats, monthly price in EUR)."""
+CSMS = ("ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com")
+
+
+class Outcome(StrEnum):
+    RENEWED = "renewed"
+    DOWNGRADED = "downgraded"
+    CHURNED = "churned"
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    accounts: int = 2_000
+    days: int = 365
+    seed: int = 1
+    start: date = date(2025, 1, 1)
+    slide_share: float = 0.3
+    """Share of accounts that start to slide at some point."""
+
+
+@dataclass
+class SimAccount:
+    account_id: str
+    plan: str
+    seats: int
+    owner: str
+    base: float
+    """Engagement when all is well."""
+    slide_day: int | None
+    """Day the account starts to slide (None: never)."""
+    slide_depth: float
+    """How far engagement falls (0-1 of ``base``)."""
+    slide_days: int
+    recovers: bool
+    joined_day: int
+    outcome: Outcome = Outcome.RENEWED
+    outcome_day: int | None = None
+    open_tickets: list[str] = field(default_factory=list)
+    tickets: int = 0
+
+    def engagement(self, day: int) -> float:
+        if self.slide_day is None or day < self.slide_day:
+            return self.base
+        into = (day - self.slide_day) / self.slide_days
+        if self.recovers and into > 1.5:
+            into = max(0.0, 3.0 - into)  # back up as fast as it went down
+        return self.base * (1.0 - self.slide_depth * min(1.0, into))
+
+    def gone(self, day: int) -> bool:
+        return (
+            self.outcome is Outcome.CHURNED
+            and self.outcome_day is not None
+            and (day >= self.outcome_day)
+        )
+
+
+def make_accounts(options: SimOptions, rng: random.Random) -> list[SimAccount]:
+    accounts = []
+    for index in range(options.accounts):
+        plan = rng.choices(list(PLANS), weights=(5, 4, 1))[0]
+        typical = PLANS[plan][0]
+        slides = rng.random() < options.slide_share
+        slide_days = rng.randint(20, 75)
+        account = SimAccount(
+            account_id=f"sim-{index + 1:05d}",
+            plan=plan,
+            seats=max(2, round(typical * rng.uniform(0.5, 1.6))),
+            owner=rng.choice(CSMS),
+            base=rng.uniform(0.45, 1.0),
+            slide_day=rng.randrange(30, max(31, options.days - 20)) if slides else None,
+            slide_depth=rng.uniform(0.4, 0.95),
+            slide_days=slide_days,
+            recovers=slides and rng.random() < 0.25,
+            joined_day=-rng.randint(30, 3 * 365),
+        )
+        _decide_outcome(account, rng, options.days)
+        accounts.append(account)
+    return accounts
+
+
+def _decide_outcome(account: SimAccount, rng: random.Random, days: int) -> None:
+    """Ground truth: a deep slide that does not recover ends in churn a few weeks after it
+    bottoms out; a shallow one in a downgrade; a few healthy accounts churn anyway (budget
+    cuts happen)."""
+    if account.slide_day is not None and not account.recovers:
+        bottom = account.slide_day + account.slide_days
+        if account.slide_depth > 0.6:
+            account.outcome, account.outcome_day = Outcome.CHURNED, bottom + rng.randint(5, 45)
+        else:
+            account.outcome, account.outcome_day = Outcome.DOWNGRADED, bottom + rng.randint(10, 60)
+    elif rng.random() < 0.03:
+        account.outcome, account.outcome_day = Outcome.CHURNED, rng.randrange(days)
+    if account.outcome_day is not None and account.outcome_day >= days:
+        account.outcome, account.outcome_day = Outcome.RENEWED, None  # beyond the window
+
+
+class Simulation:
+    """The events, day by day, and the outcomes."""
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self._rng = random.Random(options.seed)
+        self.accounts = make_accounts(options, self._rng)
+        self._ids = 0
+        self._start = datetime.combine(options.start, datetime.min.time(), UTC).timestamp()
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Every record in event-time order: CRM snapshots, then each day's events."""
+        for account in self.accounts:
+            yield self._attributes(account, 0)
+        for day in range(self.options.days):
+            records: list[dict[str, Any]] = []
+            for account in self.accounts:
+                if not account.gone(day):
+                    records.extend(self._day(account, day))
+            records.sort(key=event_time)
+            yield from records
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "account_id": account.account_id,
+                "churned": int(account.outcome is Outcome.CHURNED),
+                "churn_date": self._date(account.outcome_day)
+                if account.outcome is Outcome.CHURNED and account.outcome_day is not None
+                else "",
+                "outcome": account.outcome.value,
+                "outcome_date": self._date(account.outcome_day) if account.outcome_day else "",
+            }
+            for account in self.accounts
+        ]
+
+    def _date(self, day: int) -> str:
+        return (self.options.start + timedelta(days=day)).isoformat()
+
+    def _at(self, day: int, hour: float) -> str:
+        return datetime.fromtimestamp(self._start + day * DAY + hour * 3600, UTC).isoformat()
+
+    def _record(self, kind: str, account: SimAccount, day: int, hour: float) -> dict[str, Any]:
+        self._ids += 1
+        return {
+            "kind": kind,
+            "event_id": f"sim{self.options.seed}-{self._ids}",
+            "account_id": account.account_id,
+            "occurred_at": self._at(day, hour),
+        }
+
+    def _attributes(self, account: SimAccount, day: int) -> dict[str, Any]:
+        seats, price = account.seats, PLANS[account.plan][1]
+        return {
+            "kind": "attributes",
+            "account_id": account.account_id,
+            "updated_at": self._at(day, 0),
+            "segment": "enterprise" if account.plan == "enterprise" else "smb",
+            "plan": account.plan,
+            "seats": seats,
+            "mrr": str(price),
+            "currency": "EUR",
+            "csm_owner": account.owner,
+            "customer_since": (self.options.start + timedelta(days=account.joined_day)).isoformat(),
+        }
+
+    def _day(self, account: SimAccount, day: int) -> list[dict[str, Any]]:
+        rng = self._rng
+        engagement = account.engagement(day)
+        weekday = (self.options.start + timedelta(days=day)).weekday()
+        rhythm = 0.25 if weekday >= 5 else 1.0
+        records: list[dict[str, Any]] = []
+        active_users = min(account.seats, poisson(rng, account.seats * 0.3 * engagement * rhythm))
+        tenure = day - account.joined_day
+        adopted = max(1, round(len(FEATURES) * engagement * (1 - math.exp(-tenure / 120))))
+        for _ in range(active_users):
+            user = f"{account.account_id}-u{rng.randrange(account.seats)}"
+            hour = rng.uniform(7, 19)
+            login = self._record("login", account, day, hour)
+            records.append({**login, "user_id": user})
+            for _ in range(poisson(rng, engagement)):
+                use = self._record("feature_use", account, day, hour + rng.uniform(0, 1))
+                feature = FEATURES[min(len(FEATURES) - 1, int(rng.expovariate(3 / adopted)))]
+                records.append({**use, "user_id": user, "feature": feature, "count": 1})
+        records.extend(self._support(account, day, engagement))
+        records.extend(self._billing(account, day, engagement))
+        if rng.random() < 0.01:
+            nps = round(min(10, max(0, rng.gauss(3 + 7 * engagement, 1.5))))
+            survey = self._record("survey", account, day, rng.uniform(9, 17))
+            records.append({**survey, "survey": "nps", "score": nps})
+        if account.outcome is Outcome.DOWNGRADED and day == account.outcome_day:
+            account.plan = "starter" if account.plan != "starter" else account.plan
+            account.seats = max(2, account.seats // 2)
+            records.append(self._attributes(account, day))
+        return records
+
+    def _support(self, account: SimAccount, day: int, engagement: float) -> list[dict[str, Any]]:
+        rng = self._rng
+        records = []
+        for ticket in list(account.open_tickets):
+            if rng.random() < 0.25 + 0.4 * engagement:
+                account.open_tickets.remove(ticket)
+                resolved = self._record("ticket", account, day, rng.uniform(9, 18))
+                records.append(
+                    {**resolved, "ticket_id": ticket, "action": "resolved", "priority": "normal"}
+                )
+        frustration = max(0.0, 0.8 - engagement)
+        if rng.random() < 0.02 + 0.12 * frustration:
+            account.tickets += 1
+            ticket = f"{account.account_id}-t{account.tickets}"
+            account.open_tickets.append(ticket)
+            urgent = rng.random() < 0.1 + 0.5 * frustration
+            opened = self._record("ticket", account, day, rng.uniform(8, 17))
+            priority = "urgent" if urgent else "normal"
+            records.append(
+                {**opened, "ticket_id": ticket, "action": "opened", "priority": priority}
+            )
+        return records
+
+    def _billing(self, account: SimAccount, day: int, engagement: float) -> list[dict[str, Any]]:
+        if (day - account.joined_day) % 30:
+            return []
+        invoice = f"{account.account_id}-inv-{day}"
+        price = str(PLANS[account.plan][1])
+        failed = self._rng.random() < 0.01 + 0.3 * max(0.0, 0.6 - engagement)
+        paid = self._record("payment", account, day, 6)
+        status = "failed" if failed else "paid"
+        return [
+            {**paid, "invoice_id": invoice, "status": status, "amount": price, "currency": "EUR"}
+        ]
+
+
+def event_time(record: dict[str, Any]) -> str:
+    """ISO time of a record: ``occurred_at`` of an event, ``updated_at`` of a CRM snapshot."""
+    return str(record.get("occurred_at") or record["updated_at"])
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    """Poisson draws: Knuth's method for small rates, a rounded normal for large ones."""
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
