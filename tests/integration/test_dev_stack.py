@@ -49,6 +49,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def listed_accounts(url: str, within: float = 20.0) -> list[object]:
+    """The API's first page, once the worker's view (written every 0.2 s) has some."""
+    deadline = time.monotonic() + within
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            items: list[object] = json.loads(answer.read())["items"]
+        if items or time.monotonic() > deadline:
+            return items
+        time.sleep(0.5)
+
+
 def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHS_")}
     dev = subprocess.Popen(
@@ -87,8 +98,7 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         assert len(descendants) >= 5  # broker, redis, worker, api, demo
         page = next(re.search(r"api +(http://\S+)", line) for line in output if "  api " in line)
         assert page is not None
-        with urllib.request.urlopen(f"{page.group(1)}accounts?limit=1", timeout=10) as answer:
-            assert json.loads(answer.read())["items"], "the API lists no scored account"
+        assert listed_accounts(f"{page.group(1)}accounts?limit=1"), "the API lists no account"
 
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=60)
