@@ -8,9 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from scoring.model import ScoringModel
-from sim.backtest import Backtest, BacktestOptions, iter_sorted, read_outcomes, summarise
+from sim.backtest import (
+    Backtest,
+    BacktestOptions,
+    Observation,
+    Outcome,
+    auc,
+    iter_sorted,
+    read_outcomes,
+    summarise,
+)
 from sim.files import BadRecord, CsvMapping, read_files, write_csv, write_jsonl
+from sim.fit import fit_weights, held_out
 from sim.progress import Progress
 from sim.report import html_report, text_report
 from sim.simulator import SimOptions, Simulation
@@ -42,17 +54,26 @@ class BacktestRun:
     options: BacktestOptions
     report: Path | None
     mapping: CsvMapping | None = None
+    fit: Path | None = None
+    """Write a model with fitted weights here, and compare it with ``model`` held out."""
+
+
+def _observe(
+    run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]
+) -> list[Observation]:
+    progress = Progress(f"scoring records with {model.name}")
+    test = Backtest(model, outcomes, run.options)
+    observations = test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
+    progress.done = test.records
+    progress.finish()
+    return observations
 
 
 def backtest(run: BacktestRun, model: ScoringModel) -> int:
-    """Print the table, write the report; 2 on unreadable input."""
+    """Print the table, write the report (and a fitted model); 2 on unreadable input."""
     try:
         outcomes = read_outcomes(run.outcomes)
-        progress = Progress("scoring records")
-        test = Backtest(model, outcomes, run.options)
-        observations = test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
-        progress.done = test.records
-        progress.finish()
+        observations = _observe(run, model, outcomes)
         summary = summarise(observations, model)
     except (BadRecord, ValueError, OSError) as error:
         print(f"chs backtest: {error}", file=sys.stderr)
@@ -62,4 +83,42 @@ def backtest(run: BacktestRun, model: ScoringModel) -> int:
     if run.report is not None:
         run.report.write_text(html_report(summary, run.options.horizon_days, title))
         print(f"\nreport: {run.report}")
+    if run.fit is not None:
+        return _fit(run, run.fit, model, outcomes, observations)
     return 0
+
+
+def _fit(
+    run: BacktestRun,
+    path: Path,
+    model: ScoringModel,
+    outcomes: dict[str, Outcome],
+    observations: list[Observation],
+) -> int:
+    try:
+        fit = fit_weights(model, [o for o in observations if not held_out(o.account_id)])
+    except ValueError as error:
+        print(f"chs backtest --fit: {error}", file=sys.stderr)
+        return 2
+    data = fit.model.model_dump(mode="json", exclude_defaults=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    refit = _observe(run, fit.model, outcomes)
+    before = heldout_auc(observations)
+    after = heldout_auc(refit)
+    print(f"\nfitted model: {path}")
+    print("held-out accounts (about 30%, never seen by the fit), ROC AUC of the score:")
+    print(f"  {model.name:<24} {_auc_text(before)}")
+    print(f"  {fit.model.name:<24} {_auc_text(after)}")
+    print("weights the fit proposes (log-odds of churn per 100 points of the measure):")
+    for name, coefficient in sorted(fit.coefficients.items(), key=lambda item: item[1]):
+        print(f"  {name:<28} {coefficient * 100:+.3f}")
+    return 0
+
+
+def heldout_auc(observations: list[Observation]) -> float | None:
+    held = [o for o in observations if held_out(o.account_id)]
+    return auc([-o.score for o in held], [o.churned for o in held])
+
+
+def _auc_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -173,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--every", type=int, default=30, help="days between observations")
     backtest.add_argument("--warmup", type=int, default=60, help="days of data before the first")
     backtest.add_argument("--report", type=Path, help="write an HTML report with charts")
+    backtest.add_argument(
+        "--fit", type=Path, metavar="MODEL.yaml",
+        help="fit measure weights (logistic regression), write them as a model file and "
+        "compare it with the current model on held-out accounts",
+    )  # fmt: skip
     _mapping_arguments(backtest)
     commands.add_parser("watch", help="print score changes and alerts as they happen")
     alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
@@ -255,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             BacktestOptions(args.horizon, args.every, args.warmup),
             args.report,
             _mapping(args),
+            args.fit,
         )
         sys.exit(backtest(run, configured_model(_load_settings())))
     settings = _load_settings()

@@ -5,8 +5,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
-from scoring.model import default_model
+from scoring.model import default_model, load_model
 from sim.backtest import (
     Backtest,
     BacktestOptions,
@@ -20,6 +21,8 @@ from sim.backtest import (
     read_outcomes,
     summarise,
 )
+from sim.commands import heldout_auc
+from sim.fit import fit_weights, held_out
 from sim.simulator import SimOptions, Simulation
 
 
@@ -119,3 +122,28 @@ def test_records_out_of_order_are_refused() -> None:
     earlier = parse_record(earlier.model_dump_json().replace("2025-01-02", "2025-01-01"))
     with pytest.raises(ValueError, match="out of event-time order"):
         list(iter_sorted(iter([later, earlier])))
+
+
+def test_a_fitted_model_does_no_worse_on_held_out_accounts(tmp_path: Path) -> None:
+    sim = Simulation(SimOptions(accounts=300, days=200, seed=21, slide_share=0.4))
+    records = [parse_record(json.dumps(record)) for record in sim.events()]
+    outcomes = {
+        o["account_id"]: Outcome(
+            bool(o["churned"]), date.fromisoformat(o["churn_date"]) if o["churn_date"] else None
+        )
+        for o in sim.outcomes()
+    }
+    options = BacktestOptions(horizon_days=60, every_days=20, warmup_days=40)
+    model = default_model()
+    before = Backtest(model, outcomes, options).run(iter(records))
+    fit = fit_weights(model, [o for o in before if not held_out(o.account_id)])
+    after = Backtest(fit.model, outcomes, options).run(iter(records))
+    default_auc, fitted_auc = heldout_auc(before), heldout_auc(after)
+    print(f"held out: default model AUC {default_auc:.3f}, fitted {fitted_auc:.3f}")
+    assert default_auc is not None
+    assert fitted_auc is not None
+    assert fitted_auc >= default_auc - 0.01  # no worse, within noise
+    # The fitted model is a model file like any other.
+    path = tmp_path / "fitted.yaml"
+    path.write_text(yaml.safe_dump(fit.model.model_dump(mode="json", exclude_defaults=True)))
+    assert load_model(path) == fit.model
