@@ -24,7 +24,7 @@ from sim.backtest import (
 from sim.files import BadRecord, CsvMapping, read_files, write_csv, write_jsonl
 from sim.fit import fit_weights, held_out
 from sim.progress import Progress
-from sim.report import html_report, text_report
+from sim.report import deciles_chart, html_report, text_report
 from sim.simulator import SimOptions, Simulation
 
 
@@ -81,7 +81,9 @@ def backtest(run: BacktestRun, model: ScoringModel) -> int:
     title = f"Backtest of model {model.version} on {', '.join(p.name for p in run.events)}"
     print(text_report(summary, run.options.horizon_days, title))
     if run.report is not None:
-        run.report.write_text(html_report(summary, run.options.horizon_days, title))
+        chart_only = run.report.suffix.lower() == ".svg"
+        page = html_report(summary, run.options.horizon_days, title)
+        run.report.write_text(deciles_chart(summary.deciles) if chart_only else page)
         print(f"\nreport: {run.report}")
     if run.fit is not None:
         return _fit(run, run.fit, model, outcomes, observations)

@@ -53,11 +53,14 @@ def _row(bucket: Bucket, overall: float, width: int) -> str:
     )
 
 
-def _bars(buckets: list[Bucket], width: int = 640, height: int = 240) -> str:
+def deciles_chart(buckets: list[Bucket], width: int = 640, height: int = 240) -> str:
     """Observed churn rate per decile as bars, the calibrated probability as a line."""
     top = max([b.rate for b in buckets] + [b.predicted or 0.0 for b in buckets] + [0.01])
     step = width / max(1, len(buckets))
-    parts = [f'<svg viewBox="0 0 {width} {height + 30}" width="{width}" role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 30}" '
+        f'width="{width}" role="img">'
+    ]
     points = []
     for i, bucket in enumerate(buckets):
         h = bucket.rate / top * height
@@ -97,7 +100,7 @@ pre{{background:#f6f6f6;padding:1rem}}td,th{{padding:.2rem .8rem;text-align:left
 days).</p>
 <h2>Churn rate by score decile (bars) and calibrated probability (line)</h2>
 <p>Decile 1 holds the lowest scores.</p>
-{_bars(summary.deciles)}
+{deciles_chart(summary.deciles)}
 <h2>Measures</h2>
 <table><tr><th>measure</th><th>AUC</th><th>data for</th></tr>{measures}</table>
 <h2>Table</h2>

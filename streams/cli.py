@@ -172,7 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--horizon", type=int, default=90, help="days after each date")
     backtest.add_argument("--every", type=int, default=30, help="days between observations")
     backtest.add_argument("--warmup", type=int, default=60, help="days of data before the first")
-    backtest.add_argument("--report", type=Path, help="write an HTML report with charts")
+    backtest.add_argument(
+        "--report", type=Path, help="write an HTML report with charts (.svg: the chart alone)"
+    )
     backtest.add_argument(
         "--fit", type=Path, metavar="MODEL.yaml",
         help="fit measure weights (logistic regression), write them as a model file and "
