@@ -101,9 +101,7 @@ class ScoreApi:
 
     def __init__(self, store: ReadModel, model: ScoringModel) -> None:
         self.store = store
-        self.bands = {band.label for band in model.bands} | {
-            band.label for segment in model.segments for band in segment.bands or []
-        }
+        self.bands = model.band_labels
         self.segments = {segment.name for segment in model.segments} | {NO_SEGMENT}
 
     async def account(self, request: web.Request) -> web.Response:

@@ -325,6 +325,12 @@ class ScoringModel(_Strict):
         return f"{self.name}@{digest}"
 
     @cached_property
+    def band_labels(self) -> frozenset[str]:
+        """Every band label, the segments' own bands included."""
+        segment_bands = [band for segment in self.segments for band in segment.bands or []]
+        return frozenset(band.label for band in [*self.bands, *segment_bands])
+
+    @cached_property
     def windows(self) -> tuple[int, ...]:
         """Every window the measures need, for the one pass over the day buckets."""
         days: set[int] = set()

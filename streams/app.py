@@ -210,8 +210,7 @@ def create_app(
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
     view = ScoreView(
         redis_client(settings),
-        bands={band.label for band in model.bands}
-        | {band.label for segment in model.segments for band in segment.bands or []},
+        bands=model.band_labels,
         segments=[segment.name for segment in model.segments],
     )
     processor = Processor(

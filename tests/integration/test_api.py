@@ -21,6 +21,7 @@ from scoring.model import default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
 from streams.redis_view import ScoreView
+from tests.unit.alerts.test_slack import alert as template_alert
 from tests.unit.streams.test_commands import scored
 
 pytestmark = pytest.mark.integration
@@ -47,22 +48,8 @@ BOOK = [
 
 
 def alert(n: int, at: datetime) -> Alert:
-    return Alert(
-        alert_id=f"a{n}",
-        account_id="globex",
-        rule="band_change",
-        severity=Severity.CRITICAL,
-        title=f"globex is now critical ({n})",
-        old_score=45.0,
-        new_score=21.5,
-        old_band="at-risk",
-        new_band="critical",
-        drivers=["usage -9: days since last login 2 -> 16"],
-        owner="ana",
-        segment="enterprise",
-        occurred_at=at,
-        trigger=f"e{n}",
-        model_version="default@x",
+    return template_alert(Severity.CRITICAL, "enterprise").model_copy(
+        update={"alert_id": f"a{n}", "account_id": "globex", "occurred_at": at, "trigger": f"e{n}"}
     )
 
 
@@ -70,11 +57,7 @@ async def fill(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     await client.flushdb()
     model = default_model()
-    view = ScoreView(
-        client,
-        {band.label for band in model.bands},
-        [segment.name for segment in model.segments],
-    )
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
     # globex fell over three days (all written in one flush, as in a replay): it was
     # healthy, then at-risk, now critical.
     for days_ago, score, band in ((2, 75.0, "healthy"), (1, 45.0, "at-risk")):
