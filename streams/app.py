@@ -1,11 +1,12 @@
-"""The Faust app: topics, the account table, the agents and the timer. Thin glue.
+"""The Faust app: topics, the account table, the scoring task and the timers. Thin glue.
 
-Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs`` (validate,
-apply, rescore) -> the table (changelog) and, when the score moved, ``chs.scores`` and the
-Redis view (written in batches by a timer, so scoring never waits on Redis). Invalid
-messages go to ``chs.events.dlq`` with their original key and bytes and the reason in
-headers. The timer turns due accounts into ticks on the
-account's own partition, so every state change goes through the one agent.
+Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs``, in batches
+(validate and fold each message; then rescore, write and publish each touched account once,
+``streams/batching.py``) -> the table (changelog) and, when the score moved, ``chs.scores``
+and the Redis view (written by a timer, so scoring never waits on Redis). Invalid messages go
+to ``chs.events.dlq`` with their original key and bytes and the reason in headers. The timer
+turns due accounts into ticks on the account's own partition, so every state change goes
+through the one scoring task.
 """
 
 from __future__ import annotations

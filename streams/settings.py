@@ -246,7 +246,7 @@ class Settings(BaseSettings):
 
     @property
     def input_topics(self) -> list[str]:
-        """Every topic the scoring agent reads: all co-partitioned, keyed by account_id."""
+        """Every topic the scoring task reads: all co-partitioned, keyed by account_id."""
         return [*self.event_topics, self.topic_accounts, self.topic_overrides, self.topic_ticks]
 
     def topic_for(self, kind: EventKind) -> str:
