@@ -136,8 +136,6 @@ class Backtest:
             self.records += 1
             if progress is not None and not self.records % 50_000:
                 progress(self.records)
-        if next_at is not None and first is not None:
-            self._observe(next_at)  # the last date the data reaches
         return self.observations
 
     def _apply(self, item: Event | AccountAttributes) -> None:
