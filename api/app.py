@@ -12,7 +12,6 @@ import base64
 import binascii
 import hmac
 import logging
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from api.models import AccountHistory, AccountPage, AlertList, Problem
 from api.openapi import openapi
 from api.store import AccountFilter, ReadModel, summary
 from scoring.model import ScoringModel
+from scoring.validation import NoTimeZone, parse_instant
 from streams.redis_view import NO_SEGMENT
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,11 @@ def _since(raw: str | None) -> float:
     if raw is None:
         return 0.0
     try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(raw)
+        return parse_instant(raw).timestamp()
+    except NoTimeZone:
+        raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z") from None
     except ValueError:
         raise BadRequest(f"since must be an ISO 8601 time or POSIX seconds, not {raw!r}") from None
-    if moment.tzinfo is None:
-        raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z")
-    return moment.timestamp()
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -135,7 +130,7 @@ class ScoreApi:
 
     async def history(self, request: web.Request) -> web.Response:
         account_id = request.match_info["account_id"]
-        if await self.store.account(account_id) is None:
+        if not await self.store.known(account_id):
             return problem(404, f"no account {account_id!r} has a score")
         [days] = await self.store.histories([account_id])
         return answer(AccountHistory(account_id=account_id, days=days))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
@@ -15,9 +14,12 @@ from scoring.update import ScoreUpdate
 from streams.redis_view import (
     ALERTS,
     ALL_ACCOUNTS,
+    NO_SEGMENT,
     account_key,
     band_key,
     history_key,
+    parse_history_member,
+    read_update,
     segment_key,
     update_from_view,
 )
@@ -36,7 +38,7 @@ class AccountFilter:
     def admits(self, update: ScoreUpdate) -> bool:
         return (
             (self.band is None or update.band == self.band)
-            and (self.segment is None or (update.segment or "default") == self.segment)
+            and (self.segment is None or (update.segment or NO_SEGMENT) == self.segment)
             and (self.owner is None or update.owner == self.owner)
         )
 
@@ -49,35 +51,23 @@ class AccountFilter:
         return ALL_ACCOUNTS
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _texts(fields: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
-    return {_text(key): _text(value) for key, value in fields.items()}
+SUMMARY_FIELDS = set(AccountSummary.model_fields) - {"drivers", "history"}
+"""What a summary takes from the ScoreUpdate as it is; the drivers become their words."""
 
 
 def summary(update: ScoreUpdate, history: list[DailyScore] | None = None) -> AccountSummary:
     return AccountSummary(
-        account_id=update.account_id,
-        score=update.score,
-        band=update.band,
-        grade=update.grade,
-        segment=update.segment,
-        stale=update.stale,
-        owner=update.owner,
+        **update.model_dump(include=SUMMARY_FIELDS),
         drivers=[driver.text for driver in update.drivers],
-        as_of=update.as_of,
         history=history,
     )
 
 
 def _daily(members: list[bytes]) -> list[DailyScore]:
-    days = []
-    for member in members:
-        day, _, score = member.decode().partition(":")
-        days.append(DailyScore(day=EPOCH + timedelta(days=int(day)), score=float(score)))
-    return days
+    return [
+        DailyScore(day=EPOCH + timedelta(days=day), score=score)
+        for day, score in map(parse_history_member, members)
+    ]
 
 
 class ReadModel:
@@ -88,8 +78,11 @@ class ReadModel:
         return bool(await self._client.ping())
 
     async def account(self, account_id: str) -> ScoreUpdate | None:
-        fields = await self._client.hgetall(account_key(account_id))
-        return update_from_view(_texts(fields)) if fields else None
+        return await read_update(self._client, account_id)
+
+    async def known(self, account_id: str) -> bool:
+        """Whether the account has a score (without reading it)."""
+        return bool(await self._client.exists(account_key(account_id)))
 
     async def accounts(
         self, where: AccountFilter, limit: int, offset: int
@@ -110,7 +103,7 @@ class ReadModel:
             for fields in await pipe.execute():
                 offset += 1
                 if fields:
-                    update = update_from_view(_texts(fields))
+                    update = update_from_view(fields)
                     if where.admits(update):
                         found.append(update)
                         if len(found) == limit:

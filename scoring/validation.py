@@ -6,6 +6,7 @@ and routes an ``InvalidInput`` to the dead-letter topic with its ``code`` and ``
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -100,3 +101,21 @@ def check_event_time(event: BaseEvent, now: float, wall_now: float, max_future: 
         raise InvalidInput(
             RejectCode.TOO_OLD, f"occurred_at is older than the {HORIZON_DAYS}-day window"
         )
+
+
+class NoTimeZone(ValueError):
+    """An ISO 8601 time without a zone: which instant it means is a guess."""
+
+
+def parse_instant(text: str) -> datetime:
+    """A point in time given as ISO 8601 with a zone, or as POSIX seconds (as people type
+    them into a query or a CSV export). ValueError if it is neither; NoTimeZone for ISO
+    without a zone."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise NoTimeZone(text)
+    return moment

@@ -17,13 +17,13 @@ import csv
 import heapq
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from scoring.events import AccountAttributes, Event, EventKind
+from scoring.validation import NoTimeZone, parse_instant
 from sim.backtest import parse_record, record_time
 
 KINDS = {kind.value for kind in EventKind} | {"attributes"}
@@ -74,18 +74,12 @@ class CsvMapping(BaseModel):
 
 
 def _iso_time(value: str, source: str) -> str:
-    """ISO 8601 (a zone is required) or POSIX seconds."""
     try:
-        return datetime.fromtimestamp(float(value), UTC).isoformat()
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_instant(value).isoformat()
+    except NoTimeZone:
+        raise BadRecord(f"{source}: {value!r} has no time zone") from None
     except ValueError:
         raise BadRecord(f"{source}: {value!r} is not a time (ISO 8601 or POSIX seconds)") from None
-    if moment.tzinfo is None:
-        raise BadRecord(f"{source}: {value!r} has no time zone")
-    return moment.isoformat()
 
 
 def read_file(path: Path, mapping: CsvMapping | None = None) -> Iterator[Event | AccountAttributes]:

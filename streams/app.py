@@ -179,21 +179,16 @@ def create_app(
     )
     roles = topic_roles(settings)
 
-    def raw_topic(*names: str) -> faust.TopicT:
-        return app.topic(
-            *names,
+    def raw_topic(*names: str, kind: type[faust.Topic] = faust.Topic) -> faust.Topic:
+        return kind(
+            app,
+            topics=list(names),
             partitions=settings.topic_partitions,
             key_serializer="raw",
             value_serializer="raw",
         )
 
-    inputs_topic = InputTopic(
-        app,
-        topics=list(roles),
-        partitions=settings.topic_partitions,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    inputs_topic = raw_topic(*roles, kind=InputTopic)
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)

@@ -97,12 +97,33 @@ def _unflat(name: str, raw: str) -> object:
         return raw  # a date-time, stored as its ISO text
 
 
-def update_from_view(fields: Mapping[str, str]) -> ScoreUpdate:
-    """Read back what ``view_fields`` stored."""
+HashFields = Mapping[str, str] | Mapping[bytes | str, bytes | str]
+"""A hash as ``view_fields`` makes it, or as HGETALL returns it (bytes or text)."""
+
+
+def update_from_view(fields: HashFields) -> ScoreUpdate:
+    """Read back what ``view_fields`` stored (as HGETALL returns it, bytes or text)."""
     known = ScoreUpdate.model_fields
+    texts = {_text(name): _text(raw) for name, raw in fields.items()}
     return ScoreUpdate.model_validate(
-        {name: _unflat(name, raw) for name, raw in fields.items() if name in known}
+        {name: _unflat(name, raw) for name, raw in texts.items() if name in known}
     )
+
+
+async def read_update(client: aioredis.Redis, account_id: str) -> ScoreUpdate | None:
+    """The account's latest ScoreUpdate in the view (None: it has none)."""
+    fields = await client.hgetall(account_key(account_id))
+    return update_from_view(fields) if fields else None
+
+
+def history_member(day: int, score: float) -> str:
+    """A day's closing score in ``chs:history:{id}`` (whose scores are the day numbers)."""
+    return f"{day}:{score}"
+
+
+def parse_history_member(member: bytes | str) -> tuple[int, float]:
+    day, _, score = _text(member).partition(":")
+    return int(day), float(score)
 
 
 class ScoreView:
@@ -191,15 +212,12 @@ class ScoreView:
         history = history_key(account)
         for day, score in days.items():
             pipe.zremrangebyscore(history, day, day)
-            pipe.zadd(history, {f"{day}:{score}": day})
+            pipe.zadd(history, {history_member(day, score): day})
         newest = day_of(update.as_of.timestamp())
         pipe.zremrangebyscore(history, "-inf", f"({newest - HISTORY_DAYS + 1}")
 
     async def read(self, account_id: str) -> ScoreUpdate | None:
-        fields = await self._client.hgetall(account_key(account_id))
-        if not fields:
-            return None
-        return update_from_view({_text(k): _text(v) for k, v in fields.items()})
+        return await read_update(self._client, account_id)
 
     async def close(self) -> None:
         await self._client.aclose()
