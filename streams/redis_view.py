@@ -23,6 +23,7 @@ from typing import cast, get_args
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
@@ -75,7 +76,7 @@ def view_fields(update: ScoreUpdate) -> dict[str, str]:
 def _flat(value: object) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else to_json(value).decode()
 
 
 def _is_text(name: str) -> bool:
@@ -126,6 +127,17 @@ def parse_history_member(member: bytes | str) -> tuple[int, float]:
     return int(day), float(score)
 
 
+def _rank(pipe: Pipeline, groups: dict[str, dict[str, float]], scores: dict[str, float]) -> None:
+    """Each account of ``scores`` into the sorted set of its group and out of the others':
+    two commands per group for a whole batch, not per account (Redis answers each command,
+    and reading the answers was most of the worker's time spent on Redis)."""
+    for key, members in groups.items():
+        if members:
+            pipe.zadd(key, cast(Mapping[str, float], members))
+        if leaving := [account for account in scores if account not in members]:
+            pipe.zrem(key, *leaving)
+
+
 class ScoreView:
     """Writes score updates to Redis; never raises on a Redis outage.
 
@@ -174,11 +186,20 @@ class ScoreView:
         closing = {update.account_id: self._closing.get(update.account_id, {}) for update in batch}
         alerts = self._alerts
         pipe = self._client.pipeline(transaction=False)
+        scores = {update.account_id: update.score for update in batch}
+        bands: dict[str, dict[str, float]] = {band: {} for band in self._bands}
+        segments: dict[str, dict[str, float]] = {segment: {} for segment in self._segments}
         for update in batch:
             self._write_update(pipe, update, closing[update.account_id])
-        for alert in alerts:
-            pipe.zadd(ALERTS, {alert.model_dump_json(): alert.occurred_at.timestamp()})
+            bands.setdefault(update.band, {})[update.account_id] = update.score
+            segment = update.segment or NO_SEGMENT
+            segments.setdefault(segment, {})[update.account_id] = update.score
+        if scores:
+            pipe.zadd(ALL_ACCOUNTS, cast(Mapping[str, float], scores))
+            _rank(pipe, {band_key(band): members for band, members in bands.items()}, scores)
+            _rank(pipe, {segment_key(seg): members for seg, members in segments.items()}, scores)
         if alerts:
+            pipe.zadd(ALERTS, {a.model_dump_json(): a.occurred_at.timestamp() for a in alerts})
             pipe.zremrangebyrank(ALERTS, 0, -MAX_ALERTS - 1)
         try:
             await pipe.execute()
@@ -198,17 +219,10 @@ class ScoreView:
         return True
 
     def _write_update(self, pipe: Pipeline, update: ScoreUpdate, days: dict[int, float]) -> None:
+        """The account's own keys: its hash and its history (the rankings are per batch)."""
         account = update.account_id
         fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
         pipe.hset(account_key(account), mapping=fields)
-        pipe.zadd(ALL_ACCOUNTS, {account: update.score})
-        pipe.zadd(band_key(update.band), {account: update.score})
-        for band in self._bands - {update.band}:
-            pipe.zrem(band_key(band), account)
-        segment = update.segment or NO_SEGMENT
-        pipe.zadd(segment_key(segment), {account: update.score})
-        for other in self._segments - {segment}:
-            pipe.zrem(segment_key(other), account)
         history = history_key(account)
         for day, score in days.items():
             pipe.zremrangebyscore(history, day, day)

@@ -20,7 +20,7 @@ from api.store import ReadModel
 from scoring.model import default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
-from streams.redis_view import ScoreView
+from streams.redis_view import ScoreView, band_key, segment_key
 from tests.unit.alerts.test_slack import alert as template_alert
 from tests.unit.streams.test_commands import scored
 
@@ -125,6 +125,26 @@ async def test_accounts_come_lowest_score_first_and_filter(api: Client) -> None:
     first = (await get(api, "/accounts?limit=1"))["items"]
     assert isinstance(first, list)
     assert first[0]["drivers"] == [d.text for d in BOOK[0].drivers]
+
+
+async def test_an_account_leaves_the_band_and_segment_it_moved_out_of(
+    api: Client, private_redis: str
+) -> None:
+    client = aioredis.Redis.from_url(private_redis)
+    model = default_model()
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
+    view.add(update("hooli", 30.0, "critical", owner="ana", segment="enterprise"))
+    view.add(update("globex", 60.0, "at-risk", owner="ana"))
+    assert await view.flush()  # a later write than the book's
+    # Out of the sets themselves, not only filtered out of the answers.
+    assert await client.zrange(band_key("healthy"), 0, -1) == []
+    assert await client.zrange(segment_key("enterprise"), 0, -1) == [b"hooli", b"umbrella"]
+    await client.aclose()
+    assert ids(await get(api, "/accounts?band=critical")) == ["hooli", "initech"]
+    assert ids(await get(api, "/accounts?band=at-risk")) == ["acme", "umbrella", "globex"]
+    assert ids(await get(api, "/accounts?band=healthy")) == []
+    assert ids(await get(api, "/accounts?segment=enterprise")) == ["hooli", "umbrella"]
+    assert ids(await get(api, "/accounts?segment=default")) == ["initech", "acme", "globex"]
 
 
 async def test_pages_follow_the_cursor_to_the_end(api: Client) -> None:
