@@ -69,7 +69,11 @@ class MetricContext:
         self._distinct: dict[tuple[int, int], int] = {}
 
     def has(self, *kinds: EventKind) -> bool:
-        return any(kind in self.state.last_seen for kind in kinds)
+        seen = self.state.last_seen
+        for kind in kinds:  # a loop, not any(): about 15 calls per evaluation
+            if kind in seen:
+                return True
+        return False
 
     def distinct_since(self, recency: dict[str, int], window: int) -> int:
         """Keys of ``recency`` (key -> last day seen) seen within ``window`` days; several
