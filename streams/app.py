@@ -11,6 +11,7 @@ through the one scoring task.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
@@ -115,6 +116,8 @@ class AccountTable(faust.Table[bytes, AccountState]):
                 self.schedule.set(state.partition, key, next_due(state, self.model, now))
                 if state.published is not None:
                     bands[state.published.band] += 1
+        # The recovered states live as long as the worker: full collections need not walk them.
+        gc.freeze()
         metrics.REBALANCES.inc()
         metrics.ACCOUNTS_HELD.set(sum(bands.values()))
         for band in {b.label for b in self.model.bands} | set(bands):
