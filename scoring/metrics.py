@@ -18,24 +18,56 @@ from scoring.state import SECONDS_PER_DAY, AccountState, day_of
 class Windows:
     """Per-window sums of the day-bucket fields, and active days, as of ``today``.
 
-    Each bucket is added once, to the narrowest window holding it; wider windows are then
-    running totals of the narrower ones.
+    The sums over the days before ``today`` are kept in the state (``_past_windows``) and
+    computed again only when the day changes or a late event changes one of those days:
+    otherwise an evaluation adds today's bucket to them, whatever the account's history.
     """
 
     __slots__ = ("active_days", "sums")
 
     def __init__(self, state: AccountState, windows: tuple[int, ...], today: int) -> None:
+        past = state._past_windows
+        if past is None or past[0] != today or past[1].windows != windows:
+            past = (today, _PastSums(state, windows, today))
+            state._past_windows = past
+        sums: _PastSums = past[1]
+        self.sums = {window: dict(totals) for window, totals in sums.sums.items()}
+        self.active_days = dict(sums.active_days)
+        bucket = state.days.get(today)
+        if bucket is None:
+            return
+        values = bucket.__dict__
+        # Only the fields ever set on a bucket can be non-zero: usually two or three of them.
+        fields = [(name, values[name]) for name in bucket.model_fields_set]
+        active = bool(bucket.logins or bucket.feature_uses)
+        for window, totals in self.sums.items():  # today is within every window
+            for name, value in fields:
+                totals[name] = totals.get(name, 0) + value
+            if active:
+                self.active_days[window] += 1
+
+    def total(self, window: int, field: str) -> float:
+        return self.sums[window].get(field, 0)
+
+
+class _PastSums:
+    """Sums of the buckets of the days before ``today``, per window: each bucket is added once,
+    to the narrowest window holding it; wider windows are running totals of the narrower."""
+
+    __slots__ = ("active_days", "sums", "windows")
+
+    def __init__(self, state: AccountState, windows: tuple[int, ...], today: int) -> None:
+        self.windows = windows
         narrowest: list[dict[str, float]] = [{} for _ in windows]
         active = [0] * len(windows)
         widest = windows[-1] if windows else 0
         for day, bucket in state.days.items():
             age = today - day
-            if age < 0 or age >= widest:
-                continue  # after the evaluation time, or outside every window
+            if age <= 0 or age >= widest:
+                continue  # today (added by Windows), after it, or outside every window
             index = bisect_right(windows, age)
             sums = narrowest[index]
             values = bucket.__dict__
-            # Only the fields ever set on a bucket can be non-zero: usually two or three of them.
             for name in bucket.model_fields_set:
                 sums[name] = sums.get(name, 0) + values[name]
             if bucket.logins or bucket.feature_uses:
@@ -50,9 +82,6 @@ class Windows:
             days += active[index]
             self.sums[window] = dict(running)
             self.active_days[window] = days
-
-    def total(self, window: int, field: str) -> float:
-        return self.sums[window].get(field, 0)
 
 
 class MetricContext:
@@ -70,7 +99,7 @@ class MetricContext:
 
     def has(self, *kinds: EventKind) -> bool:
         seen = self.state.last_seen
-        for kind in kinds:  # a loop, not any(): about 15 calls per evaluation
+        for kind in kinds:  # noqa: SIM110 - a loop, not any(): about 15 calls per evaluation
             if kind in seen:
                 return True
         return False

@@ -12,9 +12,9 @@ Time is always a parameter (POSIX seconds); nothing here reads a clock.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from scoring.events import (
     AccountAttributes,
@@ -168,6 +168,10 @@ class AccountState(BaseModel):
     history: dict[int, float] = Field(default_factory=dict)
     """Day number -> closing score of that day, for the last ``HORIZON_DAYS`` days."""
     alerts: AlertMemory = Field(default_factory=AlertMemory)
+    _past_windows: tuple[int, Any] | None = PrivateAttr(default=None)
+    """(day, sums of the day buckets before it) kept by the evaluation (``scoring.metrics``),
+    which then adds only that day's bucket; never stored. Dropped when a bucket before that
+    day changes or leaves the horizon."""
 
 
 def admits(state: AccountState, source: SourcePosition | None, input_id: str | None) -> bool:
@@ -202,6 +206,9 @@ def fold(state: AccountState, event: Event, source: SourcePosition | None = None
     ts = event.occurred_ts
     _advance_clock(state, ts)
     day = day_of(ts)
+    past = state._past_windows
+    if past is not None and day < past[0]:
+        state._past_windows = None  # a late event changed a day the sums hold
     _apply(state, event, _bucket_for(state, day), day, ts)
     previous = state.last_seen.get(event.kind)
     if previous is None or ts > previous:
@@ -283,6 +290,7 @@ def _advance_clock(state: AccountState, ts: float) -> None:
         oldest_kept = day - HORIZON_DAYS + 1
         for stale in [d for d in state.days if d < oldest_kept]:
             del state.days[stale]
+            state._past_windows = None
 
 
 def _bucket_for(state: AccountState, day: int) -> DayBucket | None:

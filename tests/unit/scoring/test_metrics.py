@@ -6,6 +6,8 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from scoring.events import (
     AccountAttributes,
@@ -15,9 +17,9 @@ from scoring.events import (
     TicketAction,
     TicketPriority,
 )
-from scoring.metrics import MetricContext, metric_value
+from scoring.metrics import MetricContext, Windows, metric_value
 from scoring.model import Measure, Metric, ScoringModel, default_model, parse_model
-from scoring.state import AccountState, fold
+from scoring.state import AccountState, day_of, fold
 from tests.factories import T0, feature, login, payment, survey, ticket
 
 NOW = T0.timestamp()
@@ -186,3 +188,57 @@ def test_tenure_from_customer_since_or_first_event() -> None:
     assert value(state_of(login(days=-12.25)), "tenure_days") == pytest.approx(12.25)
     since = AccountAttributes(account_id="acme", updated_at=T0, customer_since=date(2025, 3, 2))
     assert value(state_of(login(), attributes=since), "tenure_days") == 365
+
+
+def sums_from_scratch(
+    state: AccountState, windows: tuple[int, ...], today: int
+) -> tuple[dict[int, dict[str, float]], dict[int, int]]:
+    sums: dict[int, dict[str, float]] = {}
+    active: dict[int, int] = {}
+    for window in windows:
+        inside = [b for d, b in state.days.items() if 0 <= today - d < window]
+        totals: dict[str, float] = {}
+        for bucket in inside:
+            for name, amount in bucket.model_dump().items():
+                if amount:
+                    totals[name] = totals.get(name, 0) + amount
+        sums[window] = totals
+        active[window] = sum(1 for b in inside if b.logins or b.feature_uses)
+    return sums, active
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["login", "feature", "resolve", "evaluate"]),
+            st.floats(min_value=-120, max_value=3, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+# A day leaving the horizon (an event two days ahead of the evaluation) while it was summed.
+@example([("login", -88.5), ("evaluate", 0.0), ("login", 2.5), ("evaluate", 0.0)])
+def test_window_sums_kept_between_evaluations_match_a_full_pass(
+    steps: list[tuple[str, float]],
+) -> None:
+    """Late events, new days and days leaving the horizon, between evaluations at any time:
+    the sums the state keeps for the days before today must never go stale."""
+    model = default_model()
+    state = AccountState(account_id="acme")
+    for kind, days in steps:
+        if kind == "login":
+            fold(state, login(days=days))
+        elif kind == "feature":
+            fold(state, feature(days=days, n=3))
+        elif kind == "resolve":
+            fold(state, ticket(days=days, action=TicketAction.RESOLVED))
+        else:
+            today = day_of(NOW + days * 86_400)
+            windows = Windows(state, model.windows, today)
+            expected_sums, expected_active = sums_from_scratch(state, model.windows, today)
+            assert {w: {k: v for k, v in s.items() if v} for w, s in windows.sums.items()} == (
+                expected_sums
+            )
+            assert windows.active_days == expected_active
