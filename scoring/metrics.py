@@ -8,9 +8,10 @@ measure's missing-data rule applies to.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable
 
-from scoring.events import EventKind, SurveyType, TicketPriority
+from scoring.events import EventKind, SurveyType
 from scoring.model import Measure, Metric, ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, day_of
 
@@ -104,20 +105,20 @@ class MetricContext:
                 return True
         return False
 
-    def distinct_since(self, recency: dict[str, int], window: int) -> int:
-        """Keys of ``recency`` (key -> last day seen) seen within ``window`` days; several
-        measures ask for the same count, so it is computed once per evaluation."""
-        cache_key = (id(recency), window)
+    def distinct_since(self, last_days: Counter[int], window: int) -> int:
+        """Keys seen within ``window`` days, from their count per last day seen
+        (``AccountState.user_days``); several measures ask for the same count, so it is
+        computed once per evaluation."""
+        cache_key = (id(last_days), window)
         count = self._distinct.get(cache_key)
         if count is None:
-            since = self.today - window
-            count = sum(1 for day in recency.values() if since < day <= self.today)
+            since, today = self.today - window, self.today
+            count = sum(n for day, n in last_days.items() if since < day <= today)
             self._distinct[cache_key] = count
         return count
 
 
 _USAGE = (EventKind.LOGIN, EventKind.FEATURE_USE)
-_URGENT = (TicketPriority.HIGH, TicketPriority.URGENT)
 
 
 def _windowed(ctx: MetricContext, measure: Measure, field: str, *kinds: EventKind) -> float | None:
@@ -138,7 +139,7 @@ def _active_users(ctx: MetricContext, m: Measure) -> float | None:
     if not ctx.has(*_USAGE):
         return None
     assert m.window_days is not None
-    return float(ctx.distinct_since(ctx.state.active_users, m.window_days))
+    return float(ctx.distinct_since(ctx.state.user_days(), m.window_days))
 
 
 def _seat_utilisation(ctx: MetricContext, m: Measure) -> float | None:
@@ -174,7 +175,7 @@ def _feature_breadth(ctx: MetricContext, m: Measure) -> float | None:
     if not ctx.has(EventKind.FEATURE_USE):
         return None
     assert m.window_days is not None
-    return float(ctx.distinct_since(ctx.state.features, m.window_days))
+    return float(ctx.distinct_since(ctx.state.feature_days(), m.window_days))
 
 
 def _feature_depth(ctx: MetricContext, m: Measure) -> float | None:
@@ -202,7 +203,7 @@ def _open_tickets(ctx: MetricContext, m: Measure) -> float | None:
 def _open_urgent_tickets(ctx: MetricContext, m: Measure) -> float | None:
     if not ctx.has(EventKind.TICKET):
         return None
-    return float(sum(1 for t in ctx.state.open_tickets.values() if t.priority in _URGENT))
+    return float(ctx.state.urgent_open_tickets())
 
 
 def _time_to_resolve(ctx: MetricContext, m: Measure) -> float | None:

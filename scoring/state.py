@@ -12,6 +12,7 @@ Time is always a parameter (POSIX seconds); nothing here reads a clock.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -35,6 +36,7 @@ from scoring.events import (
 
 SECONDS_PER_DAY = 86_400
 HORIZON_DAYS = 90
+URGENT_PRIORITIES = (TicketPriority.HIGH, TicketPriority.URGENT)
 """Day buckets older than this (relative to the newest event seen) are evicted."""
 
 MAX_TRACKED_USERS = 500
@@ -168,10 +170,33 @@ class AccountState(BaseModel):
     history: dict[int, float] = Field(default_factory=dict)
     """Day number -> closing score of that day, for the last ``HORIZON_DAYS`` days."""
     alerts: AlertMemory = Field(default_factory=AlertMemory)
+    _user_days: Counter[int] | None = PrivateAttr(default=None)
+    _feature_days: Counter[int] | None = PrivateAttr(default=None)
+    """Last day -> how many users (features) have it as their last: counting those seen in a
+    window then costs the distinct days, not the (up to 500) keys. Built on first use after a
+    load (``user_days``), then kept by the folds; never stored."""
+    _urgent_open: int | None = PrivateAttr(default=None)
+    """Open tickets of high or urgent priority; counted again after a ticket event."""
     _past_windows: tuple[int, Any] | None = PrivateAttr(default=None)
     """(day, sums of the day buckets before it) kept by the evaluation (``scoring.metrics``),
     which then adds only that day's bucket; never stored. Dropped when a bucket before that
     day changes or leaves the horizon."""
+
+    def user_days(self) -> Counter[int]:
+        if self._user_days is None:
+            self._user_days = Counter(self.active_users.values())
+        return self._user_days
+
+    def feature_days(self) -> Counter[int]:
+        if self._feature_days is None:
+            self._feature_days = Counter(self.features.values())
+        return self._feature_days
+
+    def urgent_open_tickets(self) -> int:
+        if self._urgent_open is None:
+            urgent = URGENT_PRIORITIES
+            self._urgent_open = sum(1 for t in self.open_tickets.values() if t.priority in urgent)
+        return self._urgent_open
 
 
 def admits(state: AccountState, source: SourcePosition | None, input_id: str | None) -> bool:
@@ -304,12 +329,32 @@ def _bucket_for(state: AccountState, day: int) -> DayBucket | None:
     return bucket
 
 
-def _touch_bounded(recency: dict[str, int], key: str, day: int, cap: int) -> None:
-    """Record ``key`` as seen on ``day``, keeping ``recency`` ordered least recent first."""
+def _touch_bounded(
+    recency: dict[str, int], days: Counter[int] | None, key: str, day: int, cap: int
+) -> None:
+    """Record ``key`` as seen on ``day``, keeping ``recency`` ordered least recent first, and
+    ``days`` (its count of keys per last day, when built) in step."""
     previous = recency.pop(key, None)
-    recency[key] = day if previous is None else max(previous, day)
+    last = recency[key] = day if previous is None else max(previous, day)
+    if days is not None:
+        if previous is not None:
+            _uncount(days, previous)
+        days[last] += 1
     if len(recency) > cap:
-        del recency[next(iter(recency))]
+        evicted = recency.pop(next(iter(recency)))
+        if days is not None:
+            _uncount(days, evicted)
+
+
+def _uncount(days: Counter[int], day: int) -> None:
+    days[day] -= 1
+    if not days[day]:
+        del days[day]
+
+
+def _touch_user(state: AccountState, user_id: str, day: int) -> None:
+    users, days = state.active_users, state._user_days
+    _touch_bounded(users, days, user_key(user_id), day, MAX_TRACKED_USERS)
 
 
 def _apply(
@@ -319,12 +364,14 @@ def _apply(
         case LoginEvent():
             if bucket is not None:
                 bucket.logins += 1
-            _touch_bounded(state.active_users, user_key(event.user_id), day, MAX_TRACKED_USERS)
+            _touch_user(state, event.user_id, day)
         case FeatureUseEvent():
             if bucket is not None:
                 bucket.feature_uses += event.count
-            _touch_bounded(state.active_users, user_key(event.user_id), day, MAX_TRACKED_USERS)
-            _touch_bounded(state.features, event.feature, day, MAX_TRACKED_FEATURES)
+            _touch_user(state, event.user_id, day)
+            _touch_bounded(
+                state.features, state._feature_days, event.feature, day, MAX_TRACKED_FEATURES
+            )
         case TicketEvent():
             _apply_ticket(state, event, bucket, ts)
         case PaymentEvent():
@@ -336,6 +383,7 @@ def _apply(
 def _apply_ticket(
     state: AccountState, event: TicketEvent, bucket: DayBucket | None, ts: float
 ) -> None:
+    state._urgent_open = None
     opened = state.open_tickets.pop(event.ticket_id, None)
     if event.action is TicketAction.RESOLVED:
         if opened is not None and bucket is not None:

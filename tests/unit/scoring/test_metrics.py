@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from scoring import state as state_module
 from scoring.events import (
     AccountAttributes,
     Event,
@@ -19,7 +22,7 @@ from scoring.events import (
 )
 from scoring.metrics import MetricContext, Windows, metric_value
 from scoring.model import Measure, Metric, ScoringModel, default_model, parse_model
-from scoring.state import AccountState, day_of, fold
+from scoring.state import URGENT_PRIORITIES, AccountState, day_of, fold
 from tests.factories import T0, feature, login, payment, survey, ticket
 
 NOW = T0.timestamp()
@@ -242,3 +245,43 @@ def test_window_sums_kept_between_evaluations_match_a_full_pass(
                 expected_sums
             )
             assert windows.active_days == expected_active
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["login", "feature", "open", "resolve", "count"]),
+            st.integers(min_value=0, max_value=7),
+            st.floats(min_value=-40, max_value=0, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_counts_kept_by_the_folds_match_the_maps(steps: list[tuple[str, int, float]]) -> None:
+    """Users and features per last day, and urgent open tickets, whether first counted
+    before or after the events, with keys evicted at the cap, late events among them."""
+    state = AccountState(account_id="acme")
+    priorities = list(TicketPriority)
+    with (
+        patch.object(state_module, "MAX_TRACKED_USERS", 5),
+        patch.object(state_module, "MAX_TRACKED_FEATURES", 3),
+        patch.object(state_module, "MAX_OPEN_TICKETS", 4),
+    ):
+        for kind, n, days in steps:
+            if kind == "login":
+                fold(state, login(days=days, user=f"u{n}"))
+            elif kind == "feature":
+                fold(state, feature(days=days, user=f"u{n}", name=f"f{n % 5}"))
+            elif kind in ("open", "resolve"):
+                action = TicketAction.OPENED if kind == "open" else TicketAction.RESOLVED
+                priority = priorities[n % len(priorities)]
+                fold(state, ticket(days=days, ticket_id=f"t{n}", action=action, priority=priority))
+            else:
+                assert state.user_days() == Counter(state.active_users.values())
+                assert state.feature_days() == Counter(state.features.values())
+                urgent = [t for t in state.open_tickets.values() if t.priority in URGENT_PRIORITIES]
+                assert state.urgent_open_tickets() == len(urgent)
+    assert state.user_days() == Counter(state.active_users.values())
+    assert state.feature_days() == Counter(state.features.values())
