@@ -139,8 +139,7 @@ def measure() -> Rates:
         return Rates(total, ceiling, naive, quix, ours)
 
 
-def report() -> str:
-    rates = measure()
+def report(rates: Rates) -> str:
     quix = f"{rates.quix:,.0f}" if rates.quix else "did not finish (see its log)"
     ratio = (lambda other: f"x{rates.worker / other:.2f}") if rates.worker else str
     return "\n".join(
@@ -172,4 +171,4 @@ def report() -> str:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    print(report())
+    print(report(measure()))

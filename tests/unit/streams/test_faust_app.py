@@ -107,3 +107,34 @@ def test_the_worker_keeps_debug_records_off_the_hot_path() -> None:
     worker.on_setup_root_logger(root, logging.WARNING)
     assert not root.isEnabledFor(logging.DEBUG)
     assert root.isEnabledFor(logging.WARNING)
+
+
+async def test_a_commit_waits_until_the_producer_buffer_is_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = app(tmp_path)
+    consumer = worker.consumer
+    assert isinstance(consumer, ChsConsumer)
+    buffer = worker.producer.buffer
+    pending = [3]  # records in the buffer; each flush sends one, then gives up (as Faust's)
+    events: list[str] = []
+
+    async def flush_some(self: object) -> None:
+        pending[0] -= 1
+
+    async def flush_producer(self: object) -> None:
+        events.append(f"producer flushed with {pending[0]} left in the buffer")
+
+    async def commit(self: object, offsets: object) -> bool:
+        events.append(f"committed with {pending[0]} left in the buffer")
+        return True
+
+    monkeypatch.setattr(type(buffer), "size", property(lambda self: pending[0]))
+    monkeypatch.setattr(type(buffer), "flush", flush_some)
+    monkeypatch.setattr(type(worker.producer), "flush", flush_producer)
+    monkeypatch.setattr(aiokafka_driver.Consumer, "_commit", commit)
+    assert await consumer._commit({TP("chs.events.login", 0): 10})
+    assert events == [
+        "producer flushed with 0 left in the buffer",
+        "committed with 0 left in the buffer",
+    ]
