@@ -36,8 +36,8 @@ from scoring.events import (
 
 SECONDS_PER_DAY = 86_400
 HORIZON_DAYS = 90
-URGENT_PRIORITIES = (TicketPriority.HIGH, TicketPriority.URGENT)
 """Day buckets older than this (relative to the newest event seen) are evicted."""
+URGENT_PRIORITIES = (TicketPriority.HIGH, TicketPriority.URGENT)
 
 MAX_TRACKED_USERS = 500
 MAX_TRACKED_FEATURES = 200
@@ -194,8 +194,8 @@ class AccountState(BaseModel):
 
     def urgent_open_tickets(self) -> int:
         if self._urgent_open is None:
-            urgent = URGENT_PRIORITIES
-            self._urgent_open = sum(1 for t in self.open_tickets.values() if t.priority in urgent)
+            tickets = self.open_tickets.values()
+            self._urgent_open = sum(1 for t in tickets if t.priority in URGENT_PRIORITIES)
         return self._urgent_open
 
 
