@@ -25,6 +25,12 @@ def app(tmp_path: Path) -> ChsApp:
     return created
 
 
+def chs_consumer(worker: ChsApp) -> ChsConsumer:
+    consumer = worker.consumer
+    assert isinstance(consumer, ChsConsumer)
+    return consumer
+
+
 def test_every_assignment_gets_a_new_generation_even_if_the_broker_repeats_one(
     tmp_path: Path,
 ) -> None:
@@ -40,8 +46,7 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = app(tmp_path)
-    consumer = worker.consumer
-    assert isinstance(consumer, ChsConsumer)
+    consumer = chs_consumer(worker)
     tp = TP("chs.events.login", 0)
     fetched_under: list[int] = []
 
@@ -113,8 +118,7 @@ async def test_a_commit_waits_until_the_producer_buffer_is_empty(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = app(tmp_path)
-    consumer = worker.consumer
-    assert isinstance(consumer, ChsConsumer)
+    consumer = chs_consumer(worker)
     buffer = worker.producer.buffer
     pending = [3]  # records in the buffer; each flush sends one, then gives up (as Faust's)
     events: list[str] = []
