@@ -71,6 +71,30 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
 
 
+async def test_offsets_acked_and_then_taken_for_a_gap_are_committed_once(
+    tmp_path: Path,
+) -> None:
+    consumer = chs_consumer(app(tmp_path))
+    tp = TP("chs.events.login", 0)
+
+    def ack(*offsets: int) -> None:  # as Faust's ack() lists them
+        consumer._acked[tp].extend(offsets)
+        consumer._acked_index[tp].update(offsets)
+
+    consumer._committed_offset[tp] = 100
+    consumer._read_offset[tp] = 109
+    ack(*range(100, 110))
+    # A seek back to 100 lands while records fetched before it are handed on: 110 after
+    # 100 is taken for a gap over 101-109, which were acked already.
+    await consumer._add_gap(tp, 101, 110)
+    ack(110, 111)
+    assert consumer._new_offset(tp) == 112
+    consumer._committed_offset[tp] = 112
+    ack(*range(112, 120))
+    assert consumer._new_offset(tp) == 120
+    assert not consumer._gap[tp]
+
+
 def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:
     worker = app(tmp_path)
     buffer = worker.FlowControlQueue(maxsize=10, clear_on_resume=True)
