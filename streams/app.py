@@ -217,6 +217,7 @@ def create_app(
     )
 
     input_channel = inputs_topic.__aiter__()  # subscribed before the worker joins the group
+    app.deliver_in_bulk(input_channel)
 
     def handle(batch: list[Message]) -> None:
         """Fold the batch, then rescore, write and publish each touched account once."""
