@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -231,6 +232,27 @@ def test_state_round_trips_through_json() -> None:
         fold(state, event, SourcePosition("t", 0, state.events_applied))
     restored = AccountState.model_validate_json(state.model_dump_json(exclude_defaults=True))
     assert restored == state
+
+
+def test_day_buckets_are_stored_as_rows_and_the_older_objects_still_load() -> None:
+    state = new_state()
+    for event in (
+        login(days=-2),
+        ticket(days=-1.5),
+        ticket(days=-1, action=TicketAction.RESOLVED),
+        survey(days=-1, score=9),
+    ):
+        fold(state, event, SourcePosition("t", 0, state.events_applied))
+    stored = json.loads(state.model_dump_json(exclude_defaults=True))
+    first, second = (stored["days"][str(day)] for day in sorted(state.days))
+    assert first == [1]  # a login: the other counts are zeros, left out
+    assert second[3:5] == [1, 12.0]  # a ticket resolved after 12 hours
+    assert AccountState.model_validate(stored) == state
+    # As the previous version wrote the table: each bucket an object with its field names.
+    stored["days"] = {
+        str(day): bucket.model_dump(exclude_defaults=True) for day, bucket in state.days.items()
+    }
+    assert AccountState.model_validate_json(json.dumps(stored)) == state
 
 
 EVENT_BUILDERS = st.sampled_from(
