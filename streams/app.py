@@ -266,7 +266,7 @@ def create_app(
                 count_band_change(applied.update)
                 value = applied.update.model_dump_json().encode()
                 scores_topic.send_soon(key=key, value=value)
-                view.add(applied.update)
+                view.add(applied.update, value)
             for alert in applied.alerts:
                 metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                 alerts_topic.send_soon(key=key, value=alert.model_dump_json().encode())

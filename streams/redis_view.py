@@ -1,6 +1,8 @@
 """The Redis read model, which the score API and the at-risk page read (``api/``).
 
-- ``chs:account:{id}``: hash, the account's latest ScoreUpdate (flat fields; nested ones JSON);
+- ``chs:account:{id}``: hash, the account's latest ScoreUpdate as JSON (``update``, as published
+  on ``chs.scores``) and, for reading at a glance, its ``score``, ``band``, ``segment`` and
+  ``owner``;
 - ``chs:rank:all``, ``chs:rank:band:{band}``, ``chs:rank:segment:{segment}``: sorted sets of
   account ids by score (an account is in its current band's and segment's set only);
 - ``chs:history:{id}``: sorted set of the daily closing score (``"day:score"`` by day number)
@@ -26,7 +28,7 @@ from prometheus_client import Counter
 from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
 from alerts.model import Alert
 from scoring.state import day_of
@@ -67,10 +69,17 @@ def history_key(account_id: str) -> str:
     return f"chs:history:{account_id}"
 
 
-def view_fields(update: ScoreUpdate) -> dict[str, str]:
-    """The hash fields stored for an account: flat strings, readable with HGETALL."""
-    data = update.model_dump(mode="json")
-    return {name: _flat(value) for name, value in data.items()}
+GLANCE_FIELDS = ("score", "band", "segment", "owner")
+"""Fields of the update also stored on their own in the account's hash (``HGET``)."""
+
+
+def view_fields(update: ScoreUpdate, encoded: bytes) -> dict[str, str | bytes]:
+    """The hash fields stored for an account: ``encoded`` (the update's JSON, as published)
+    and the glance fields, readable with HGETALL."""
+    fields: dict[str, str | bytes] = {"update": encoded}
+    for name in GLANCE_FIELDS:
+        fields[name] = _flat(getattr(update, name))
+    return fields
 
 
 def _flat(value: object) -> str:
@@ -98,14 +107,20 @@ def _unflat(name: str, raw: str) -> object:
         return raw  # a date-time, stored as its ISO text
 
 
-HashFields = Mapping[str, str] | Mapping[bytes | str, bytes | str]
+HashFields = (
+    Mapping[str, str | bytes] | Mapping[bytes, bytes | str] | Mapping[bytes | str, bytes | str]
+)
 """A hash as ``view_fields`` makes it, or as HGETALL returns it (bytes or text)."""
 
 
 def update_from_view(fields: HashFields) -> ScoreUpdate:
     """Read back what ``view_fields`` stored (as HGETALL returns it, bytes or text)."""
-    known = ScoreUpdate.model_fields
     texts = {_text(name): _text(raw) for name, raw in fields.items()}
+    if "update" in texts:
+        return ScoreUpdate.model_validate_json(texts["update"])
+    # A hash written before the update was stored whole: every field flat, nested ones as
+    # JSON. Such a hash is read until the account's next score replaces it.
+    known = ScoreUpdate.model_fields
     return ScoreUpdate.model_validate(
         {name: _unflat(name, raw) for name, raw in texts.items() if name in known}
     )
@@ -125,6 +140,27 @@ def history_member(day: int, score: float) -> str:
 def parse_history_member(member: bytes | str) -> tuple[int, float]:
     day, _, score = _text(member).partition(":")
     return int(day), float(score)
+
+
+WRITE_ACCOUNT = """
+-- KEYS: the account's hash, its history. ARGV: the oldest day kept, the number of days, that
+-- many (day, member) pairs, then the hash's (field, value) pairs.
+local history = KEYS[2]
+local days = tonumber(ARGV[2])
+local at = 3
+for _ = 1, days do
+  redis.call('ZREMRANGEBYSCORE', history, ARGV[at], ARGV[at])
+  redis.call('ZADD', history, ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+redis.call('ZREMRANGEBYSCORE', history, '-inf', '(' .. ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, at))
+return 1
+"""
+"""One account's writes in one command: Redis answers each command, and reading four answers
+per account was most of the view's cost. The hash is replaced, not merged, so no field of an
+older form of it stays behind."""
 
 
 def _rank(pipe: Pipeline, groups: dict[str, dict[str, float]], scores: dict[str, float]) -> None:
@@ -157,16 +193,21 @@ class ScoreView:
         self._client = client
         self._bands = set(bands)
         self._segments = {segment or NO_SEGMENT for segment in segments} | {NO_SEGMENT}
-        self._pending: dict[str, ScoreUpdate] = {}
+        self._write_account = client.register_script(WRITE_ACCOUNT)
+        self._pending: dict[str, tuple[ScoreUpdate, bytes]] = {}
+        """Account -> its latest update and the update's JSON."""
         self._closing: dict[str, dict[int, float]] = {}
         """Per account, day -> its last score that day, of the updates not yet written (an
         account moved through several days between two writes in a replay)."""
         self._alerts: list[Alert] = []
 
-    def add(self, update: ScoreUpdate) -> None:
-        """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
+    def add(self, update: ScoreUpdate, encoded: bytes | None = None) -> None:
+        """Queue ``update`` for the next ``flush``; it replaces any older one of the account.
+        ``encoded``: its JSON, when the caller has it already (the worker publishes it)."""
+        if encoded is None:
+            encoded = update.model_dump_json().encode()
         self._pending.pop(update.account_id, None)
-        self._pending[update.account_id] = update
+        self._pending[update.account_id] = (update, encoded)
         days = self._closing.setdefault(update.account_id, {})
         days[day_of(update.as_of.timestamp())] = update.score
 
@@ -183,14 +224,14 @@ class ScoreView:
         if not self._pending and not self._alerts:
             return True
         batch = list(self._pending.values())
-        closing = {update.account_id: self._closing.get(update.account_id, {}) for update in batch}
+        closing = {u.account_id: self._closing.get(u.account_id, {}) for u, _ in batch}
         alerts = self._alerts
         pipe = self._client.pipeline(transaction=False)
-        scores = {update.account_id: update.score for update in batch}
+        scores = {update.account_id: update.score for update, _ in batch}
         bands: dict[str, dict[str, float]] = {band: {} for band in self._bands}
         segments: dict[str, dict[str, float]] = {segment: {} for segment in self._segments}
-        for update in batch:
-            self._write_update(pipe, update, closing[update.account_id])
+        for update, encoded in batch:
+            await self._write_update(pipe, update, encoded, closing[update.account_id])
             bands.setdefault(update.band, {})[update.account_id] = update.score
             segment = update.segment or NO_SEGMENT
             segments.setdefault(segment, {})[update.account_id] = update.score
@@ -211,24 +252,27 @@ class ScoreView:
                 type(error).__name__,
             )
             return False
-        for update in batch:
-            if self._pending.get(update.account_id) is update:
-                del self._pending[update.account_id]
-                self._closing.pop(update.account_id, None)
+        for written in batch:
+            account = written[0].account_id
+            if self._pending.get(account) is written:
+                del self._pending[account]
+                self._closing.pop(account, None)
         del self._alerts[: len(alerts)]
         return True
 
-    def _write_update(self, pipe: Pipeline, update: ScoreUpdate, days: dict[int, float]) -> None:
+    async def _write_update(
+        self, pipe: Pipeline, update: ScoreUpdate, encoded: bytes, days: dict[int, float]
+    ) -> None:
         """The account's own keys: its hash and its history (the rankings are per batch)."""
         account = update.account_id
-        fields = cast(Mapping[FieldT, EncodableT], view_fields(update))
-        pipe.hset(account_key(account), mapping=fields)
-        history = history_key(account)
+        oldest_kept = day_of(update.as_of.timestamp()) - HISTORY_DAYS + 1
+        args: list[EncodableT] = [oldest_kept, len(days)]
         for day, score in days.items():
-            pipe.zremrangebyscore(history, day, day)
-            pipe.zadd(history, {history_member(day, score): day})
-        newest = day_of(update.as_of.timestamp())
-        pipe.zremrangebyscore(history, "-inf", f"({newest - HISTORY_DAYS + 1}")
+            args += (day, history_member(day, score))
+        for field in view_fields(update, encoded).items():
+            args += field
+        # Queued on the pipeline (which loads the script first if Redis lacks it).
+        await self._write_account([account_key(account), history_key(account)], args, pipe)
 
     async def read(self, account_id: str) -> ScoreUpdate | None:
         return await read_update(self._client, account_id)

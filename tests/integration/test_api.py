@@ -20,9 +20,9 @@ from api.store import ReadModel
 from scoring.model import default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
-from streams.redis_view import ScoreView, band_key, segment_key
+from streams.redis_view import ScoreView, account_key, band_key, segment_key
 from tests.unit.alerts.test_slack import alert as template_alert
-from tests.unit.streams.test_commands import scored
+from tests.unit.streams.test_commands import older_view_fields, scored
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +145,23 @@ async def test_an_account_leaves_the_band_and_segment_it_moved_out_of(
     assert ids(await get(api, "/accounts?band=healthy")) == []
     assert ids(await get(api, "/accounts?segment=enterprise")) == ["hooli", "umbrella"]
     assert ids(await get(api, "/accounts?segment=default")) == ["initech", "acme", "globex"]
+
+
+async def test_an_account_hash_of_the_older_form_is_read_then_replaced(
+    api: Client, private_redis: str
+) -> None:
+    client = aioredis.Redis.from_url(private_redis)
+    older = update("acme", 40.0, "at-risk", owner="cy")
+    await client.delete(account_key("acme"))
+    await client.hset(account_key("acme"), mapping=older_view_fields(older))  # type: ignore[arg-type]
+    assert ScoreUpdate.model_validate(await get(api, "/accounts/acme")) == older
+    view = ScoreView(client)
+    view.add(BOOK[2])
+    assert await view.flush()
+    stored = await client.hgetall(account_key("acme"))
+    assert set(stored) == {b"update", b"score", b"band", b"segment", b"owner"}
+    await client.aclose()
+    assert ScoreUpdate.model_validate(await get(api, "/accounts/acme")) == BOOK[2]
 
 
 async def test_pages_follow_the_cursor_to_the_end(api: Client) -> None:

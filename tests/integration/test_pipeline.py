@@ -134,7 +134,7 @@ async def test_events_of_all_kinds_become_score_updates_on_the_topic_and_in_redi
         await client.aclose()
     assert views[troubled]["band"] == latest[troubled].band
     assert views[troubled]["owner"] == "ann@example.com"
-    assert json.loads(views[busy]["components"]) == {
+    assert json.loads(views[busy]["update"])["components"] == {
         name: c.model_dump() for name, c in latest[busy].components.items()
     }
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from scoring.events import OverrideAction
 from scoring.model import default_model
@@ -45,10 +46,27 @@ def test_describe_update_shows_components_measures_and_trend() -> None:
 
 def test_the_redis_view_round_trips_a_score_update() -> None:
     update = scored()
-    stored = view_fields(update)
+    stored = view_fields(update, update.model_dump_json().encode())
     assert stored["band"] == update.band
     assert stored["segment"] == ""
+    assert stored["score"] == str(update.score)
     assert update_from_view(stored) == update
+
+
+def older_view_fields(update: ScoreUpdate) -> dict[bytes, bytes]:
+    """An account's hash as the view wrote it before storing the update whole: every field
+    flat, nested ones as JSON, None as "" (as HGETALL returns them: bytes)."""
+    return {
+        name.encode(): (
+            b"" if value is None else value.encode() if isinstance(value, str) else to_json(value)
+        )
+        for name, value in update.model_dump(mode="json").items()
+    }
+
+
+def test_the_redis_view_still_reads_hashes_of_the_older_form() -> None:
+    update = scored()
+    assert update_from_view(older_view_fields(update)) == update
 
 
 def args(**fields: object) -> argparse.Namespace:
