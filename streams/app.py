@@ -171,6 +171,7 @@ def create_app(
         broker_session_timeout=settings.broker_session_timeout,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_fetch_max_wait=settings.broker_fetch_max_wait,
         producer_max_batch_size=settings.producer_max_batch_size,
         producer_linger=settings.producer_linger_seconds,
         broker_max_poll_records=settings.broker_max_poll_records,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
 from typing import Any, cast
 
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, ChannelT, Message, TransportT
+from faust.types import TP, ChannelT, FutureMessage, Message, TransportT
 from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
@@ -23,6 +22,15 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     """Faust's consumer thread, noting the assignment each fetch reads under."""
 
     fetch_generation = 0
+
+    def _create_worker_consumer(
+        self, transport: aiokafka_driver.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed 1.5 s; aiokafka reads the value when the consumer starts.
+        wait = cast(ChsApp, self.app).broker_fetch_max_wait
+        consumer._fetch_max_wait_ms = round(wait * 1000)
+        return consumer
 
     async def _fetch_records(
         self,
@@ -96,21 +104,6 @@ class ChsConsumer(aiokafka_driver.Consumer):
         offset: int | None = super()._new_offset(tp)
         return offset
 
-    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
-        """Commit only once every record handed to the producer is sent and acknowledged.
-
-        Faust flushes the producer before each commit, but its buffer's flush returns after
-        0.1 s without a send, leaving records behind: under a backlog the buffer holds
-        thousands. A commit could then cover inputs whose table changelog records were
-        still in the buffer, and a crash would lose them.
-        """
-        producer = self.app.producer
-        while producer.buffer.size:
-            await producer.buffer.flush()
-        await producer.flush()
-        committed: bool = await super()._commit(offsets)
-        return committed
-
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         """Faust's loop handing fetched messages on, with a short way for bulk topics.
 
@@ -125,7 +118,11 @@ class ChsConsumer(aiokafka_driver.Consumer):
         drains; with this loop filling the queue that fast, a worker with a backlog once in
         eight runs of test_crash.py stopped reading for good. The producer's back-pressure
         is the reader's: it waits for the producer buffer to ebb after each batch. Read
-        offsets, gaps and commits are kept as in Faust's loop.
+        offsets and gaps are kept as in Faust's loop. Commits are left to Faust's commit
+        timer (``broker_commit_interval``): Faust's loop also commits every
+        ``broker_commit_every`` acks and stops fetching until that commit is done, which
+        waits for the producer; every such pause delayed every event behind it (up to 5 s
+        measured, the alert latency's p99).
         """
         callback = self.callback
         getmany = self.getmany
@@ -133,7 +130,6 @@ class ChsConsumer(aiokafka_driver.Consumer):
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
-        commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         bulk = cast(ChsApp, self.app).bulk_queues
         flowing = self.app.flow_control.is_active
@@ -156,9 +152,6 @@ class ChsConsumer(aiokafka_driver.Consumer):
                         continue  # behind the read position: already handed on
                     if read and offset - read > 1 and acks_enabled_for(message.topic):
                         await self._add_gap(tp, read + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
                     queue = bulk.get(tp.topic)
                     if queue is None or not flowing():
                         await self.wait_first(callback(message), self.suspend_flow.wait())
@@ -192,8 +185,40 @@ BULK_YIELD_EVERY = 100
 the reader keeps up (about 25 ms of scoring), so latency stays low under a backlog."""
 
 
+class ChsProducer(aiokafka_driver.Producer):
+    """Faust's Kafka producer, whose flush waits for the records queued before it."""
+
+    _newest: FutureMessage | None = None
+
+    def send_soon(self, fut: FutureMessage) -> None:
+        self._newest = fut
+        super().send_soon(fut)
+
+    async def flush(self) -> None:
+        """Return once every record queued so far is delivered (or failed).
+
+        Faust flushes the producer before each commit, but its buffer's flush waits for
+        the buffer to be empty, giving up after 0.1 s without a send. Under a backlog it
+        gave up with thousands of records left, so a commit could cover inputs whose table
+        changelog records were unsent (lost in a crash). Under a steady load it waited for
+        a buffer that never empties: commits took up to 5 s, the drain loop (which commits
+        every ``broker_commit_every`` acks) waited with them, and an alert's p99 latency
+        passed a second (bench/alert_latency.py). The buffer hands records to aiokafka one
+        at a time, in order, so once the newest queued so far is delivered every earlier
+        one is in aiokafka's hands, and aiokafka's flush waits for those.
+        """
+        newest = self._newest
+        if newest is not None and not newest.done():
+            await asyncio.wait([newest])
+        if self._producer is not None:
+            await self._producer.flush()
+        for transaction_producer in self._transaction_producers.values():
+            await transaction_producer.flush()
+
+
 class ChsTransport(aiokafka_driver.Transport):
     Consumer = ChsConsumer
+    Producer = ChsProducer
 
 
 class ChsApp(faust.App):
@@ -215,15 +240,18 @@ class ChsApp(faust.App):
 
     3. Records fetched under an older assignment are dropped (``ChsConsumer``).
 
-    4. A commit waits until every record handed to the producer is sent (``ChsConsumer``).
+    4. A commit waits until every record queued before it is sent (``ChsProducer``).
 
     5. A gap's offsets acked already are counted once when committing (``ChsConsumer``).
     """
 
     _assignments = 0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, broker_fetch_max_wait: float = 1.5, **kwargs: Any) -> None:
+        """``broker_fetch_max_wait``: seconds a worker's fetch may wait on the broker for new
+        records (Faust fixes it at 1.5 s; ``CHS_BROKER_FETCH_MAX_WAIT``)."""
         super().__init__(*args, **kwargs)
+        self.broker_fetch_max_wait = broker_fetch_max_wait
         self.bulk_queues: dict[str, ThrowableQueue[Message]] = {}
         """Topic name -> the queue of the one channel reading it raw (``deliver_in_bulk``)."""
         # The table recovery's own queue of changelog records keeps Faust's clearing: a

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     broker_rebalance_timeout: float = Field(
         default=60.0, gt=0, description="seconds a rebalance may take before members are dropped"
     )
+    broker_fetch_max_wait: float = Field(
+        default=1.5,
+        gt=0,
+        description="seconds a fetch may wait on the broker for new records (Faust's value)",
+    )
     producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
     producer_linger_seconds: float = Field(
         default=0.0, ge=0, description="wait this long to fill a producer batch"

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import cast
 
 import pytest
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP
+from faust.types import TP, FutureMessage, PendingMessage, RecordMetadata
 
 from alerts.config import default_rules
 from scoring.model import default_model
 from streams.app import AccountTable, create_app
 from streams.clock import WallClock
-from streams.faust_app import ChsApp, ChsConsumer, ChsWorker
+from streams.faust_app import ChsApp, ChsConsumer, ChsProducer, ChsWorker
 from streams.settings import Settings
 
 
-def app(tmp_path: Path) -> ChsApp:
-    settings = Settings(data_dir=tmp_path, topic_partitions=4)
+def app(tmp_path: Path, **settings_changes: object) -> ChsApp:
+    settings = Settings(data_dir=tmp_path, topic_partitions=4, **settings_changes)  # type: ignore[arg-type]
     created = create_app(settings, default_model(), default_rules(), WallClock())
     assert isinstance(created, ChsApp)
     return created
@@ -95,6 +97,14 @@ async def test_offsets_acked_and_then_taken_for_a_gap_are_committed_once(
     assert not consumer._gap[tp]
 
 
+async def test_the_worker_consumer_fetches_with_the_configured_wait(tmp_path: Path) -> None:
+    for seconds, expected_ms in ((1.5, 1500), (0.1, 100)):
+        consumer = chs_consumer(app(tmp_path, broker_fetch_max_wait=seconds))
+        transport = cast(aiokafka_driver.Transport, consumer.transport)
+        kafka_consumer = consumer._thread._create_worker_consumer(transport)
+        assert kafka_consumer._fetch_max_wait_ms == expected_ms
+
+
 def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:
     worker = app(tmp_path)
     buffer = worker.FlowControlQueue(maxsize=10, clear_on_resume=True)
@@ -138,31 +148,29 @@ def test_the_worker_keeps_debug_records_off_the_hot_path() -> None:
     assert root.isEnabledFor(logging.WARNING)
 
 
-async def test_a_commit_waits_until_the_producer_buffer_is_empty(
+async def test_a_flush_waits_for_the_records_queued_before_it_not_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = app(tmp_path)
-    consumer = chs_consumer(worker)
-    buffer = worker.producer.buffer
-    pending = [3]  # records in the buffer; each flush sends one, then gives up (as Faust's)
-    events: list[str] = []
+    producer = app(tmp_path).producer
+    assert isinstance(producer, ChsProducer)
+    flushed_in_aiokafka = []
 
-    async def flush_some(self: object) -> None:
-        pending[0] -= 1
+    class AIOKafkaProducer:
+        async def flush(self) -> None:
+            flushed_in_aiokafka.append(True)
 
-    async def flush_producer(self: object) -> None:
-        events.append(f"producer flushed with {pending[0]} left in the buffer")
+    monkeypatch.setattr(producer, "_producer", AIOKafkaProducer())
 
-    async def commit(self: object, offsets: object) -> bool:
-        events.append(f"committed with {pending[0]} left in the buffer")
-        return True
+    def record() -> FutureMessage:
+        return FutureMessage(cast(PendingMessage, None))
 
-    monkeypatch.setattr(type(buffer), "size", property(lambda self: pending[0]))
-    monkeypatch.setattr(type(buffer), "flush", flush_some)
-    monkeypatch.setattr(type(worker.producer), "flush", flush_producer)
-    monkeypatch.setattr(aiokafka_driver.Consumer, "_commit", commit)
-    assert await consumer._commit({TP("chs.events.login", 0): 10})
-    assert events == [
-        "producer flushed with 0 left in the buffer",
-        "committed with 0 left in the buffer",
-    ]
+    older, newest = record(), record()
+    producer.send_soon(older)
+    producer.send_soon(newest)
+    flush = asyncio.ensure_future(producer.flush())
+    await asyncio.sleep(0.3)  # Faust's own flush gives up after 0.1 s without a send
+    assert not flush.done()  # the newest record queued before the flush is not sent yet
+    producer.send_soon(record())  # queued while flushing: not waited for
+    newest.set_result(cast(RecordMetadata, None))
+    await asyncio.wait_for(flush, timeout=1)
+    assert flushed_in_aiokafka == [True]  # then the records in aiokafka's hands
