@@ -28,7 +28,7 @@ from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
 from streams import metrics
 from streams.alerting import AlertDelivery
-from streams.batching import AccountBatch, InputTopic, batches
+from streams.batching import AccountBatch, InputTopic, batches, wait_for_producer
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
 from streams.faust_app import ChsApp
@@ -288,8 +288,7 @@ def create_app(
     async def score_inputs() -> None:
         async for batch in batches(input_channel.queue, settings.input_batch_max):
             handle(batch)
-            # Back-pressure: let the producer drain what this batch asked it to send.
-            await app.producer.buffer.wait_until_ebb()
+            await wait_for_producer(app.producer.buffer)
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:

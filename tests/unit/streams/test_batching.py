@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
+
+from faust.types.transports import ProducerBufferT
 
 from scoring.events import Event, EventKind, PaymentStatus
 from scoring.state import AccountState, SourcePosition
-from streams.batching import AccountBatch, batches
+from streams.batching import PRODUCER_BUFFER_MAX, AccountBatch, batches, wait_for_producer
 from streams.processing import Skipped, SkipReason
 from tests.factories import feature, login, payment
 from tests.unit.streams.test_processing import processor
@@ -105,3 +108,28 @@ async def test_batches_take_what_has_arrived_up_to_the_limit() -> None:
     assert not waiting.done()
     queue.put_nowait(5)
     assert await waiting == [5]
+
+
+class SlowProducerBuffer:
+    """Sends ``per_flush`` records per flush, however many it is asked for."""
+
+    def __init__(self, size: int, per_flush: int) -> None:
+        self.size = size
+        self.per_flush = per_flush
+        self.asked: list[int] = []
+
+    async def flush_atmost(self, max_messages: int) -> int:
+        self.asked.append(max_messages)
+        sent = min(self.per_flush, max_messages, self.size)
+        self.size -= sent
+        return sent
+
+
+async def test_the_scoring_task_waits_until_the_producer_buffer_is_back_under_its_bound() -> None:
+    buffer = SlowProducerBuffer(PRODUCER_BUFFER_MAX + 2_500, per_flush=1_000)
+    await wait_for_producer(cast(ProducerBufferT, buffer))
+    assert buffer.size == PRODUCER_BUFFER_MAX
+    assert buffer.asked == [2_500, 1_500, 500]
+    under = SlowProducerBuffer(PRODUCER_BUFFER_MAX, per_flush=1_000)
+    await wait_for_producer(cast(ProducerBufferT, under))
+    assert under.asked == []  # no wait at all
