@@ -1,4 +1,5 @@
-"""The worker's Faust classes: the app with its rebalance handling fixed, and the worker."""
+"""The worker's Faust classes: the app, its consumer and producer (faust-streaming's rebalance
+and commit handling fixed, whole fetches handed to the scoring task), and the worker."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, noting the assignment each fetch reads under."""
+    """Faust's consumer thread, noting the assignment each fetch reads under, and fetching
+    with the configured wait (``CHS_BROKER_FETCH_MAX_WAIT``)."""
 
     fetch_generation = 0
 
