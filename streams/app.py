@@ -1,12 +1,14 @@
 """The Faust app: topics, the account table, the scoring task and the timers. Thin glue.
 
 Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs``, in batches
-(validate and fold each message; then rescore, write and publish each touched account once,
-``streams/batching.py``) -> the table (changelog) and, when the score moved, ``chs.scores``
-and the Redis view (written by a timer, so scoring never waits on Redis). Invalid messages go
-to ``chs.events.dlq`` with their original key and bytes and the reason in headers. The timer
-turns due accounts into ticks on the account's own partition, so every state change goes
-through the one scoring task.
+(validate and fold each message; then rescore and publish each touched account once,
+``streams/batching.py``) -> ``chs.scores`` when the score moved, ``chs.alerts``, and, once
+those are delivered, the table's changelog (``streams/outputs_first.py``). Invalid messages
+go to ``chs.events.dlq`` with their original key and bytes and the reason in headers. The
+Redis view is written from ``chs.scores`` and ``chs.alerts`` by a consumer of its own
+(``streams/view_feed.py``), so scoring never waits on Redis. The timer turns due accounts
+into ticks on the account's own partition, so every state change goes through the one
+scoring task.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from streams.batching import AccountBatch, InputTopic, batches, wait_for_produce
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
 from streams.faust_app import ChsApp
+from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
 from streams.processing import (
     Control,
     Processor,
@@ -44,14 +47,17 @@ from streams.processing import (
 from streams.redis_view import ScoreView
 from streams.settings import Settings
 from streams.timers import DueSchedule
+from streams.view_feed import ViewFeed
 from streams.web import add_web_views
 
 log = logging.getLogger(__name__)
 
-SCORE_VIEW_INTERVAL = 0.2
-"""Seconds between writes of the pending score updates to Redis (one pipeline each)."""
-
 ACCOUNT_STATE_CODEC = "chs_account_state"
+
+
+def encode_state(state: AccountState) -> bytes:
+    """An account's state as its changelog records it: compact JSON."""
+    return state.model_dump_json(exclude_defaults=True).encode()
 
 
 class AccountStateCodec(codecs.Codec):
@@ -59,7 +65,7 @@ class AccountStateCodec(codecs.Codec):
 
     def _dumps(self, obj: Any) -> bytes:
         assert isinstance(obj, AccountState)
-        return obj.model_dump_json(exclude_defaults=True).encode()
+        return encode_state(obj)
 
     def _loads(self, s: bytes) -> Any:
         return AccountState.model_validate_json(s)
@@ -96,11 +102,11 @@ class AccountTable(faust.Table[bytes, AccountState]):
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
-    def write(self, key: bytes, state: AccountState, partition: int) -> None:
-        """Set ``key`` outside Faust's stream iteration (which ``table[key] = ...`` needs to
-        find the partition): the store, and the changelog record on ``partition``."""
-        self.send_changelog(partition, key, state)
-        self.data[key] = state
+    def write_changelog(self, key: bytes, partition: int, encoded: bytes) -> None:
+        """The changelog record of ``key``'s state, ``encoded`` already (``encode_state``),
+        outside Faust's stream iteration (which ``table[key] = ...`` needs to find the
+        partition); the store itself is set by the scoring task."""
+        self.send_changelog(partition, key, encoded, value_serializer="raw")
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """After every rebalance: schedule the accounts of the partitions we now own, only."""
@@ -220,15 +226,23 @@ def create_app(
     input_channel = inputs_topic.__aiter__()  # subscribed before the worker joins the group
     app.deliver_in_bulk(input_channel)
 
-    def handle(batch: list[Message]) -> None:
-        """Fold the batch, then rescore, write and publish each touched account once."""
+    def ack(message: Message) -> None:
+        message.ack(app.consumer)
+
+    writer: OutputsFirst[Message] = OutputsFirst(accounts.write_changelog, ack)
+
+    def handle(batch: list[Message]) -> SettledBatch[Message]:
+        """Fold the batch, then rescore and publish each touched account once; what is left
+        (the states to write once the outputs are delivered, the inputs to acknowledge) is
+        the writer's."""
         began = time.perf_counter()
         consumer = app.consumer
         generation = app.consumer_generation_id
         flowing = app.flow_control.is_active()
         owned = accounts.active_partitions
         work = AccountBatch(processor, accounts.data.get)
-        taken = []
+        settled: SettledBatch[Message] = SettledBatch()
+        outputs, taken = settled.outputs, settled.inputs
         for message in batch:
             if not flowing or message.generation_id != generation:
                 # Fetched before a rebalance: read again from the last commit (as Faust's
@@ -249,11 +263,12 @@ def create_app(
                 log.warning("Rejected %s/%d@%d: %s", *source, error)
                 metrics.EVENTS_REJECTED.labels(error.code.value).inc()
                 metrics.DLQ_RECORDS.labels("events").inc()
-                dlq_topic.send_soon(
+                dead_letter = dlq_topic.send_soon(
                     key=message.key,
                     value=message.value,
                     headers=dlq_headers(error.code.value, error.reason, source),
                 )
+                outputs.append(dead_letter)
             elif isinstance(outcome, Skipped):
                 metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
             elif outcome.event is not None:
@@ -261,19 +276,17 @@ def create_app(
         for key, applied in work.settle():
             state = applied.state
             assert state.partition is not None
-            accounts.write(key, state, state.partition)
+            accounts.data[key] = state
             schedule.set(state.partition, key, applied.next_due)
             if applied.update is not None:
                 count_band_change(applied.update)
                 value = applied.update.model_dump_json().encode()
-                scores_topic.send_soon(key=key, value=value)
-                view.add(applied.update, value)
+                outputs.append(scores_topic.send_soon(key=key, value=value))
             for alert in applied.alerts:
                 metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
-                alerts_topic.send_soon(key=key, value=alert.model_dump_json().encode())
-                view.add_alert(alert)
-        for message in taken:
-            message.ack(consumer)
+                value = alert.model_dump_json().encode()
+                outputs.append(alerts_topic.send_soon(key=key, value=value))
+            settled.states.append((key, state.partition, encode_state(state)))
         if taken:
             metrics.LAST_EVENT.set(clock.wall())
             last = taken[-1]
@@ -283,12 +296,22 @@ def create_app(
                 metrics.CONSUMER_LAG.labels(last.topic, str(last.partition)).set(behind)
         metrics.BATCH_INPUTS.observe(len(taken))
         metrics.BATCH_TIME.observe(time.perf_counter() - began)
+        return settled
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
         async for batch in batches(input_channel.queue, settings.input_batch_max):
-            handle(batch)
+            await writer.put(handle(batch))
             await wait_for_producer(app.producer.buffer)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def write_states() -> None:
+        """Each batch's states to the changelog once its outputs are delivered."""
+        try:
+            await writer.run()
+        except OutputLost as lost:
+            log.error("Stopping the worker: %s", lost)
+            await app.crash(lost)
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
@@ -307,10 +330,9 @@ def create_app(
 
     add_web_views(app, settings, accounts)
 
-    @app.timer(interval=SCORE_VIEW_INTERVAL)  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def write_score_view() -> None:
-        """The latest update of each account, to Redis in one round trip; after an outage,
-        what is pending is written even if no account's score moves."""
-        await view.flush()
+        """The Redis view, from what reached chs.scores and chs.alerts (its own consumer)."""
+        await ViewFeed(settings, view).run()
 
     return app

@@ -9,11 +9,11 @@
   for the last ``HISTORY_DAYS`` days;
 - ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time).
 
-The scoring task adds each update and alert as it publishes it to ``chs.scores`` /
-``chs.alerts``; a timer writes what is pending in one pipelined round trip, so scoring never
-waits on Redis. Every write sets values (never increments), so writing an update twice
-changes nothing. A failed write is logged (without payloads) and counted, and kept for the
-next round.
+The view's own consumer of ``chs.scores`` and ``chs.alerts`` (``streams/view_feed.py``) adds
+each update and alert as it reads them and writes what is pending in one pipelined round trip,
+so scoring never waits on Redis. Every write sets values (never increments), so writing an
+update twice changes nothing. A failed write is logged (without payloads) and counted, and
+kept for the next round.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import cast, get_args
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
@@ -73,7 +74,21 @@ GLANCE_FIELDS = ("score", "band", "segment", "owner")
 """Fields of the update also stored on their own in the account's hash (``HGET``)."""
 
 
-def view_fields(update: ScoreUpdate, encoded: bytes) -> dict[str, str | bytes]:
+class UpdateGlance(BaseModel):
+    """What the view reads of a published ScoreUpdate's JSON: its keys and glance fields (the
+    JSON itself is stored whole). Cheaper to read than the whole update."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    account_id: str
+    score: float
+    band: str
+    segment: str | None
+    owner: str | None
+    as_of: AwareDatetime
+
+
+def view_fields(update: UpdateGlance | ScoreUpdate, encoded: bytes) -> dict[str, str | bytes]:
     """The hash fields stored for an account: ``encoded`` (the update's JSON, as published)
     and the glance fields, readable with HGETALL."""
     fields: dict[str, str | bytes] = {"update": encoded}
@@ -194,18 +209,22 @@ class ScoreView:
         self._bands = set(bands)
         self._segments = {segment or NO_SEGMENT for segment in segments} | {NO_SEGMENT}
         self._write_account = client.register_script(WRITE_ACCOUNT)
-        self._pending: dict[str, tuple[ScoreUpdate, bytes]] = {}
+        self._pending: dict[str, tuple[UpdateGlance, bytes]] = {}
         """Account -> its latest update and the update's JSON."""
         self._closing: dict[str, dict[int, float]] = {}
         """Per account, day -> its last score that day, of the updates not yet written (an
         account moved through several days between two writes in a replay)."""
         self._alerts: list[Alert] = []
 
-    def add(self, update: ScoreUpdate, encoded: bytes | None = None) -> None:
-        """Queue ``update`` for the next ``flush``; it replaces any older one of the account.
-        ``encoded``: its JSON, when the caller has it already (the worker publishes it)."""
-        if encoded is None:
-            encoded = update.model_dump_json().encode()
+    def add(self, update: ScoreUpdate) -> None:
+        """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
+        self.add_published(update.model_dump_json().encode())
+
+    def add_published(self, encoded: bytes) -> None:
+        """Queue a ScoreUpdate as published on ``chs.scores`` (its JSON) for the next
+        ``flush``; it replaces any older one of the account. Raises ``ValueError`` if
+        ``encoded`` is not an update."""
+        update = UpdateGlance.model_validate_json(encoded)
         self._pending.pop(update.account_id, None)
         self._pending[update.account_id] = (update, encoded)
         days = self._closing.setdefault(update.account_id, {})
@@ -261,7 +280,7 @@ class ScoreView:
         return True
 
     async def _write_update(
-        self, pipe: Pipeline, update: ScoreUpdate, encoded: bytes, days: dict[int, float]
+        self, pipe: Pipeline, update: UpdateGlance, encoded: bytes, days: dict[int, float]
     ) -> None:
         """The account's own keys: its hash and its history (the rankings are per batch)."""
         account = update.account_id

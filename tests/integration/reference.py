@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from alerts.config import default_rules
+from alerts.model import Alert
 from scoring.events import Event
 from scoring.model import default_model
 from scoring.score import evaluate
@@ -18,7 +19,7 @@ from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from streams.clock import EventClock
 from streams.demo import DemoOptions, history_events
-from streams.processing import Processor
+from streams.processing import Applied, Processor
 from streams.settings import Settings
 from tests.integration.kafka import read_all
 
@@ -45,13 +46,22 @@ def demo_events(count: int | None, accounts: int, seed: int) -> list[Event]:
 
 def reference(events: list[Event]) -> dict[str, AccountState]:
     """The uninterrupted run: the worker's processing code, in memory, every event once."""
+    return reference_run(events)[0]
+
+
+def reference_run(events: list[Event]) -> tuple[dict[str, AccountState], list[Alert]]:
+    """The uninterrupted run's final states and the alerts it raised, one event at a time."""
     processor = Processor(Rescorer(default_model()), default_rules(), EventClock(), 600)
     states: dict[bytes, AccountState] = {}
+    alerts: list[Alert] = []
     for offset, event in enumerate(events):
         payload = event.model_dump_json(exclude={"kind"}).encode()
         key = event.account_id.encode()
-        processor.process(states, event.kind, key, payload, SourcePosition("ref", 0, offset))
-    return {key.decode(): state for key, state in states.items()}
+        source = SourcePosition("ref", 0, offset)
+        outcome = processor.process(states, event.kind, key, payload, source)
+        if isinstance(outcome, Applied):
+            alerts += outcome.alerts
+    return {key.decode(): state for key, state in states.items()}, alerts
 
 
 async def changelog_states(settings: Settings) -> dict[str, AccountState]:

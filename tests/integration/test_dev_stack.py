@@ -50,7 +50,7 @@ def alive(pid: int) -> bool:
 
 
 def listed_accounts(url: str, within: float = 20.0) -> list[object]:
-    """The API's first page, once the worker's view (written every 0.2 s) has some."""
+    """The API's first page, once the worker's view (written behind chs.scores) has some."""
     deadline = time.monotonic() + within
     while True:
         with urllib.request.urlopen(url, timeout=10) as answer:

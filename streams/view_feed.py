@@ -1,0 +1,126 @@
+"""The Redis view as a projection of ``chs.scores`` and ``chs.alerts``.
+
+Its own consumer (group ``<app_id>-view``) reads what the scoring task published and commits
+each partition's offset only once the view has written what it read. The view therefore ends
+with each account's last update on ``chs.scores``, whatever crashed when: a worker killed
+before its timer wrote Redis used to leave an update out of the view for good (the scoring
+task's state said it was published, so nothing published it again). While Redis is away the
+consumer pauses and keeps what it read, latest per account; nothing is committed until Redis
+has it. A plain aiokafka consumer, like alert delivery (``streams/alerting.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from pydantic import ValidationError
+
+from alerts.model import Alert
+from streams.connections import kafka_options
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+"""Wait between two tries to write the view while Redis is away."""
+MAX_RECORDS = 5_000
+"""Records read per round (one Redis round trip and one commit each)."""
+
+Records = Mapping[TopicPartition, Iterable[ConsumerRecord[bytes, bytes]]]
+
+
+class ViewWriter(Protocol):
+    """The read model's port (``streams.redis_view.ScoreView``)."""
+
+    def add_published(self, encoded: bytes) -> None: ...
+    def add_alert(self, alert: Alert) -> None: ...
+    async def flush(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class ViewFeed:
+    def __init__(self, settings: Settings, view: ViewWriter) -> None:
+        self._settings = settings
+        self._view = view
+        self._read: dict[TopicPartition, int] = {}
+        """Partition -> the offset to commit once the view has written what was read."""
+
+    def take(self, records: Records) -> int:
+        """Queue ``records`` on the view; the number of them."""
+        scores, view = self._settings.topic_scores, self._view
+        taken = 0
+        for tp, batch in records.items():
+            for record in batch:
+                taken += 1
+                self._read[tp] = record.offset + 1
+                try:
+                    if tp.topic == scores:
+                        view.add_published(record.value or b"")
+                    else:
+                        view.add_alert(Alert.model_validate_json(record.value or b""))
+                except ValidationError as error:
+                    # Only the worker writes these topics: a record of another shape is a bug
+                    # elsewhere, not a reason to stop the view.
+                    log.error(
+                        "Left out of the view: %s@%d is not a valid %s (%d errors)",
+                        tp,
+                        record.offset,
+                        "score update" if tp.topic == scores else "alert",
+                        error.error_count(),
+                    )
+        return taken
+
+    def read_positions(self) -> dict[TopicPartition, int]:
+        """The offsets to commit once the view is written, and forget them."""
+        read, self._read = self._read, {}
+        return read
+
+    async def run(self) -> None:
+        """Read, write the view, commit; until cancelled."""
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            settings.topic_scores,
+            settings.topic_alerts,
+            **kafka_options(settings),
+            group_id=f"{settings.app_id}-view",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=round(settings.broker_fetch_max_wait * 1000),
+            session_timeout_ms=int(settings.broker_session_timeout * 1000),
+            heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
+        )
+        try:
+            await consumer.start()
+            while True:
+                records = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
+                if not self.take(records) and not self._read:
+                    continue
+                if not await self._view.flush():
+                    # Redis is away: read nothing more until it is back (the broker keeps it),
+                    # but keep polling so that the group does not take this member for dead.
+                    consumer.pause(*consumer.assignment())
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                consumer.resume(*consumer.paused())
+                await self._commit(consumer, self.read_positions())
+        finally:
+            await consumer.stop()
+            await self._view.close()
+
+    @staticmethod
+    async def _commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+        owned = consumer.assignment()
+        mine = {tp: offset for tp, offset in positions.items() if tp in owned}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except (IllegalStateError, CommitFailedError):
+            # A rebalance moved a partition: its new owner reads it again from the last
+            # commit, and writing an update twice changes nothing.
+            log.info("View partitions moved to another worker during a write")
