@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 InputT = TypeVar("InputT")
 
-MAX_PENDING_BATCHES = 64
+MAX_PENDING_BATCHES = 8
 """Settled batches waiting for their outputs before the scoring task waits too."""
 
 

@@ -6,7 +6,7 @@ five days of logins, then a backlog of feature uses with one failed payment per 
 recent, so each raises a critical alert). The worker is killed as soon as some accounts have
 their alert on ``chs.alerts``, in the stretch of the backlog that holds the payments, when
 outputs of the batches in flight are likeliest to be lost while the states that record them
-survive.
+survive; started again, and killed again twice further on.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -41,7 +42,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 ACCOUNTS = 1_000
 BACKLOG = 30_000
 """Feature uses in the backlog, besides the failed payments."""
-KILL_AFTER_ALERTED = 10
+KILL_AT_ALERTED = (10, 300, 600)
+"""The worker is killed (and started again) once this many accounts have their alert."""
 DAY = 86_400.0
 
 
@@ -116,6 +118,10 @@ def alerted_accounts(records: Records) -> set[str]:
     return {Alert.model_validate_json(r.value or b"").account_id for r in records}
 
 
+def enough_alerted(accounts: int) -> Callable[[Records], bool]:
+    return lambda records: len(alerted_accounts(records)) >= accounts
+
+
 def last_updates(records: Records) -> dict[str, ScoreUpdate]:
     latest: dict[str, ScoreUpdate] = {}
     for record in records:
@@ -145,18 +151,16 @@ async def test_kill_9_in_a_backlog_loses_no_alert_and_no_last_score(
 
     event_topics = list(settings.event_topics)
     await produce(settings, events)
-    worker = start_worker(settings, tmp_path / "worker-1.log")
-    try:
-        before_kill = await read_until(
-            settings,
-            settings.topic_alerts,
-            lambda records: len(alerted_accounts(records)) >= KILL_AFTER_ALERTED,
-            within=120,
-        )
-    finally:
-        worker.kill()
-    print(f"killed once {len(alerted_accounts(before_kill))} accounts were alerted")
-    worker = start_worker(settings, tmp_path / "worker-2.log")
+    for kill, alerted in enumerate(KILL_AT_ALERTED, start=1):
+        worker = start_worker(settings, tmp_path / f"worker-{kill}.log")
+        try:
+            before_kill = await read_until(
+                settings, settings.topic_alerts, enough_alerted(alerted), within=120
+            )
+        finally:
+            worker.kill()
+        print(f"kill {kill}: {len(alerted_accounts(before_kill))} accounts alerted")
+    worker = start_worker(settings, tmp_path / "worker-last.log")
     try:
         await wait_consumed(settings, event_topics, within=240)
         states = await changelog_states(settings)
