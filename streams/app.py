@@ -30,10 +30,10 @@ from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
 from streams import metrics
 from streams.alerting import AlertDelivery
-from streams.batching import AccountBatch, InputTopic, batches, wait_for_producer
+from streams.batching import AccountBatch, batches, wait_for_producer
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
-from streams.faust_app import ChsApp
+from streams.faust_app import ChsApp, CodecTable, RawMessageTopic
 from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
 from streams.processing import (
     Control,
@@ -74,22 +74,16 @@ class AccountStateCodec(codecs.Codec):
 codecs.register(ACCOUNT_STATE_CODEC, AccountStateCodec())
 
 
-class AccountTable(faust.Table[bytes, AccountState]):
-    """Account id (raw bytes) -> AccountState; our codec in the changelog and on recovery.
+class AccountTable(CodecTable[bytes, AccountState]):
+    """Account id (raw bytes) -> AccountState; our codec in the changelog and on recovery."""
 
-    Faust derives a table's codecs from ``key_type``/``value_type`` (Faust Records only) at
-    construction, when it also declares the changelog topic; naming our codec here is the one
-    place that reaches the store, the changelog writes and the recovery reads alike.
-    """
+    value_codec = ACCOUNT_STATE_CODEC
 
     schedule: DueSchedule
     model: ScoringModel
     clock: Clock
     active_partitions: frozenset[int] = frozenset()
     standby_partitions: frozenset[int] = frozenset()
-
-    def _serializer_from_type(self, typ: object) -> str:
-        return "raw" if typ is bytes else ACCOUNT_STATE_CODEC
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
@@ -198,7 +192,7 @@ def create_app(
             value_serializer="raw",
         )
 
-    inputs_topic = raw_topic(*roles, kind=InputTopic)
+    inputs_topic = raw_topic(*roles, kind=RawMessageTopic)
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)

@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import faust
-from faust.types import Message
 from faust.types.transports import ProducerBufferT
 
 from scoring.state import AccountState, SourcePosition
 from streams.processing import Applied, Folded, FoldOutcome, Processor, TopicRole
 
 T = TypeVar("T")
-
-
-class InputTopic(faust.Topic):
-    """The input topics, delivering each raw ``Message`` (no ``Event``, no decoding: the
-    processor parses the bytes itself)."""
-
-    def _compile_decode(self) -> None:
-        """Faust sets ``decode`` per instance here; the class's own is kept instead."""
-
-    async def decode(self, message: Message, *, propagate: bool = False) -> Any:
-        return message
 
 
 async def batches(queue: asyncio.Queue[T], limit: int) -> AsyncIterator[list[T]]:

@@ -105,9 +105,13 @@ def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     from streams.app import create_app
     from streams.clock import clock_for
-    from streams.faust_app import ChsWorker
+    from streams.faust_app import ChsWorker, UntestedRelease, check_tested_releases
     from streams.topics import ensure_topics
 
+    try:
+        check_tested_releases()
+    except UntestedRelease as untested:
+        sys.exit(f"chs: {untested}")
     model = configured_model(settings)
     rules = configured_rules(settings)
     _check_credentials(settings)

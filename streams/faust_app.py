@@ -1,12 +1,43 @@
 """The worker's Faust classes: the app, its consumer and producer (faust-streaming's rebalance
-and commit handling fixed, whole fetches handed to the scoring task), and the worker."""
+and commit handling fixed, whole fetches handed to the scoring task), and the worker.
+
+They override private methods of the exact releases in ``TESTED_RELEASES`` (pinned in
+pyproject.toml); ``check_tested_releases`` keeps the worker from starting on others. Every
+override of a Faust, mode or aiokafka internal lives here; each one, what it changes, and the
+tests that prove it (unit: tests/unit/streams/test_faust_app.py; integration: tests/
+integration/):
+
+- ``ChsConsumerThread._create_worker_consumer``: aiokafka's ``_fetch_max_wait_ms`` from the
+  settings instead of Faust's fixed 1.5 s (unit: ..._fetches_with_the_configured_wait).
+- ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
+  under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
+  test_scale_out.py, adding a worker).
+- ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
+  gap_are_committed_once; test_crash.py).
+- ``ChsConsumer._drain_messages``: bulk hand-over of raw messages, commits left to the timer
+  (test_crash.py, test_scale_out.py, test_pipeline.py).
+- ``ChsProducer.send_soon``/``flush``: a flush waits for the records queued before it (unit:
+  ..._a_flush_waits_for_the_records_queued_before_it...; test_crash.py).
+- ``RawMessageTopic._compile_decode``/``decode``: raw messages, no Events (test_pipeline.py).
+- ``CodecTable._serializer_from_type``: the table's codec (test_crash.py reads the changelog).
+- ``ChsApp.consumer_generation_id``/``_on_partitions_assigned``: a generation per assignment
+  (unit: ..._gets_a_new_generation_even_if_the_broker_repeats_one; test_crash.py).
+- ``ChsApp.FlowControlQueue`` and the tables' ``_changelog_queue``: stream buffers kept when
+  the flow resumes, the recovery queue still cleared (unit: ..._keeps_what_the_stream_buffers_
+  hold; test_crash.py, test_scale_out.py).
+- ``ChsApp._new_transport``: the classes above.
+- ``ChsWorker.on_setup_root_logger``: no DEBUG records on the hot path (unit: ..._keeps_debug_
+  records_off_the_hot_path).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from typing import Any, cast
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any, TypeVar, cast
 
 import aiokafka
 import faust
@@ -17,6 +48,35 @@ from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 log = logging.getLogger(__name__)
+
+TESTED_RELEASES = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14"}
+"""Distribution -> the release (or release series) whose internals the classes below override,
+as tests/integration/test_crash.py and test_scale_out.py prove them."""
+
+
+class UntestedRelease(RuntimeError):
+    """An installed dependency is not the release the worker's overrides were tested with."""
+
+
+def check_tested_releases(installed: Callable[[str], str] = metadata.version) -> None:
+    """Raise ``UntestedRelease`` unless every one of ``TESTED_RELEASES`` is installed."""
+    wrong = []
+    for name, tested in TESTED_RELEASES.items():
+        try:
+            version = installed(name)
+        except metadata.PackageNotFoundError:
+            version = "none"
+        if version != tested and not version.startswith(tested + "."):
+            wrong.append(f"{name} {version} (tested: {tested})")
+    if wrong:
+        raise UntestedRelease(
+            "the worker overrides internals of faust-streaming, mode-streaming and aiokafka "
+            "(streams/faust_app.py) that only the tested releases are known to keep, and a "
+            "crash or rebalance can lose or stall events on others; installed: "
+            + ", ".join(wrong)
+            + ". Install chs's pinned versions (pip install with the project's pyproject.toml), "
+            "or run the crash and scale-out tests on the new ones and update TESTED_RELEASES."
+        )
 
 
 class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -218,6 +278,43 @@ class ChsProducer(aiokafka_driver.Producer):
             await transaction_producer.flush()
 
 
+class RawMessageTopic(faust.Topic):
+    """A topic whose channel delivers each raw ``Message`` (no ``Event``, no decoding: the
+    scoring task parses the bytes itself, ``streams.processing``).
+
+    Faust's ``Topic._compile_decode`` sets ``decode`` per instance, to one that builds an
+    ``Event`` from the deserialized key and value; this class keeps its own ``decode``.
+    Proved by every test that scores events through the worker (tests/integration/
+    test_pipeline.py).
+    """
+
+    def _compile_decode(self) -> None:
+        """Faust sets ``decode`` per instance here; the class's own is kept instead."""
+
+    async def decode(self, message: Message, *, propagate: bool = False) -> Any:
+        return message
+
+
+KT = TypeVar("KT")
+VT = TypeVar("VT")
+
+
+class CodecTable(faust.Table[KT, VT]):
+    """A table with raw bytes keys and values in the codec named by ``value_codec``.
+
+    Faust's ``Table._serializer_from_type`` derives the codecs from ``key_type`` and
+    ``value_type`` (Faust Records only) at construction, when it also declares the changelog
+    topic; naming the codec here is the one place that reaches the store, the changelog writes
+    and the recovery reads alike. Proved by tests/integration/test_crash.py, which reads the
+    changelog back as the codec writes it, and by every restart test's recovery.
+    """
+
+    value_codec: str
+
+    def _serializer_from_type(self, typ: object) -> str:
+        return "raw" if typ is bytes else self.value_codec
+
+
 class ChsTransport(aiokafka_driver.Transport):
     Consumer = ChsConsumer
     Producer = ChsProducer
@@ -267,7 +364,7 @@ class ChsApp(faust.App):
     def deliver_in_bulk(self, channel: ChannelT[Any]) -> None:
         """Let the consumer put raw messages of ``channel``'s topics straight onto its queue
         (``ChsConsumer._drain_messages``). ``channel`` must be the only reader of them and
-        take the messages as they are (an ``InputTopic``)."""
+        take the messages as they are (a ``RawMessageTopic``)."""
         for name in cast(faust.Topic, channel).topics:
             self.bulk_queues[name] = cast(ThrowableQueue[Message], channel.queue)
 

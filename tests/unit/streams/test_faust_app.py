@@ -16,7 +16,15 @@ from alerts.config import default_rules
 from scoring.model import default_model
 from streams.app import AccountTable, create_app
 from streams.clock import WallClock
-from streams.faust_app import ChsApp, ChsConsumer, ChsProducer, ChsWorker
+from streams.faust_app import (
+    TESTED_RELEASES,
+    ChsApp,
+    ChsConsumer,
+    ChsProducer,
+    ChsWorker,
+    UntestedRelease,
+    check_tested_releases,
+)
 from streams.settings import Settings
 
 
@@ -174,3 +182,18 @@ async def test_a_flush_waits_for_the_records_queued_before_it_not_after(
     newest.set_result(cast(RecordMetadata, None))
     await asyncio.wait_for(flush, timeout=1)
     assert flushed_in_aiokafka == [True]  # then the records in aiokafka's hands
+
+
+def test_the_worker_runs_only_on_the_releases_its_overrides_were_tested_with() -> None:
+    tested = dict(TESTED_RELEASES)
+    check_tested_releases(lambda name: tested[name])  # the pinned ones pass
+    check_tested_releases(lambda name: "0.14.9" if name == "aiokafka" else tested[name])
+    newer = {**tested, "faust-streaming": "0.15.4"}
+    with pytest.raises(UntestedRelease, match=r"faust-streaming 0\.15\.4 \(tested: 0\.15\.3\)"):
+        check_tested_releases(lambda name: newer[name])
+    with pytest.raises(UntestedRelease, match=r"aiokafka 0\.140\.0"):
+        check_tested_releases(lambda name: "0.140.0" if name == "aiokafka" else tested[name])
+
+
+def test_the_installed_releases_are_the_tested_ones() -> None:
+    check_tested_releases()  # what pyproject.toml pins is what is installed
