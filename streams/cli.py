@@ -195,8 +195,10 @@ def _parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="scoring model files").add_subparsers(
         dest="model_command", required=True
     )
-    check = model.add_parser("check", help="validate a model file and summarise it")
-    check.add_argument("file", type=Path)
+    check = model.add_parser(
+        "check", help="validate a model file and summarise it (no file: the packaged default)"
+    )
+    check.add_argument("file", type=Path, nargs="?")
 
     score = commands.add_parser("score", help="look at scores").add_subparsers(
         dest="score_command", required=True

@@ -17,6 +17,7 @@ from scoring.model import (
     ModelError,
     ScoringModel,
     StepsMapping,
+    default_model,
     load_model,
 )
 from scoring.update import ScoreUpdate
@@ -67,9 +68,10 @@ def describe_model(model: ScoringModel) -> str:
     return "\n".join(lines)
 
 
-def check_model(path: Path) -> int:
+def check_model(path: Path | None) -> int:
+    """Validate and summarise the model file at ``path`` (None: the packaged default)."""
     try:
-        model = load_model(path)
+        model = default_model() if path is None else load_model(path)
     except ModelError as error:
         print(f"invalid model:\n{error}")
         return 1
