@@ -8,10 +8,11 @@ CSM can open it from a link, and its script sends it on as a header.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import logging
+import math
+import re
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -21,10 +22,9 @@ from pydantic import BaseModel, SecretStr
 from redis.exceptions import RedisError
 
 from api.models import AccountHistory, AccountPage, AlertList, Problem
-from api.openapi import openapi
+from api.openapi import CURSOR, POSIX_SECONDS, RFC3339, RFC3339_LOCAL, openapi
 from api.store import AccountFilter, ReadModel, summary
 from scoring.model import ScoringModel
-from scoring.validation import NoTimeZone, parse_instant
 from streams.redis_view import NO_SEGMENT
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,13 @@ def problem(status: int, message: str) -> web.Response:
     return answer(Problem(error=message), status)
 
 
+def _param(request: web.Request, name: str) -> str | None:
+    """A text parameter's value; None when it is absent or empty (``?band=``)."""
+    return request.query.get(name) or None
+
+
 def _limit(request: web.Request, default: int = DEFAULT_LIMIT) -> int:
-    raw = request.query.get("limit")
+    raw = request.query.get("limit")  # a number: an empty one is no number
     if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
@@ -59,29 +64,34 @@ def _limit(request: web.Request, default: int = DEFAULT_LIMIT) -> int:
 
 
 def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+    return str(offset)
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    kind, _, offset = text.partition(":")
-    if kind != "o" or not offset.isdigit():
+    if re.fullmatch(CURSOR, cursor) is None:
         raise BadRequest("cursor is not one this API gave out: pass next_cursor unchanged")
-    return int(offset)
+    return int(cursor)
 
 
 def _since(raw: str | None) -> float:
     if raw is None:
         return 0.0
+    if re.fullmatch(POSIX_SECONDS, raw):
+        return float(raw)
+    if re.fullmatch(RFC3339, raw) is None:
+        if re.fullmatch(RFC3339_LOCAL, raw):
+            raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z")
+        raise BadRequest(f"since must be an RFC 3339 time or POSIX seconds, not {raw!r}")
+    # Python reads upper-case separators only, and no leap second.
+    text = re.sub(r":60(?=[.Z+-])", ":59", raw.upper())
     try:
-        return parse_instant(raw).timestamp()
-    except NoTimeZone:
-        raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z") from None
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"since must be an ISO 8601 time or POSIX seconds, not {raw!r}") from None
+        raise BadRequest(f"since is not a date and time of the calendar: {raw!r}") from None
+    try:
+        return moment.timestamp()
+    except OverflowError:  # a zone offset past year 1 or 9999: before or after everything
+        return -math.inf if moment.year < 1970 else math.inf
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -94,8 +104,10 @@ def _flag(request: web.Request, name: str) -> bool:
 class ScoreApi:
     """The handlers, with the model's band and segment names for checking filters."""
 
-    def __init__(self, store: ReadModel, model: ScoringModel) -> None:
+    def __init__(self, store: ReadModel, model: ScoringModel, secured: bool) -> None:
         self.store = store
+        self.secured = secured
+        """Whether a bearer token is required (the OpenAPI document says so only then)."""
         self.bands = model.band_labels
         self.segments = {segment.name for segment in model.segments} | {NO_SEGMENT}
 
@@ -107,14 +119,14 @@ class ScoreApi:
         return answer(update)
 
     async def accounts(self, request: web.Request) -> web.Response:
-        query = request.query
-        band, segment = query.get("band"), query.get("segment")
+        band, segment = _param(request, "band"), _param(request, "segment")
         if band is not None and band not in self.bands:
             raise BadRequest(f"band must be one of {sorted(self.bands)}, not {band!r}")
         if segment is not None and segment not in self.segments:
             raise BadRequest(f"segment must be one of {sorted(self.segments)}, not {segment!r}")
-        where = AccountFilter(band=band, segment=segment, owner=query.get("owner"))
-        offset = decode_cursor(query["cursor"]) if "cursor" in query else 0
+        where = AccountFilter(band=band, segment=segment, owner=_param(request, "owner"))
+        cursor = _param(request, "cursor")
+        offset = 0 if cursor is None else decode_cursor(cursor)
         with_history = _flag(request, "history")
         updates, next_offset = await self.store.accounts(where, _limit(request), offset)
         histories = (
@@ -136,12 +148,14 @@ class ScoreApi:
         return answer(AccountHistory(account_id=account_id, days=days))
 
     async def alerts(self, request: web.Request) -> web.Response:
-        since = _since(request.query.get("since"))
+        since = _since(_param(request, "since"))
         alerts = await self.store.alerts(since, _limit(request))
         return answer(AlertList(alerts=alerts))
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi(MAX_LIMIT))
+        return web.json_response(
+            openapi(MAX_LIMIT, self.secured, sorted(self.bands), sorted(self.segments))
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         try:
@@ -192,7 +206,7 @@ def create_api(store: ReadModel, model: ScoringModel, token: SecretStr | None) -
     if token is not None:
         middlewares.insert(0, _token_guard(token))
     app = web.Application(middlewares=middlewares)
-    api = ScoreApi(store, model)
+    api = ScoreApi(store, model, secured=token is not None)
     app.router.add_get("/", api.page)
     app.router.add_get("/accounts", api.accounts)
     app.router.add_get("/accounts/{account_id}", api.account)

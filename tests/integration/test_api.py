@@ -208,7 +208,7 @@ async def test_alerts_newest_first_since_a_time(api: Client) -> None:
         ("/accounts?limit=ten", "limit must be"),
         ("/accounts?cursor=bogus", "cursor is not one this API gave out"),
         ("/accounts?history=maybe", "history must be true or false"),
-        ("/alerts?since=yesterday", "since must be an ISO 8601 time"),
+        ("/alerts?since=yesterday", "since must be an RFC 3339 time"),
         ("/alerts?since=2026-11-20T00:00:00", "since needs a time zone"),
     ],
 )

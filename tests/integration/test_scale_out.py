@@ -188,11 +188,12 @@ async def test_a_killed_worker_is_taken_over_and_its_redelivered_events_count_on
     group.settings = group.settings.model_copy(update={"table_standby_replicas": 1})
     surviving, events = await one_of_two_leaves_mid_stream(group, ManagedProcess.kill)
     # The killed worker applied events it had not committed; the survivor received them
-    # again. Without the offset fence they would have been counted twice, and the comparison
-    # with the reference above would have failed.
+    # again, and applied them or, if the dead worker's state of them had reached the
+    # changelog, turned them away by the offset fence. How many met the fence depends on
+    # when the kill came (states are written once their outputs are delivered, and a commit
+    # follows soon after); test_crash.py kills between two commits and asserts some did.
     redelivered = metric(surviving, "chs_inputs_skipped_total", reason="redelivered")
     print(f"{len(events)} events; redelivered to the survivor and skipped: {redelivered:.0f}")
-    assert redelivered > 0
     raised, posts = await alert_posts(group.settings, slack)
     assert set(posts) == raised
     # kill -9 between Slack's 200 and the record of it: that one post may come again.
