@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -75,3 +77,22 @@ def test_dashboard_has_the_operations_panels() -> None:
         "chs_consumer_lag_messages",
     ):
         assert metric in exprs
+
+
+def test_compose_runs_the_worker_the_api_and_the_demo_from_the_image_as_a_user() -> None:
+    compose = shutil.which("docker-compose")
+    assert compose is not None, "docker-compose (Debian package docker-compose) is needed"
+    env = {**os.environ, "CHS_REDIS_PASSWORD": "compose-test"}
+    result = run(compose, "-f", "docker-compose.yml", "--profile", "demo", "config", env=env)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    image = services["worker"]["image"]
+    assert services["worker"]["build"]["context"] == str(ROOT)
+    for name in ("worker", "api", "demo"):
+        assert services[name]["image"] == image
+        assert services[name]["command"] == [name]
+    # The runtime stage (the last FROM) runs as a user of its own, not root.
+    runtime = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    users = [line.split()[1] for line in runtime.splitlines() if line.startswith("USER ")]
+    assert users
+    assert users[-1] not in ("root", "0")
