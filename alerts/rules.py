@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 
 from alerts.config import AlertRules, CriticalEventRule, Severity
 from alerts.model import Alert, alert_id
-from scoring.events import BaseEvent
+from scoring.events import (
+    BaseEvent,
+    FeatureUseEvent,
+    LoginEvent,
+    PaymentEvent,
+    SurveyEvent,
+    TicketEvent,
+)
 from scoring.model import Threshold
 from scoring.state import SECONDS_PER_DAY, AlertMemory, day_of
 
@@ -48,6 +55,8 @@ class Observation:
     """Event time of the account's first event: alerts wait for a warm-up."""
     received_at: float | None = None
     """Wall-clock time of the evaluation: alerts about the distant past are not sent."""
+    drags: Sequence[str] = ()
+    """What pulls the score down, in words: band and drop alerts lead with it."""
 
 
 def hysteretic_rank(current: int, score: float, bands: list[Threshold], margin: float) -> int:
@@ -86,8 +95,10 @@ class _Raiser:
         old: tuple[float | None, str | None],
         cooldown_hours: float,
         trigger: str | None = None,
+        lead: Sequence[str] = (),
     ) -> None:
-        """``trigger``: the input that raised it, if not the observation's."""
+        """``trigger``: the input that raised it, if not the observation's; ``lead``: words
+        that come before the reasons the score last moved."""
         if not self.cooled_down(key, cooldown_hours):
             return
         self.memory.last_fired[key] = self.now
@@ -104,7 +115,7 @@ class _Raiser:
                 new_score=obs.score,
                 old_band=old[1],
                 new_band=obs.bands[plain_rank(obs.score, obs.bands)].label,
-                drivers=obs.reasons,
+                drivers=[*lead, *obs.reasons],
                 owner=obs.owner,
                 segment=obs.segment,
                 occurred_at=datetime.fromtimestamp(obs.as_of, UTC),
@@ -142,7 +153,13 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
         severity = Severity.CRITICAL if worst else Severity.WARNING
         title = f"{obs.account_id} is now {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
         raiser.raise_(
-            f"band_change:{new_band}", "band_change", severity, title, old, rule.cooldown_hours
+            f"band_change:{new_band}",
+            "band_change",
+            severity,
+            title,
+            old,
+            rule.cooldown_hours,
+            lead=obs.drags,
         )
         memory.alerted_rank = max(memory.alerted_rank or 0, target)
         return True
@@ -184,7 +201,13 @@ def _sharp_drop(raiser: _Raiser, rules: AlertRules, announce: bool) -> None:
             f"({high:.0f} -> {obs.score:.0f})"
         )
         raiser.raise_(
-            "sharp_drop", "sharp_drop", rule.severity, title, (high, None), rule.cooldown_hours
+            "sharp_drop",
+            "sharp_drop",
+            rule.severity,
+            title,
+            (high, None),
+            rule.cooldown_hours,
+            lead=obs.drags,
         )
 
 
@@ -196,12 +219,29 @@ def matches(rule: CriticalEventRule, event: BaseEvent, segment: str | None) -> b
     return all(str(getattr(event, field, None)) in values for field, values in rule.match.items())
 
 
+def in_words(event: BaseEvent) -> str:
+    """What happened, with the event's ids and figures (a critical-event alert's title)."""
+    match event:
+        case PaymentEvent():
+            money = f"{event.currency} {event.amount:,.2f}"
+            return f"invoice {event.invoice_id} for {money} {event.status.value}"
+        case TicketEvent():
+            return f"ticket {event.ticket_id} {event.action.value}, {event.priority.value} priority"
+        case SurveyEvent():
+            return f"{event.survey.value.upper()} answer {event.score}"
+        case FeatureUseEvent():
+            return f"{event.feature} used by {event.user_id}"
+        case LoginEvent():
+            return f"login by {event.user_id}"
+    return f"event {event.event_id}"
+
+
 def _critical_events(raiser: _Raiser, rules: AlertRules, events: Sequence[BaseEvent]) -> None:
     obs = raiser.obs
     for event in events:
         for rule in rules.critical_events:
             if matches(rule, event, obs.segment):
-                title = f"{obs.account_id}: {rule.name.replace('_', ' ')}"
+                title = f"{obs.account_id}: {rule.name.replace('_', ' ')}: {in_words(event)}"
                 raiser.raise_(
                     f"critical_event:{rule.name}",
                     f"critical_event:{rule.name}",

@@ -30,6 +30,8 @@ class AccountSummary(BaseModel):
     owner: str | None
     drivers: list[str]
     """The top reasons of the account's last score change, in words."""
+    drags: list[str] = []
+    """What pulls the score down: the measures costing it the most points, in words."""
     as_of: AwareDatetime
     history: list[DailyScore] | None = None
     """Daily closing scores of the last 90 days, when asked for (``history=true``)."""

@@ -51,14 +51,15 @@ class AccountFilter:
         return ALL_ACCOUNTS
 
 
-SUMMARY_FIELDS = set(AccountSummary.model_fields) - {"drivers", "history"}
-"""What a summary takes from the ScoreUpdate as it is; the drivers become their words."""
+SUMMARY_FIELDS = set(AccountSummary.model_fields) - {"drivers", "drags", "history"}
+"""What a summary takes from the ScoreUpdate as it is; drivers and drags become their words."""
 
 
 def summary(update: ScoreUpdate, history: list[DailyScore] | None = None) -> AccountSummary:
     return AccountSummary(
         **update.model_dump(include=SUMMARY_FIELDS),
         drivers=[driver.text for driver in update.drivers],
+        drags=[drag.text for drag in update.drags],
         history=history,
     )
 

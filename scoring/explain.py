@@ -1,15 +1,19 @@
-"""Why a score moved: the drivers of the change since the previous ScoreUpdate, and the trend.
+"""Why a score is where it is and why it moved.
 
-A driver is a component whose contribution to the overall score changed, in points, with the
-measures behind it (raw value before -> after), e.g.
+A driver is a component whose contribution to the overall score changed since the previous
+ScoreUpdate, in points, with the measures behind it (raw value before -> after), e.g.
 ``usage -9: days since last login 2 -> 16; active days in 30 days 18 -> 9``.
+
+A drag is a measure (or the CSM override) that costs the score points against a perfect one,
+with its raw value, e.g. ``usage -22: active days in 30 days 3``: what pulls the score down,
+whether or not it moved lately.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.model import OVERRIDE_COMPONENT, ScoringModel
+from scoring.model import OVERRIDE_COMPONENT, Aggregation, ScoringModel
 from scoring.score import Score
 from scoring.state import AccountState, Published, day_of
 
@@ -37,6 +41,21 @@ class Driver(BaseModel):
     measures: list[MeasureChange]
 
 
+class Drag(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    component: str
+    measure: str | None
+    """None for the CSM override."""
+    points: float
+    """Points of the overall score it costs against a perfect score (always > 0)."""
+    text: str
+
+
+MAX_DRAGS = 3
+MIN_DRAG_POINTS = 0.5
+
+
 def _points(delta: float) -> str:
     return f"{delta:+.1f}" if abs(delta) < 1 else f"{delta:+.0f}"
 
@@ -55,6 +74,57 @@ class Explainer:
         self._measures_of = {
             name: [(m.name, m.label) for m in c.measures] for name, c in model.components.items()
         }
+        self._labels = {m.name: m.label for c in model.components.values() for m in c.measures}
+
+    def drags(self, score: Score) -> list[Drag]:
+        """The measures costing ``score`` the most points against a perfect score, worst first.
+
+        A measure's cost is its component's share of the score times its own share of the
+        component (its weight among the component's scored measures; with ``min`` or ``max``
+        aggregation, the measure that sets the component bears all of it) times the points it
+        lacks to 100.
+        """
+        costs: list[tuple[float, str, str | None]] = []
+        for name, component in score.components.items():
+            if name == OVERRIDE_COMPONENT:
+                costs.append((component.weight * (100.0 - component.score), name, None))
+                continue
+            for measure, share in self._measure_shares(name, score):
+                lacking = 100.0 - score.measures[measure].score
+                costs.append((component.weight * share * lacking, name, measure))
+        costs.sort(key=lambda cost: -cost[0])
+        return [
+            self._drag(component, measure, round(points, 1), score)
+            for points, component, measure in costs[:MAX_DRAGS]
+            if points >= MIN_DRAG_POINTS
+        ]
+
+    def _measure_shares(self, component: str, score: Score) -> list[tuple[str, float]]:
+        """Each scored measure of ``component`` and its share of the component's score."""
+        model = self._model.components[component]
+        scored = [m for m in model.measures if m.name in score.measures]
+        if not scored:
+            return []
+        if model.aggregation is not Aggregation.WEIGHTED_MEAN:
+            pick = min if model.aggregation is Aggregation.MIN else max
+            setting = pick(scored, key=lambda m: score.measures[m.name].score)
+            return [(setting.name, 1.0)]
+        total = sum(m.weight for m in scored)
+        return [(m.name, m.weight / total) for m in scored]
+
+    def _drag(self, component: str, measure: str | None, points: float, score: Score) -> Drag:
+        if measure is None:
+            words = self._override_words(score)
+        else:
+            label = self._labels.get(measure, measure)
+            value = score.measures[measure].value
+            words = f"{label} {'no data' if value is None else _number(value)}"
+        return Drag(
+            component=component,
+            measure=measure,
+            points=points,
+            text=f"{component} {_points(-points)}: {words}",
+        )
 
     def drivers(self, previous: Published | None, score: Score) -> list[Driver]:
         """The top components behind the change from ``previous`` to ``score``."""

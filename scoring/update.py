@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from scoring.explain import Driver, Explainer, change_since
+from scoring.explain import Drag, Driver, Explainer, change_since
 from scoring.model import ScoringModel
 from scoring.score import ComponentScore, MeasureScore, evaluate
 from scoring.state import AccountState, Published, record_closing_score
@@ -48,6 +48,9 @@ class ScoreUpdate(BaseModel):
     components: dict[str, ComponentScore]
     measures: dict[str, MeasureScore]
     drivers: list[Driver]
+    drags: list[Drag] = Field(default_factory=list)
+    """What pulls the score down: the measures costing the most points against a perfect
+    score, worst first (updates published before drags existed have none)."""
     summary: str
     """The drivers (and notes such as staleness) in one line of words and numbers."""
     change_7d: float | None
@@ -114,6 +117,7 @@ class Rescorer:
             components=score.components,
             measures=score.measures,
             drivers=drivers,
+            drags=self._explainer.drags(score),
             summary="; ".join([*notes, *(d.text for d in drivers)]),
             change_7d=change_since(state, score.value, now, 7),
             change_30d=change_since(state, score.value, now, 30),

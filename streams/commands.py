@@ -108,6 +108,8 @@ def describe_update(update: ScoreUpdate, labels: dict[str, str]) -> str:
             f"  CSM override {o.score:g} by {o.author} until {o.expires_at:%Y-%m-%d %H:%M} UTC: "
             f"{o.reason} (id {o.override_id})"
         )
+    if update.drags:
+        lines.append("  what pulls it down: " + "; ".join(drag.text for drag in update.drags))
     lines.append(f"  last change: {update.summary or '-'}")
     return "\n".join(lines)
 

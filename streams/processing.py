@@ -281,6 +281,7 @@ class Processor:
             model_version=model.version,
             data_since=state.first_seen,
             received_at=self.clock.wall(),
+            drags=[drag.text for drag in update.drags] if update is not None else [],
         )
         return check(state.alerts, observation, self.rules, now, events)
 

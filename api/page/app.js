@@ -48,11 +48,14 @@ function accountRow(account, rank) {
   if (account.stale) scoreCell.append(element("span", { class: "stale" }, "no recent data"));
   const drivers = element("ul", { class: "drivers" },
     ...account.drivers.map((text) => element("li", {}, text)));
+  const drags = element("ul", { class: "drags" },
+    ...(account.drags || []).map((text) => element("li", {}, text)));
   return element("tr", { "data-account": account.account_id },
     element("td", {}, String(rank)),
     element("td", { class: "account" }, account.account_id),
     scoreCell,
     element("td", {}, sparkline(account.history)),
+    element("td", {}, drags),
     element("td", {}, drivers),
     element("td", {}, account.owner || "-"));
 }

@@ -5,15 +5,16 @@ Bands: healthy >= 70, at-risk >= 40, critical. Default hysteresis 3 points.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severity, SharpDropRule
 from alerts.model import Alert
-from alerts.rules import Observation, check, hysteretic_rank, pending_until
-from scoring.events import EventKind, PaymentStatus, TicketPriority
+from alerts.rules import Observation, check, hysteretic_rank, in_words, pending_until
+from scoring.events import EventKind, PaymentStatus, SurveyType, TicketPriority
 from scoring.model import default_model
 from scoring.state import AlertMemory
-from tests.factories import T0, payment, ticket
+from tests.factories import T0, payment, survey, ticket
 
 BANDS = default_model().bands
 HOUR = 3600.0
@@ -58,6 +59,7 @@ class Account:
             model_version="default@x",
             data_since=self.data_since,
             received_at=fields.pop("received_at", self.now),
+            drags=fields.pop("drags", ()),
         )
         self.previous = value
         event = fields.pop("event", None)
@@ -269,3 +271,31 @@ def test_a_new_account_warms_up_before_score_alerts() -> None:
     assert [a.rule for a in critical] == ["critical_event:failed_payment"]
     alerts = account.run(50.0, hours=24)  # day 4: warmed up
     assert [(a.rule, a.old_band) for a in alerts] == [("band_change", "healthy")]
+
+
+def test_band_and_drop_alerts_lead_with_what_pulls_the_score_down() -> None:
+    account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
+    account.run(90.0, 88.0)
+    drags = ["billing -30: failed or overdue payments in 90 days 2"]
+    [band] = account.score(66.0, drags=drags)
+    assert band.rule == "band_change"
+    assert band.drivers == [*drags, "usage -9: days since last login 2 -> 16"]
+    account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
+    account.run(100.0, 99.0)
+    [drop] = account.score(80.0, drags=drags)
+    assert drop.rule == "sharp_drop"
+    assert drop.drivers[0] == drags[0]
+
+
+def test_a_critical_event_alert_says_what_happened() -> None:
+    account = Account(AlertRules(critical_events=[failed_payment_rule()]))
+    account.run(80.0)
+    failed = payment(invoice="inv-881", status=PaymentStatus.FAILED).model_copy(
+        update={"amount": Decimal("4242"), "currency": "EUR"}
+    )
+    [alert] = account.score(80.0, event=failed)
+    assert alert.title == "acme: failed payment: invoice inv-881 for EUR 4,242.00 failed"
+    assert in_words(ticket(ticket_id="t-17", priority=TicketPriority.URGENT)) == (
+        "ticket t-17 opened, urgent priority"
+    )
+    assert in_words(survey(kind=SurveyType.NPS, score=3)) == "NPS answer 3"

@@ -125,3 +125,51 @@ def test_override_set_and_expiry_are_drivers() -> None:
     assert ended is not None
     assert ended.override is None
     assert "CSM override ended" in ended.summary
+
+
+def test_drags_say_what_pulls_the_score_down_worst_first_with_raw_values() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(8)])
+    fold(state, ticket(ticket_id="t1"))
+    fold(state, ticket(ticket_id="t2"))
+    fold(state, ticket(ticket_id="t3"))
+    update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    assert update is not None
+    # usage 80 (share 3/4) costs 15 points; support 25 (3 of 4 open tickets, share 1/4) 18.75.
+    assert update.score == 66.2
+    assert [(d.component, d.measure, d.points) for d in update.drags] == [
+        ("support", "open_tickets", 18.8),
+        ("usage", "logins_7d", 15.0),
+    ]
+    assert [d.text for d in update.drags] == [
+        "support -19: open tickets 3",
+        "usage -15: logins 7d 8",
+    ]
+    # Together they are everything the score lacks to 100.
+    assert round(sum(d.points for d in update.drags), 0) == round(100 - update.score, 0)
+
+
+def test_a_perfect_score_has_no_drags_and_an_override_can_be_one() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(12)])
+    update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    assert update is not None
+    assert update.score == 100.0
+    assert update.drags == []
+    override = CsmOverride(
+        event_id="o1",
+        account_id="acme",
+        occurred_at=T0,
+        action=OverrideAction.SET,
+        author="ana",
+        reason="champion left",
+        score=20,
+        expires_at=at(days=30),
+    )
+    apply_override(state, override, NOW)
+    update = rescorer.rescore(state, NOW, Trigger.OVERRIDE, "o1", COMPUTED)
+    assert update is not None
+    assert update.drags[0].component == OVERRIDE_COMPONENT
+    assert update.drags[0].measure is None
+    assert update.drags[0].text.startswith(f"{OVERRIDE_COMPONENT} -")
+    assert "CSM override 20 by ana (champion left)" in update.drags[0].text

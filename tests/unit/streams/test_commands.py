@@ -42,6 +42,9 @@ def test_describe_update_shows_components_measures_and_trend() -> None:
     assert "trend: not enough history yet" in text
     assert "days since last login" in text
     assert "last change: first score" in text
+    update = scored()
+    assert update.drags
+    assert "what pulls it down: " + "; ".join(d.text for d in update.drags) in text
 
 
 def test_the_redis_view_round_trips_a_score_update() -> None:
