@@ -115,6 +115,10 @@ class Backtest:
     states: dict[str, AccountState] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
     records: int = 0
+    censored: int = 0
+    """Observations left out: their horizon passes the end of the data and the account had not
+    churned within it by then, so whether it churned within the horizon is unknown (counting
+    it as a survivor would flatter or sink the score at random)."""
 
     def run(
         self,
@@ -123,8 +127,10 @@ class Backtest:
     ) -> list[Observation]:
         next_at: float | None = None
         first: float | None = None
+        last = -math.inf
         for item in items:
             ts = record_time(item)
+            last = max(last, ts)
             if first is None:
                 first = ts
                 next_at = _midnight(ts) + self.options.warmup_days * SECONDS_PER_DAY
@@ -136,7 +142,15 @@ class Backtest:
             self.records += 1
             if progress is not None and not self.records % 50_000:
                 progress(self.records)
+        if first is not None:
+            self._censor(datetime.fromtimestamp(last, UTC).date())
         return self.observations
+
+    def _censor(self, end: date) -> None:
+        horizon = timedelta(days=self.options.horizon_days)
+        kept = [o for o in self.observations if o.churned or o.at + horizon <= end]
+        self.censored += len(self.observations) - len(kept)
+        self.observations = kept
 
     def _apply(self, item: Event | AccountAttributes) -> None:
         state = self.states.get(item.account_id)
@@ -198,6 +212,31 @@ def auc(values: list[float], labels: list[bool]) -> float | None:
         i = j + 1
     rank_sum = sum(rank for rank, label in zip(ranks, labels, strict=True) if label)
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def average_precision(values: list[float], labels: list[bool]) -> float | None:
+    """PR AUC as average precision of ``values`` ranking the positives first (higher value =
+    more likely positive): the mean, over the positives, of the precision among the
+    observations ranked at or above each. None without a positive."""
+    positives = sum(labels)
+    if not positives:
+        return None
+    ranked = sorted(zip(values, labels, strict=True), key=lambda pair: -pair[0])
+    found, total = 0, 0.0
+    for rank, (_, label) in enumerate(ranked, start=1):
+        if label:
+            found += 1
+            total += found / rank
+    return total / positives
+
+
+def top_decile_lift(observations: list[Observation]) -> float | None:
+    """Churn rate among the lowest-scored tenth of the observations against the overall rate."""
+    churned = sum(o.churned for o in observations)
+    if not churned:
+        return None
+    lowest = sorted(observations, key=lambda o: o.score)[: max(1, len(observations) // 10)]
+    return (sum(o.churned for o in lowest) / len(lowest)) / (churned / len(observations))
 
 
 @dataclass(frozen=True)
@@ -316,13 +355,17 @@ class Summary:
     accounts: int
     churned: int
     auc: float | None
+    pr_auc: float | None
+    top_decile_lift: float | None
     bands: list[Bucket]
     deciles: list[Bucket]
     calibration: Logistic
     measures: list[MeasurePower]
+    censored: int = 0
+    """Observations left out for a horizon past the end of the data (``Backtest.censored``)."""
 
 
-def summarise(observations: list[Observation], model: ScoringModel) -> Summary:
+def summarise(observations: list[Observation], model: ScoringModel, censored: int = 0) -> Summary:
     if not observations:
         raise ValueError("no observation: the events span less than the warm-up, or no "
                          "account has an outcome")  # fmt: skip
@@ -333,10 +376,13 @@ def summarise(observations: list[Observation], model: ScoringModel) -> Summary:
         accounts=len({o.account_id for o in observations}),
         churned=sum(labels),
         auc=auc([-o.score for o in observations], labels),
+        pr_auc=average_precision([-o.score for o in observations], labels),
+        top_decile_lift=top_decile_lift(observations),
         bands=by_band(observations, model),
         deciles=deciles(observations, calibration),
         calibration=calibration,
         measures=measure_power(observations),
+        censored=censored,
     )
 
 

@@ -58,23 +58,22 @@ class BacktestRun:
     """Write a model with fitted weights here, and compare it with ``model`` held out."""
 
 
-def _observe(
-    run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]
-) -> list[Observation]:
+def _observe(run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]) -> Backtest:
     progress = Progress(f"scoring records with {model.name}")
     test = Backtest(model, outcomes, run.options)
-    observations = test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
+    test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
     progress.done = test.records
     progress.finish()
-    return observations
+    return test
 
 
 def backtest(run: BacktestRun, model: ScoringModel) -> int:
     """Print the table, write the report (and a fitted model); 2 on unreadable input."""
     try:
         outcomes = read_outcomes(run.outcomes)
-        observations = _observe(run, model, outcomes)
-        summary = summarise(observations, model)
+        test = _observe(run, model, outcomes)
+        observations = test.observations
+        summary = summarise(observations, model, test.censored)
     except (BadRecord, ValueError, OSError) as error:
         print(f"chs backtest: {error}", file=sys.stderr)
         return 2
@@ -104,7 +103,7 @@ def _fit(
         return 2
     data = fit.model.model_dump(mode="json", exclude_defaults=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    refit = _observe(run, fit.model, outcomes)
+    refit = _observe(run, fit.model, outcomes).observations
     before = heldout_auc(observations)
     after = heldout_auc(refit)
     print(f"\nfitted model: {path}")

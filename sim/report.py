@@ -18,7 +18,11 @@ def text_report(summary: Summary, horizon_days: int, title: str) -> str:
         title,
         f"{summary.observations:,} observations of {summary.accounts:,} accounts; "
         f"{summary.churned:,} churned within {horizon_days} days ({overall:.1%})",
-        f"ROC AUC of the score (low score = churn): {_auc(summary.auc)}",
+        f"ROC AUC of the score (low score = churn): {_auc(summary.auc)}; "
+        f"PR AUC {_auc(summary.pr_auc)} (churn rate {overall:.3f}); "
+        f"top-decile lift {_lift(summary.top_decile_lift)}",
+        f"{summary.censored:,} observations left out: their {horizon_days}-day horizon passes "
+        "the end of the data, with no churn known by then",
         "",
         "churn by band",
         f"  {'band':<12} {'observed':>9} {'churned':>8} {'rate':>7} {'lift':>6}",
@@ -43,6 +47,10 @@ def text_report(summary: Summary, horizon_days: int, title: str) -> str:
         f"  {m.measure:<28} {_auc(m.auc):>7}   data for {m.coverage:.0%}" for m in summary.measures
     ]
     return "\n".join(lines)
+
+
+def _lift(value: float | None) -> str:
+    return "n/a (no churn)" if value is None else f"x{value:.2f}"
 
 
 def _row(bucket: Bucket, overall: float, width: int) -> str:
@@ -95,9 +103,10 @@ def html_report(summary: Summary, horizon_days: int, title: str) -> str:
 pre{{background:#f6f6f6;padding:1rem}}td,th{{padding:.2rem .8rem;text-align:left}}</style>
 </head><body>
 <h1>{escape(title)}</h1>
-<p>ROC AUC of the score: <strong>{_auc(summary.auc)}</strong>
+<p>ROC AUC of the score: <strong>{_auc(summary.auc)}</strong>; PR AUC {_auc(summary.pr_auc)};
+top-decile lift {_lift(summary.top_decile_lift)}
 ({summary.observations:,} observations, {summary.churned:,} churned within {horizon_days}
-days).</p>
+days; {summary.censored:,} left out, their horizon past the end of the data).</p>
 <h2>Churn rate by score decile (bars) and calibrated probability (line)</h2>
 <p>Decile 1 holds the lowest scores.</p>
 {deciles_chart(summary.deciles)}

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,16 +14,19 @@ from sim.backtest import (
     Observation,
     Outcome,
     auc,
+    average_precision,
     deciles,
     fit_calibration,
     iter_sorted,
     parse_record,
     read_outcomes,
     summarise,
+    top_decile_lift,
 )
 from sim.commands import heldout_auc
 from sim.fit import fit_weights, held_out
 from sim.simulator import SimOptions, Simulation
+from tests.factories import login
 
 
 def test_auc_counts_pairs_ranked_right_and_ties_as_half() -> None:
@@ -147,3 +150,36 @@ def test_a_fitted_model_does_no_worse_on_held_out_accounts(tmp_path: Path) -> No
     path = tmp_path / "fitted.yaml"
     path.write_text(yaml.safe_dump(fit.model.model_dump(mode="json", exclude_defaults=True)))
     assert load_model(path) == fit.model
+
+
+def test_pr_auc_and_top_decile_lift_rank_the_churners_first() -> None:
+    assert average_precision([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    # Positives at ranks 1 and 3: (1/1 + 2/3) / 2.
+    assert average_precision([0.9, 0.5, 0.4, 0.1], [True, False, True, False]) == pytest.approx(
+        (1 + 2 / 3) / 2
+    )
+    assert average_precision([0.2, 0.1], [False, False]) is None
+    # 100 observations, 10 churners: the 10 lowest scores hold 5 of them.
+    observations = [observation(n, n < 5 or 50 <= n < 55) for n in range(100)]
+    assert top_decile_lift(observations) == pytest.approx(0.5 / 0.1)
+    assert top_decile_lift([observation(50, False)]) is None
+
+
+def test_observations_whose_horizon_passes_the_end_of_the_data_are_left_out() -> None:
+    # One login a day for 100 days; observed every 10 days after a 20-day warm-up, horizon 30.
+    records = [login(account=a, days=d) for d in range(100) for a in ("stays", "goes")]
+    churn_day = records[-1].occurred_at.date()  # "goes" churns on the last day of the data
+    outcomes = {"stays": Outcome(False, None), "goes": Outcome(True, churn_day)}
+    test = Backtest(default_model(), outcomes, BacktestOptions(30, 10, 20))
+    observations = test.run(iter(records))
+    end = records[-1].occurred_at.date()
+    # "stays" is judged only where 30 days after the observation are in the data...
+    stays = [o.at for o in observations if o.account_id == "stays"]
+    assert stays
+    assert max(stays) + timedelta(days=30) <= end
+    # ...while "goes", seen churning within its horizon, is kept up to its last observation.
+    goes = [o for o in observations if o.account_id == "goes"]
+    assert max(o.at for o in goes) > max(stays)
+    assert goes[-1].churned
+    assert test.censored == len(goes) - len(stays)
+    assert test.censored > 0
