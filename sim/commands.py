@@ -21,7 +21,14 @@ from sim.backtest import (
     read_outcomes,
     summarise,
 )
-from sim.files import BadRecord, CsvMapping, read_files, write_csv, write_jsonl
+from sim.files import (
+    BadRecord,
+    CsvMapping,
+    estimate_records,
+    read_files,
+    write_csv,
+    write_jsonl,
+)
 from sim.fit import fit_weights, held_out
 from sim.progress import Progress
 from sim.report import deciles_chart, html_report, text_report
@@ -59,7 +66,7 @@ class BacktestRun:
 
 
 def _observe(run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]) -> Backtest:
-    progress = Progress(f"scoring records with {model.name}")
+    progress = Progress(f"scoring records with {model.name}", estimate_records(run.events))
     test = Backtest(model, outcomes, run.options)
     test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
     progress.done = test.records

@@ -38,6 +38,13 @@ class Progress:
             bar = "#" * int(share * 30)
             text = f"{self.what}: [{bar:<30}] {share:4.0%} {self.done:,}/{self.total:,}"
         text += f"  {rate:,.0f}/s  {elapsed:.0f}s"
+        if self.total and not final and rate > 0:
+            text += f"  ETA {_duration(max(0.0, (self.total - self.done) / rate))}"
         end = "\n" if final or not self._out.isatty() else ""
         self._out.write(("\r" if self._out.isatty() else "") + text + end)
         self._out.flush()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

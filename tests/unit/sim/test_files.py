@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -7,7 +8,15 @@ import pytest
 
 from scoring.events import FeatureUseEvent, LoginEvent
 from sim.backtest import record_time
-from sim.files import BadRecord, CsvMapping, read_file, read_files, write_jsonl
+from sim.files import (
+    BadRecord,
+    CsvMapping,
+    estimate_records,
+    read_file,
+    read_files,
+    write_jsonl,
+)
+from sim.progress import Progress
 
 EXPORT = """customer,ts,type,user,feature
 acme,2025-03-01T09:00:00Z,signin,u1,
@@ -75,3 +84,29 @@ def test_files_merge_in_event_time_order(tmp_path: Path) -> None:
     first.write_text('{"kind": "login", "account_id": "a"}\n')
     with pytest.raises(BadRecord, match=re.escape("a.jsonl:1: ")):
         list(read_file(first))
+
+
+def test_the_record_count_is_estimated_from_the_size_for_the_progress_eta(
+    tmp_path: Path,
+) -> None:
+    jsonl = tmp_path / "events.jsonl"
+    lines = [f'{{"kind": "login", "n": {n}, "pad": "{"x" * (n % 37)}"}}\n' for n in range(60_000)]
+    jsonl.write_text("".join(lines))
+    assert estimate_records([jsonl]) == pytest.approx(60_000, rel=0.05)
+    csv_file = tmp_path / "export.csv"
+    csv_file.write_text(EXPORT)
+    assert estimate_records([csv_file, jsonl]) == pytest.approx(60_003, rel=0.05)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_an_eta_while_a_total_is_known() -> None:
+    out = Terminal()
+    progress = Progress("scoring", total=1_000, out=out, every=0.0)
+    progress.update(250)
+    assert re.search(r"25% 250/1,000 .* ETA \d+s", out.getvalue())
+    progress.finish()
+    assert "ETA" not in out.getvalue().split("\r")[-1]
