@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 
 InputT = TypeVar("InputT")
 
-MAX_PENDING_BATCHES = 8
-"""Settled batches waiting for their outputs before the scoring task waits too."""
+MAX_PENDING_INPUTS = 5_000
+"""Inputs of the settled batches waiting for their outputs before the scoring task waits too.
+Counted in inputs, not batches: under a light load a batch holds one input, and a bound of 8
+batches held the scoring task back whenever 8 events waited for their sends (the alert
+latency's p99 went from 376 to 2,495 ms at 650 events/s); under a backlog a batch holds
+hundreds, and every input waiting here is read again after a crash."""
 
 
 @dataclass(slots=True)
@@ -52,25 +56,36 @@ class OutputsFirst(Generic[InputT]):
         self,
         write_state: Callable[[bytes, int, bytes], object],
         ack: Callable[[InputT], object],
-        max_pending: int = MAX_PENDING_BATCHES,
+        max_pending_inputs: int = MAX_PENDING_INPUTS,
     ) -> None:
         self._write_state = write_state
         self._ack = ack
-        self._pending: asyncio.Queue[SettledBatch[InputT]] = asyncio.Queue(max_pending)
+        self._max_pending = max_pending_inputs
+        self._pending: asyncio.Queue[SettledBatch[InputT]] = asyncio.Queue()
+        self._pending_inputs = 0
+        self._room = asyncio.Event()
 
     async def put(self, batch: SettledBatch[InputT]) -> None:
-        """Queue ``batch``; waits while ``max_pending`` batches are queued (back-pressure)."""
-        await self._pending.put(batch)
+        """Queue ``batch``; waits while ``max_pending_inputs`` inputs are queued
+        (back-pressure). A batch larger than that is let in alone."""
+        while self._pending_inputs and self._pending_inputs >= self._max_pending:
+            self._room.clear()
+            await self._room.wait()
+        self._pending_inputs += _weight(batch)
+        self._pending.put_nowait(batch)
 
     @property
     def pending(self) -> int:
-        return self._pending.qsize()
+        """Inputs of the batches waiting."""
+        return self._pending_inputs
 
     async def run(self) -> None:
         """Until cancelled: each batch in turn, once its outputs are delivered."""
         while True:
             batch = await self._pending.get()
             await self.complete(batch)
+            self._pending_inputs -= _weight(batch)
+            self._room.set()
 
     async def complete(self, batch: SettledBatch[InputT]) -> None:
         """Wait for ``batch``'s outputs, then write its states and acknowledge its inputs."""
@@ -83,6 +98,11 @@ class OutputsFirst(Generic[InputT]):
             self._write_state(key, partition, encoded)
         for message in batch.inputs:
             self._ack(message)
+
+
+def _weight(batch: SettledBatch[InputT]) -> int:
+    """What a batch counts for in the bound: its inputs (at least one)."""
+    return max(1, len(batch.inputs))
 
 
 class OutputLost(Exception):

@@ -90,18 +90,32 @@ async def test_a_batch_without_outputs_is_written_at_once() -> None:
     assert log.entries == [("state", (b"acme", 0, b"{v1}")), ("ack", "m1")]
 
 
-async def test_the_scoring_task_waits_when_too_many_batches_are_pending() -> None:
+async def test_the_scoring_task_waits_when_too_many_inputs_are_pending() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack, max_pending=1)
-    await writer.put(batch([], b"acme", b"{v1}", "m1"))
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack, max_pending_inputs=3)
+    await writer.put(batch([], b"acme", b"{v0}", "m0"))
+    await writer.put(batch([], b"acme", b"{v1}", "m1", "m1b"))
+    assert writer.pending == 3
     blocked = asyncio.create_task(writer.put(batch([], b"acme", b"{v2}", "m2")))
     await settle_loop()
     assert not blocked.done()
-    assert writer.pending == 1
     running = asyncio.create_task(writer.run())
     try:
         await asyncio.wait_for(blocked, 1)
         await settle_loop()
-        assert [entry for kind, entry in log.entries if kind == "ack"] == ["m1", "m2"]
+        assert [entry for kind, entry in log.entries if kind == "ack"] == [
+            "m0",
+            "m1",
+            "m1b",
+            "m2",
+        ]
+        assert writer.pending == 0
     finally:
         running.cancel()
+
+
+async def test_a_batch_larger_than_the_bound_is_let_in_alone() -> None:
+    log = Log()
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack, max_pending_inputs=2)
+    await asyncio.wait_for(writer.put(batch([], b"acme", b"{v1}", "m1", "m2", "m3")), 1)
+    assert writer.pending == 3
