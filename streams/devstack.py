@@ -39,6 +39,7 @@ DEV_BROKER_SETTINGS: dict[str, Any] = {
     "broker_rebalance_timeout": 6.0,
     "producer_max_batch_size": 1,
     "broker_fetch_max_wait": 0.1,
+    "view_fetch_max_wait": 2.0,
 }
 """Work-arounds for the dev broker's gaps; never set in production."""
 

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a fetch may wait on the broker for new records (Faust's value)",
     )
+    view_fetch_max_wait: float = Field(
+        default=0.5,
+        gt=0,
+        le=30,
+        description="seconds the Redis view's consumer of chs.scores waits to fetch more at once",
+    )
     producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
     producer_linger_seconds: float = Field(
         default=0.0, ge=0, description="wait this long to fill a producer batch"
