@@ -100,21 +100,24 @@ def test_trend_compares_with_closing_scores_7_and_30_days_back() -> None:
     assert update.change_30d == -30.0
 
 
-def test_override_set_and_expiry_are_drivers() -> None:
-    rescorer = Rescorer(small_model())
-    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
-    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
-    override = CsmOverride(
+def override_by(author: str, score: float, expires_in_days: float) -> CsmOverride:
+    return CsmOverride(
         event_id="o1",
         account_id="acme",
         occurred_at=T0,
         action=OverrideAction.SET,
-        author="ann",
+        author=author,
         reason="champion left",
-        score=10,
-        expires_at=at(2),
+        score=score,
+        expires_at=at(days=expires_in_days),
     )
-    apply_override(state, override, NOW)
+
+
+def test_override_set_and_expiry_are_drivers() -> None:
+    rescorer = Rescorer(small_model())
+    state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
+    rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
+    apply_override(state, override_by("ann", 10, expires_in_days=2), NOW)
     update = rescorer.rescore(state, NOW, Trigger.OVERRIDE, "o1", COMPUTED)
     assert update is not None
     assert update.override is not None
@@ -156,17 +159,7 @@ def test_a_perfect_score_has_no_drags_and_an_override_can_be_one() -> None:
     assert update is not None
     assert update.score == 100.0
     assert update.drags == []
-    override = CsmOverride(
-        event_id="o1",
-        account_id="acme",
-        occurred_at=T0,
-        action=OverrideAction.SET,
-        author="ana",
-        reason="champion left",
-        score=20,
-        expires_at=at(days=30),
-    )
-    apply_override(state, override, NOW)
+    apply_override(state, override_by("ana", 20, expires_in_days=30), NOW)
     update = rescorer.rescore(state, NOW, Trigger.OVERRIDE, "o1", COMPUTED)
     assert update is not None
     assert update.drags[0].component == OVERRIDE_COMPONENT
