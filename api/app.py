@@ -12,7 +12,6 @@ import hmac
 import logging
 import math
 import re
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +21,10 @@ from pydantic import BaseModel, SecretStr
 from redis.exceptions import RedisError
 
 from api.models import AccountHistory, AccountPage, AlertList, Problem
-from api.openapi import CURSOR, POSIX_SECONDS, RFC3339, RFC3339_LOCAL, openapi
+from api.openapi import CURSOR, POSIX_SECONDS, RFC3339, openapi
 from api.store import AccountFilter, ReadModel, summary
 from scoring.model import ScoringModel
+from scoring.validation import NoTimeZone, parse_instant
 from streams.redis_view import NO_SEGMENT
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,15 @@ def _since(raw: str | None) -> float:
         return 0.0
     if re.fullmatch(POSIX_SECONDS, raw):
         return float(raw)
-    if re.fullmatch(RFC3339, raw) is None:
-        if re.fullmatch(RFC3339_LOCAL, raw):
-            raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z")
-        raise BadRequest(f"since must be an RFC 3339 time or POSIX seconds, not {raw!r}")
-    # Python reads upper-case separators only, and no leap second.
-    text = re.sub(r":60(?=[.Z+-])", ":59", raw.upper())
+    unreadable = BadRequest(f"since must be an RFC 3339 time or POSIX seconds, not {raw!r}")
     try:
-        moment = datetime.fromisoformat(text)
+        moment = parse_instant(raw)
+    except NoTimeZone:
+        raise BadRequest("since needs a time zone, e.g. 2026-11-20T00:00:00Z") from None
     except ValueError:
-        raise BadRequest(f"since is not a date and time of the calendar: {raw!r}") from None
+        raise unreadable from None
+    if re.fullmatch(RFC3339, raw) is None:  # other ISO 8601 forms: not what the API declares
+        raise unreadable
     try:
         return moment.timestamp()
     except OverflowError:  # a zone offset past year 1 or 9999: before or after everything

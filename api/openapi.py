@@ -58,8 +58,6 @@ RFC3339 = (
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 """An RFC 3339 date-time (what the ``since`` parameter's ``date-time`` format means)."""
-RFC3339_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-"""A date and time without a zone: refused with its own reason."""
 
 
 def openapi(max_limit: int, secured: bool, bands: list[str], segments: list[str]) -> dict[str, Any]:

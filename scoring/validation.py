@@ -6,6 +6,7 @@ and routes an ``InvalidInput`` to the dead-letter topic with its ``code`` and ``
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -108,14 +109,15 @@ class NoTimeZone(ValueError):
 
 
 def parse_instant(text: str) -> datetime:
-    """A point in time given as ISO 8601 with a zone, or as POSIX seconds (as people type
-    them into a query or a CSV export). ValueError if it is neither; NoTimeZone for ISO
-    without a zone."""
+    """A point in time given as ISO 8601 (RFC 3339 included) with a zone, or as POSIX seconds
+    (as people type them into a query or a CSV export). ValueError if it is neither;
+    NoTimeZone for ISO without a zone."""
     try:
         return datetime.fromtimestamp(float(text), UTC)
     except (ValueError, OverflowError, OSError):
         pass
-    moment = datetime.fromisoformat(text)
+    # Python reads upper-case separators only, and no leap second (RFC 3339 allows both).
+    moment = datetime.fromisoformat(re.sub(r":60(?=[.Z+-]|$)", ":59", text.upper()))
     if moment.tzinfo is None:
         raise NoTimeZone(text)
     return moment

@@ -18,12 +18,9 @@ goes on with the next batches, changing the same objects in place.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 InputT = TypeVar("InputT")
 

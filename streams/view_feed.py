@@ -38,7 +38,8 @@ there was anything cut the worker's throughput on a 60,000-event backlog from 1,
 events/s (Tansu at 120 % CPU), and a fetch every half second still made an alert's p99
 latency 3.2 s at 650 events/s (0.5 s with a 2 s wait, the dev setting)."""
 
-Records = Mapping[TopicPartition, Iterable[ConsumerRecord[bytes, bytes]]]
+Fetched = Mapping[TopicPartition, Iterable[ConsumerRecord[bytes, bytes]]]
+"""What one ``getmany`` returns: each partition's records."""
 
 
 class ViewWriter(Protocol):
@@ -57,7 +58,7 @@ class ViewFeed:
         self._read: dict[TopicPartition, int] = {}
         """Partition -> the offset to commit once the view has written what was read."""
 
-    def take(self, records: Records) -> int:
+    def take(self, records: Fetched) -> int:
         """Queue ``records`` on the view; the number of them."""
         scores, view = self._settings.topic_scores, self._view
         taken = 0

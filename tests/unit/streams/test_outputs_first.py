@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -26,6 +28,16 @@ def batch(
     return SettledBatch(list(outputs), [(key, 0, encoded)], list(inputs))
 
 
+@contextlib.asynccontextmanager
+async def running(writer: OutputsFirst[str]) -> AsyncIterator[None]:
+    """``writer.run`` in a task for the block's length."""
+    task = asyncio.create_task(writer.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 async def settle_loop() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -36,16 +48,13 @@ async def test_states_are_written_and_inputs_acked_only_once_every_output_is_del
     writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack)
     score, alert = asyncio.Future[object](), asyncio.Future[object]()
     await writer.put(batch([score, alert], b"acme", b"{v1}", "m1", "m2"))
-    running = asyncio.create_task(writer.run())
-    try:
+    async with running(writer):
         score.set_result("delivered")
         await settle_loop()
         assert log.entries == []  # the alert is not delivered yet
         alert.set_result("delivered")
         await settle_loop()
         assert log.entries == [("state", (b"acme", 0, b"{v1}")), ("ack", "m1"), ("ack", "m2")]
-    finally:
-        running.cancel()
 
 
 async def test_batches_complete_in_order_even_if_a_later_one_is_delivered_first() -> None:
@@ -54,8 +63,7 @@ async def test_batches_complete_in_order_even_if_a_later_one_is_delivered_first(
     first, second = asyncio.Future[object](), asyncio.Future[object]()
     await writer.put(batch([first], b"acme", b"{v1}", "m1"))
     await writer.put(batch([second], b"acme", b"{v2}", "m2"))
-    running = asyncio.create_task(writer.run())
-    try:
+    async with running(writer):
         second.set_result("delivered")
         await settle_loop()
         assert log.entries == []
@@ -66,8 +74,6 @@ async def test_batches_complete_in_order_even_if_a_later_one_is_delivered_first(
             (b"acme", 0, b"{v2}"),
         ]
         assert [entry for kind, entry in log.entries if kind == "ack"] == ["m1", "m2"]
-    finally:
-        running.cancel()
 
 
 async def test_a_lost_output_stops_the_writer_before_its_state_is_written() -> None:
@@ -99,8 +105,7 @@ async def test_the_scoring_task_waits_when_too_many_inputs_are_pending() -> None
     blocked = asyncio.create_task(writer.put(batch([], b"acme", b"{v2}", "m2")))
     await settle_loop()
     assert not blocked.done()
-    running = asyncio.create_task(writer.run())
-    try:
+    async with running(writer):
         await asyncio.wait_for(blocked, 1)
         await settle_loop()
         assert [entry for kind, entry in log.entries if kind == "ack"] == [
@@ -110,8 +115,6 @@ async def test_the_scoring_task_waits_when_too_many_inputs_are_pending() -> None
             "m2",
         ]
         assert writer.pending == 0
-    finally:
-        running.cancel()
 
 
 async def test_a_batch_larger_than_the_bound_is_let_in_alone() -> None:
