@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from scoring.model import OVERRIDE_COMPONENT, Aggregation, ScoringModel
-from scoring.score import Score
+from scoring.score import MeasureScore, Score
 from scoring.state import AccountState, Published, day_of
 
 MAX_DRIVERS = 3
@@ -75,6 +75,7 @@ class Explainer:
             name: [(m.name, m.label) for m in c.measures] for name, c in model.components.items()
         }
         self._labels = {m.name: m.label for c in model.components.values() for m in c.measures}
+        self._relative = {m.name for m in model.peer_measures}
 
     def drags(self, score: Score) -> list[Drag]:
         """The measures costing ``score`` the most points against a perfect score, worst first.
@@ -116,9 +117,7 @@ class Explainer:
         if measure is None:
             words = self._override_words(score)
         else:
-            label = self._labels.get(measure, measure)
-            value = score.measures[measure].value
-            words = f"{label} {'no data' if value is None else _number(value)}"
+            words = self._measure_words(measure, score.measures[measure])
         return Drag(
             component=component,
             measure=measure,
@@ -165,6 +164,19 @@ class Explainer:
         words = "; ".join(f"{c.label} {_number(c.old)} -> {_number(c.new)}" for c in changes)
         text = f"{component} {_points(delta)}: {words or 'its share of the score changed'}"
         return Driver(component=component, delta=delta, text=text, measures=changes)
+
+    def _measure_words(self, measure: str, scored: MeasureScore) -> str:
+        """``active days in 30 days 3 (peers' median 17)``; a peer-relative measure scored on
+        its absolute fallback says so."""
+        label = self._labels.get(measure, measure)
+        if scored.value is None:
+            return f"{label} no data"
+        words = f"{label} {_number(scored.value)}"
+        if scored.peers_median is not None:
+            return f"{words} (peers' median {_number(scored.peers_median)})"
+        if measure in self._relative:
+            return f"{words} (too few peers yet: absolute scale)"
+        return words
 
     @staticmethod
     def _override_words(score: Score) -> str:

@@ -150,6 +150,14 @@ def _seat_utilisation(ctx: MetricContext, m: Measure) -> float | None:
     return 100.0 * users / attributes.seats
 
 
+def _logins_per_seat(ctx: MetricContext, m: Measure) -> float | None:
+    attributes = ctx.state.attributes
+    logins = _windowed(ctx, m, "logins", *_USAGE)
+    if logins is None or attributes is None or not attributes.seats:
+        return None
+    return logins / attributes.seats
+
+
 def _days_since_last_login(ctx: MetricContext, m: Measure) -> float | None:
     last = ctx.state.last_seen.get(EventKind.LOGIN)
     return None if last is None else max(0.0, (ctx.now - last) / SECONDS_PER_DAY)
@@ -184,6 +192,15 @@ def _feature_depth(ctx: MetricContext, m: Measure) -> float | None:
         return None
     assert m.window_days is not None
     return ctx.windows.total(m.window_days, "feature_uses") / users if users else 0.0
+
+
+def _uses_per_login(ctx: MetricContext, m: Measure) -> float | None:
+    if not ctx.has(*_USAGE):
+        return None
+    assert m.window_days is not None
+    logins = ctx.windows.total(m.window_days, "logins")
+    uses = ctx.windows.total(m.window_days, "feature_uses")
+    return uses / logins if logins else None
 
 
 def _sticky_features(ctx: MetricContext, m: Measure) -> float | None:
@@ -245,6 +262,12 @@ def _survey_average(survey: SurveyType) -> Callable[[MetricContext, Measure], fl
 
 
 def _tenure_days(ctx: MetricContext, m: Measure) -> float | None:
+    return tenure_days(ctx)
+
+
+def tenure_days(ctx: MetricContext) -> float | None:
+    """Days as a customer: from ``customer_since`` if the CRM gives it, else since the first
+    event."""
     attributes = ctx.state.attributes
     if attributes is not None and attributes.customer_since is not None:
         since = attributes.customer_since.toordinal() - 719_163  # 1970-01-01 as day 0
@@ -259,10 +282,12 @@ METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {
     Metric.ACTIVE_DAYS: _active_days,
     Metric.ACTIVE_USERS: _active_users,
     Metric.SEAT_UTILISATION: _seat_utilisation,
+    Metric.LOGINS_PER_SEAT: _logins_per_seat,
     Metric.DAYS_SINCE_LAST_LOGIN: _days_since_last_login,
     Metric.USAGE_TREND: _usage_trend,
     Metric.FEATURE_BREADTH: _feature_breadth,
     Metric.FEATURE_DEPTH: _feature_depth,
+    Metric.USES_PER_LOGIN: _uses_per_login,
     Metric.STICKY_FEATURES: _sticky_features,
     Metric.TICKETS_OPENED: lambda ctx, m: _windowed(ctx, m, "tickets_opened", EventKind.TICKET),
     Metric.OPEN_TICKETS: _open_tickets,

@@ -40,10 +40,12 @@ class Metric(StrEnum):
     ACTIVE_DAYS = "active_days"
     ACTIVE_USERS = "active_users"
     SEAT_UTILISATION = "seat_utilisation"
+    LOGINS_PER_SEAT = "logins_per_seat"
     DAYS_SINCE_LAST_LOGIN = "days_since_last_login"
     USAGE_TREND = "usage_trend"
     FEATURE_BREADTH = "feature_breadth"
     FEATURE_DEPTH = "feature_depth"
+    USES_PER_LOGIN = "uses_per_login"
     STICKY_FEATURES = "sticky_features"
     TICKETS_OPENED = "tickets_opened"
     OPEN_TICKETS = "open_tickets"
@@ -68,9 +70,11 @@ WINDOWED_METRICS = frozenset(
         Metric.ACTIVE_DAYS,
         Metric.ACTIVE_USERS,
         Metric.SEAT_UTILISATION,
+        Metric.LOGINS_PER_SEAT,
         Metric.USAGE_TREND,
         Metric.FEATURE_BREADTH,
         Metric.FEATURE_DEPTH,
+        Metric.USES_PER_LOGIN,
         Metric.STICKY_FEATURES,
         Metric.TICKETS_OPENED,
         Metric.TIME_TO_RESOLVE_HOURS,
@@ -164,7 +168,36 @@ def _directed(fraction: float, higher_is_better: bool) -> float:
     return 100.0 * (fraction if higher_is_better else 1.0 - fraction)
 
 
-ValueMapping = Annotated[LinearMapping | LogMapping | StepsMapping, Field(discriminator="type")]
+AbsoluteMapping = Annotated[LinearMapping | LogMapping | StepsMapping, Field(discriminator="type")]
+
+
+class PercentileMapping(_Strict):
+    """The account's rank among its peers on the raw value (``scoring.peers``): 0 for the
+    lowest, 100 from the ``full_at`` percentile up (reversed when lower is better). Below
+    ``peers.min_accounts`` peers with a value, ``fallback`` scores it instead."""
+
+    type: Literal["percentile"]
+    higher_is_better: bool = True
+    full_at: float = Field(
+        default=100.0,
+        gt=0,
+        le=100,
+        description="the percentile from which the measure scores 100 (50: the median is enough)",
+    )
+    fallback: AbsoluteMapping
+
+    def score(self, raw: float) -> float:
+        """The absolute score: what counts while the peers are too few."""
+        return self.fallback.score(raw)
+
+    def score_rank(self, percentile: float) -> float:
+        standing = percentile if self.higher_is_better else 100.0 - percentile
+        return 100.0 * min(1.0, standing / self.full_at)
+
+
+ValueMapping = Annotated[
+    LinearMapping | LogMapping | StepsMapping | PercentileMapping, Field(discriminator="type")
+]
 
 
 class MissingRule(StrEnum):
@@ -269,6 +302,25 @@ class Segment(_Strict):
         return all(getattr(attributes, key) in values for key, values in self.when.items())
 
 
+class PeerSettings(_Strict):
+    """How peer-relative (``percentile``) measures find their peers."""
+
+    min_accounts: int = Field(
+        default=50, ge=5, description="fewer peers with a value: the fallback mapping applies"
+    )
+    tenure_bands_days: list[int] = Field(
+        default_factory=list,
+        description="split peers by days as a customer at these bounds, e.g. [90, 365]",
+    )
+
+    @model_validator(mode="after")
+    def _ascending(self) -> PeerSettings:
+        bands = self.tenure_bands_days
+        if bands != sorted(set(bands)) or any(b <= 0 for b in bands):
+            raise ValueError("tenure_bands_days must be positive and strictly ascending")
+        return self
+
+
 class OverrideModel(_Strict):
     weight: PositiveFloat = Field(description="weight of an active CSM override")
     label: str = "CSM override"
@@ -298,6 +350,7 @@ class ScoringModel(_Strict):
     sticky_features: list[str] = Field(default_factory=list)
     components: dict[str, ComponentModel] = Field(min_length=1)
     override: OverrideModel | None = None
+    peers: PeerSettings = Field(default_factory=PeerSettings)
     bands: Bands
     grades: Bands
     segments: list[Segment] = Field(default_factory=list)
@@ -341,6 +394,16 @@ class ScoringModel(_Strict):
                 if measure.baseline_days is not None:
                     days.add(measure.window_days + measure.baseline_days)  # type: ignore[operator]
         return tuple(sorted(days))
+
+    @cached_property
+    def peer_measures(self) -> tuple[Measure, ...]:
+        """The measures scored against peers (``percentile`` mappings)."""
+        return tuple(
+            m
+            for c in self.components.values()
+            for m in c.measures
+            if isinstance(m.mapping, PercentileMapping)
+        )
 
     @cached_property
     def _default_profile(self) -> Profile:

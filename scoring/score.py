@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.metrics import MetricContext, metric_value
-from scoring.model import OVERRIDE_COMPONENT, MissingRule, ScoringModel, label_for
-from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride
+from scoring.metrics import MetricContext, metric_value, tenure_days
+from scoring.model import (
+    OVERRIDE_COMPONENT,
+    Measure,
+    MissingRule,
+    PercentileMapping,
+    ScoringModel,
+    label_for,
+)
+from scoring.peers import PeerBook, PeerDistribution, peer_group
+from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, day_of
 
 
 class MeasureScore(BaseModel):
@@ -21,6 +29,11 @@ class MeasureScore(BaseModel):
     value: float | None
     """The raw metric value; None when it had no data (and the missing rule made it neutral)."""
     score: float
+    percentile: float | None = None
+    """Peer-relative measures: the account's rank among its peers (0-100); None when the
+    peers were too few and the absolute fallback scored it."""
+    peers_median: float | None = None
+    """Peer-relative measures: the peers' median raw value (None as for ``percentile``)."""
 
 
 class ComponentScore(BaseModel):
@@ -46,6 +59,10 @@ class Score(BaseModel):
     components: dict[str, ComponentScore]
     measures: dict[str, MeasureScore]
     override: ActiveOverride | None
+    peer_group: str
+    """The peers it ranks among (``scoring.peers.peer_group``)."""
+    peer_values: dict[str, float]
+    """Raw values of its peer-relative measures, unrounded: what it adds to the sketches."""
 
 
 def is_stale(state: AccountState, model: ScoringModel, now: float) -> bool:
@@ -62,8 +79,14 @@ def active_override(state: AccountState, model: ScoringModel, now: float) -> Act
     return override
 
 
-def evaluate(state: AccountState, model: ScoringModel, now: float) -> Score | None:
-    """Score ``state`` as of ``now`` (POSIX seconds).
+def evaluate(
+    state: AccountState,
+    model: ScoringModel,
+    now: float,
+    peers: PeerDistribution | None = None,
+) -> Score | None:
+    """Score ``state`` as of ``now`` (POSIX seconds), peer-relative measures against
+    ``peers`` (their absolute fallback without).
 
     None before the account's first product event (attributes or an override alone say
     nothing about its health) and when no component has data.
@@ -77,6 +100,8 @@ def evaluate(state: AccountState, model: ScoringModel, now: float) -> Score | No
         assert state.watermark is not None
         as_of = state.watermark + model.stale_after_days * SECONDS_PER_DAY
     ctx = MetricContext(state, model, as_of)
+    group = peer_group(profile.segment, tenure_days(ctx), model.peers.tenure_bands_days)
+    peer_values: dict[str, float] = {}
     component_scores: dict[str, float] = {}
     measures: dict[str, MeasureScore] = {}
     for name, component in model.components.items():
@@ -84,14 +109,15 @@ def evaluate(state: AccountState, model: ScoringModel, now: float) -> Score | No
         for measure in component.measures:
             raw = metric_value(ctx, measure)
             if raw is not None:
-                score = measure.mapping.score(raw)
+                if isinstance(measure.mapping, PercentileMapping):
+                    peer_values[measure.name] = raw
+                measured, score = _measure_score(measure, raw, group, peers)
             elif measure.missing is MissingRule.NEUTRAL:
                 score = measure.neutral_score
+                measured = MeasureScore(value=None, score=score)
             else:
                 continue
-            measures[measure.name] = MeasureScore(
-                value=None if raw is None else round(raw, 2), score=round(score, 1)
-            )
+            measures[measure.name] = measured
             scored.append((measure, score))
         if scored:
             component_scores[name] = component.aggregate(scored)
@@ -119,4 +145,38 @@ def evaluate(state: AccountState, model: ScoringModel, now: float) -> Score | No
         components=components,
         measures=measures,
         override=override,
+        peer_group=group,
+        peer_values=peer_values,
     )
+
+
+def _measure_score(
+    measure: Measure, raw: float, group: str, peers: PeerDistribution | None
+) -> tuple[MeasureScore, float]:
+    """The measure's score in the update (rounded) and exact (what the component uses)."""
+    mapping = measure.mapping
+    rank = None
+    if isinstance(mapping, PercentileMapping) and peers is not None:
+        rank = peers.rank(group, measure.name, raw)
+    if rank is None:
+        score = mapping.score(raw)
+        return MeasureScore(value=round(raw, 2), score=round(score, 1)), score
+    assert isinstance(mapping, PercentileMapping)
+    score = mapping.score_rank(rank.percentile)
+    measured = MeasureScore(
+        value=round(raw, 2),
+        score=round(score, 1),
+        percentile=round(rank.percentile, 1),
+        peers_median=round(rank.median, 2),
+    )
+    return measured, score
+
+
+def contribute(state: AccountState, score: Score, book: PeerBook, now: float) -> None:
+    """Add the account's peer-relative values to ``book`` for ``now``'s day, once a day;
+    stale accounts (no data for ``stale_after_days``) are not anyone's peers."""
+    today = day_of(now)
+    if state.peer_day == today or score.stale or not score.peer_values:
+        return
+    book.contribute(today, score.peer_group, score.peer_values)
+    state.peer_day = today

@@ -188,6 +188,8 @@ class AccountState(BaseModel):
     history: dict[int, float] = Field(default_factory=dict)
     """Day number -> closing score of that day, for the last ``HORIZON_DAYS`` days."""
     alerts: AlertMemory = Field(default_factory=AlertMemory)
+    peer_day: int | None = None
+    """The day its values last went into the peer sketches (``scoring.peers``): once a day."""
     _user_days: Counter[int] | None = PrivateAttr(default=None)
     _feature_days: Counter[int] | None = PrivateAttr(default=None)
     """Last day -> how many users (features) have it as their last: counting those seen in a

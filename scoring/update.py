@@ -9,8 +9,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scoring.explain import Drag, Driver, Explainer, change_since
 from scoring.model import ScoringModel
-from scoring.score import ComponentScore, MeasureScore, evaluate
-from scoring.state import AccountState, Published, record_closing_score
+from scoring.peers import PeerPort
+from scoring.score import ComponentScore, MeasureScore, contribute, evaluate
+from scoring.state import AccountState, Published, day_of, record_closing_score
 
 
 class Trigger(StrEnum):
@@ -74,10 +75,13 @@ def _utc(ts: float) -> datetime:
 
 class Rescorer:
     """Evaluates an account and, when its score, band, staleness, segment or override moved,
-    records the new score in the state and returns the explained update."""
+    records the new score in the state and returns the explained update. Peer-relative
+    measures rank against ``peers`` (their absolute fallback without), and every evaluation
+    adds the account's values to its partition's book (once a day)."""
 
-    def __init__(self, model: ScoringModel) -> None:
+    def __init__(self, model: ScoringModel, peers: PeerPort | None = None) -> None:
         self.model = model
+        self.peers = peers if model.peer_measures else None
         self._explainer = Explainer(model)
 
     def rescore(
@@ -88,9 +92,13 @@ class Rescorer:
         event_id: str | None,
         computed_at: datetime,
     ) -> ScoreUpdate | None:
-        score = evaluate(state, self.model, now)
+        peers = self.peers
+        distribution = peers.distribution(day_of(now)) if peers is not None else None
+        score = evaluate(state, self.model, now, distribution)
         if score is None:
             return None
+        if peers is not None:
+            contribute(state, score, peers.book_for(state.partition), now)
         record_closing_score(state, score.value, now)
         previous = state.published
         override_id = score.override.override_id if score.override else None

@@ -26,8 +26,10 @@ from scoring.events import (
     TicketEvent,
 )
 from scoring.model import ScoringModel
-from scoring.score import evaluate
-from scoring.state import SECONDS_PER_DAY, AccountState, apply_attributes, fold
+from scoring.peers import PeerBoard, PeerBook, PeerDistribution
+from scoring.score import contribute, evaluate
+from scoring.state import SECONDS_PER_DAY, AccountState, apply_attributes, day_of, fold
+from sim.baselines import events_30d, fit_logistic, simple_counts
 
 
 class AttributesRecord(AccountAttributes):
@@ -63,6 +65,8 @@ class Observation:
     measure_scores: dict[str, float]
     """Each measure's 0-100 score (the neutral score where the model says so)."""
     churned: bool
+    counts: tuple[float, ...] = ()
+    """The baselines' features (``sim.baselines.simple_counts``)."""
 
 
 @dataclass
@@ -161,16 +165,32 @@ class Backtest:
         else:
             fold(state, item)
 
+    def peers_at(self, at: float) -> PeerDistribution | None:
+        """The distribution live scoring would rank against at ``at`` had the timer evaluated
+        every account at the end of the day before: each account's values as of a second
+        before ``at``, through the same ``contribute`` and ``PeerBoard`` as the worker."""
+        if not self.model.peer_measures:
+            return None
+        book = PeerBook()
+        for state in self.states.values():
+            earlier = evaluate(state, self.model, at - 1)
+            if earlier is not None:
+                contribute(state, earlier, book, at - 1)
+        board = PeerBoard(self.model.peers.min_accounts)
+        board.put(0, book)
+        return board.distribution(day_of(at))
+
     def _observe(self, at: float) -> None:
         day = datetime.fromtimestamp(at, UTC).date()
         horizon = day + timedelta(days=self.options.horizon_days)
+        peers = self.peers_at(at)
         for account, state in self.states.items():
             outcome = self.outcomes.get(account)
             if outcome is None:
                 continue  # no ground truth: cannot be judged
             if outcome.churned and outcome.churn_day is not None and outcome.churn_day <= day:
                 continue  # already gone
-            score = evaluate(state, self.model, at)
+            score = evaluate(state, self.model, at, peers)
             if score is None:
                 continue
             churned = bool(
@@ -185,6 +205,7 @@ class Backtest:
                     measures={n: m.value for n, m in score.measures.items()},
                     measure_scores={n: m.score for n, m in score.measures.items()},
                     churned=churned,
+                    counts=simple_counts(state, self.model, at),
                 )
             )
 
@@ -363,6 +384,8 @@ class Summary:
     measures: list[MeasurePower]
     censored: int = 0
     """Observations left out for a horizon past the end of the data (``Backtest.censored``)."""
+    baselines: dict[str, float | None] = field(default_factory=dict)
+    """ROC AUC of each baseline (``sim.baselines``) over the same observations."""
 
 
 def summarise(observations: list[Observation], model: ScoringModel, censored: int = 0) -> Summary:
@@ -383,7 +406,24 @@ def summarise(observations: list[Observation], model: ScoringModel, censored: in
         calibration=calibration,
         measures=measure_power(observations),
         censored=censored,
+        baselines=baseline_aucs(observations),
     )
+
+
+EVENTS_BASELINE = "fewer events in 30 days"
+LOGISTIC_BASELINE = "logistic regression on counts"
+
+
+def baseline_aucs(observations: list[Observation]) -> dict[str, float | None]:
+    """ROC AUC of the baselines over ``observations`` (the regression fitted on them)."""
+    if not all(o.counts for o in observations):
+        return {}
+    labels = [o.churned for o in observations]
+    result = {EVENTS_BASELINE: auc([-events_30d(o.counts) for o in observations], labels)}
+    if any(labels) and not all(labels):
+        fit = fit_logistic([o.counts for o in observations], labels)
+        result[LOGISTIC_BASELINE] = auc([fit.risk(o.counts) for o in observations], labels)
+    return result
 
 
 def iter_sorted(items: Iterator[Event | AccountAttributes]) -> Iterator[Event | AccountAttributes]:

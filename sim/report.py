@@ -21,6 +21,10 @@ def text_report(summary: Summary, horizon_days: int, title: str) -> str:
         f"ROC AUC of the score (low score = churn): {_auc(summary.auc)}; "
         f"PR AUC {_auc(summary.pr_auc)} (churn rate {overall:.3f}); "
         f"top-decile lift {_lift(summary.top_decile_lift)}",
+        *(
+            f"  baseline, {name}: ROC AUC {_auc(value)}"
+            for name, value in summary.baselines.items()
+        ),
         f"{summary.censored:,} observations left out: their {horizon_days}-day horizon passes "
         "the end of the data, with no churn known by then",
         "",
@@ -97,6 +101,12 @@ def html_report(summary: Summary, horizon_days: int, title: str) -> str:
         f"<tr><td>{escape(m.measure)}</td><td>{_auc(m.auc)}</td><td>{m.coverage:.0%}</td></tr>"
         for m in summary.measures
     )
+    baselines = (
+        "; ".join(
+            f"{escape(name)}: ROC AUC {_auc(value)}" for name, value in summary.baselines.items()
+        )
+        or "none (no counts)"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2rem;max-width:60rem}}
@@ -107,6 +117,7 @@ pre{{background:#f6f6f6;padding:1rem}}td,th{{padding:.2rem .8rem;text-align:left
 top-decile lift {_lift(summary.top_decile_lift)}
 ({summary.observations:,} observations, {summary.churned:,} churned within {horizon_days}
 days; {summary.censored:,} left out, their horizon past the end of the data).</p>
+<p>Baselines over the same observations: {baselines}.</p>
 <h2>Churn rate by score decile (bars) and calibrated probability (line)</h2>
 <p>Decile 1 holds the lowest scores.</p>
 {deciles_chart(summary.deciles)}

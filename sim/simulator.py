@@ -7,6 +7,10 @@ surveys (scores follow engagement, with noise). Engagement drifts. Some accounts
 slide at a random date: those that slide far enough churn a few weeks later (ground truth),
 some recover, some downgrade at renewal. Deterministic for a seed.
 
+A *profile* (``PROFILES``) makes a different business out of the same mechanics: seats and
+plans, how often users come and how many features there are, and which drivers of churn
+weigh most (a usage slide, new accounts that never take hold, cards that keep failing).
+
 Output is plain dicts, the JSON of our event contract plus ``kind`` ("attributes" for CRM
 snapshots), in event-time order; and the outcomes.
 """
@@ -26,9 +30,67 @@ FEATURES = (
     "dashboards", "reports", "alerts", "exports", "api", "sso", "workflows", "integrations",
     "audit-log", "billing", "sandbox", "ai-assist",
 )  # fmt: skip
-PLANS = {"starter": (5, 99), "team": (25, 499), "enterprise": (120, 2_499)}
-"""Plan -> (typical seats, monthly price in EUR)."""
 CSMS = ("ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com")
+
+
+@dataclass(frozen=True)
+class SimProfile:
+    """One kind of business."""
+
+    plans: dict[str, tuple[int, int, int]]
+    """Plan -> (typical seats, monthly price in EUR, relative frequency)."""
+    segment_of: dict[str, str]
+    """Plan -> the CRM segment it belongs to."""
+    features: int
+    """How many of ``FEATURES`` the product has."""
+    daily_share: float
+    """Share of seats active on a working day at full engagement."""
+    sessions: float
+    """Logins per active user and day at full engagement."""
+    uses_per_session: float
+    weekend: float
+    """Activity at weekends relative to working days."""
+    ticket_rate: float
+    survey_rate: float
+    slide_share: float
+    """Share of established accounts that start to slide at some point."""
+    new_share: float
+    """Share of accounts that join during the simulated period (the rest joined before)."""
+    new_failure: float
+    """Share of new accounts that never take hold: their engagement fades in weeks."""
+    card_failure: float
+    """Share of accounts whose card starts failing for good at some point (churn unless
+    fixed)."""
+    churn_noise: float
+    """Share of otherwise healthy accounts that churn anyway (budget cuts happen)."""
+
+
+PROFILES: dict[str, SimProfile] = {
+    # Team software sold by the seat: churn follows a usage slide.
+    "b2b-seats": SimProfile(
+        plans={"starter": (5, 99, 5), "team": (25, 499, 4), "enterprise": (120, 2_499, 1)},
+        segment_of={"starter": "smb", "team": "smb", "enterprise": "enterprise"},
+        features=12, daily_share=0.3, sessions=1.0, uses_per_session=1.0, weekend=0.25,
+        ticket_rate=1.0, survey_rate=0.01, slide_share=0.3, new_share=0.0, new_failure=0.0,
+        card_failure=0.0, churn_noise=0.03,
+    ),
+    # Small businesses with a handful of seats: many are new, and cards fail.
+    "smb": SimProfile(
+        plans={"solo": (1, 29, 4), "small": (3, 79, 4), "growth": (8, 199, 2)},
+        segment_of={"solo": "smb", "small": "smb", "growth": "smb"},
+        features=6, daily_share=0.5, sessions=1.5, uses_per_session=2.0, weekend=0.4,
+        ticket_rate=0.6, survey_rate=0.005, slide_share=0.15, new_share=0.4, new_failure=0.35,
+        card_failure=0.08, churn_noise=0.03,
+    ),
+    # One user per account, active most days: young accounts churn most.
+    "consumer": SimProfile(
+        plans={"monthly": (1, 9, 7), "annual": (1, 7, 3)},
+        segment_of={"monthly": "consumer", "annual": "consumer"},
+        features=4, daily_share=0.9, sessions=2.5, uses_per_session=3.0, weekend=0.9,
+        ticket_rate=0.1, survey_rate=0.003, slide_share=0.15, new_share=0.5, new_failure=0.4,
+        card_failure=0.04, churn_noise=0.02,
+    ),
+}  # fmt: skip
 
 
 class Outcome(StrEnum):
@@ -43,8 +105,13 @@ class SimOptions:
     days: int = 365
     seed: int = 1
     start: date = date(2025, 1, 1)
-    slide_share: float = 0.3
-    """Share of accounts that start to slide at some point."""
+    slide_share: float | None = None
+    """Share of accounts that start to slide at some point (None: the profile's)."""
+    profile: str = "b2b-seats"
+
+    @property
+    def business(self) -> SimProfile:
+        return PROFILES[self.profile]
 
 
 @dataclass
@@ -62,6 +129,8 @@ class SimAccount:
     slide_days: int
     recovers: bool
     joined_day: int
+    card_fails_from: int | None = None
+    """Day from which every invoice fails (None: never)."""
     outcome: Outcome = Outcome.RENEWED
     outcome_day: int | None = None
     open_tickets: list[str] = field(default_factory=list)
@@ -84,41 +153,62 @@ class SimAccount:
 
 
 def make_accounts(options: SimOptions, rng: random.Random) -> list[SimAccount]:
+    business = options.business
+    slide_share = business.slide_share if options.slide_share is None else options.slide_share
+    plans = list(business.plans)
     accounts = []
     for index in range(options.accounts):
-        plan = rng.choices(list(PLANS), weights=(5, 4, 1))[0]
-        typical = PLANS[plan][0]
-        slides = rng.random() < options.slide_share
-        slide_days = rng.randint(20, 75)
+        plan = rng.choices(plans, weights=[business.plans[p][2] for p in plans])[0]
+        typical = business.plans[plan][0]
+        new = rng.random() < business.new_share
+        joined = rng.randrange(0, max(1, options.days - 60)) if new else -rng.randint(30, 3 * 365)
+        if new and rng.random() < business.new_failure:
+            # Never takes hold: engagement fades from its first weeks.
+            slide_day: int | None = joined + rng.randint(3, 30)
+            depth, slide_days, recovers = rng.uniform(0.65, 0.95), rng.randint(10, 40), False
+        else:
+            slides = rng.random() < slide_share
+            slide_day = rng.randrange(max(30, joined + 30), max(31, options.days - 20))
+            slide_day = slide_day if slides else None
+            depth, slide_days = rng.uniform(0.4, 0.95), rng.randint(20, 75)
+            recovers = slides and rng.random() < 0.25
+        card = rng.random() < business.card_failure
         account = SimAccount(
             account_id=f"sim-{index + 1:05d}",
             plan=plan,
-            seats=max(2, round(typical * rng.uniform(0.5, 1.6))),
+            seats=typical if typical == 1 else max(2, round(typical * rng.uniform(0.5, 1.6))),
             owner=rng.choice(CSMS),
             base=rng.uniform(0.45, 1.0),
-            slide_day=rng.randrange(30, max(31, options.days - 20)) if slides else None,
-            slide_depth=rng.uniform(0.4, 0.95),
+            slide_day=slide_day,
+            slide_depth=depth,
             slide_days=slide_days,
-            recovers=slides and rng.random() < 0.25,
-            joined_day=-rng.randint(30, 3 * 365),
+            recovers=recovers,
+            joined_day=joined,
+            card_fails_from=rng.randrange(max(30, joined + 30), options.days) if card else None,
         )
-        _decide_outcome(account, rng, options.days)
+        _decide_outcome(account, rng, options.days, business.churn_noise)
         accounts.append(account)
     return accounts
 
 
-def _decide_outcome(account: SimAccount, rng: random.Random, days: int) -> None:
+def _decide_outcome(account: SimAccount, rng: random.Random, days: int, noise: float) -> None:
     """Ground truth: a deep slide that does not recover ends in churn a few weeks after it
-    bottoms out; a shallow one in a downgrade; a few healthy accounts churn anyway (budget
-    cuts happen)."""
+    bottoms out; a shallow one in a downgrade; a card that keeps failing in churn after the
+    third failed invoice, unless the slide came first; a few healthy accounts churn anyway
+    (budget cuts happen)."""
     if account.slide_day is not None and not account.recovers:
         bottom = account.slide_day + account.slide_days
         if account.slide_depth > 0.6:
             account.outcome, account.outcome_day = Outcome.CHURNED, bottom + rng.randint(5, 45)
         else:
             account.outcome, account.outcome_day = Outcome.DOWNGRADED, bottom + rng.randint(10, 60)
-    elif rng.random() < 0.03:
-        account.outcome, account.outcome_day = Outcome.CHURNED, rng.randrange(days)
+    elif rng.random() < noise:
+        account.outcome = Outcome.CHURNED
+        account.outcome_day = rng.randrange(max(0, account.joined_day), days)
+    if account.card_fails_from is not None:
+        gone = account.card_fails_from + 60 + rng.randint(1, 10)
+        if account.outcome_day is None or gone < account.outcome_day:
+            account.outcome, account.outcome_day = Outcome.CHURNED, gone
     if account.outcome_day is not None and account.outcome_day >= days:
         account.outcome, account.outcome_day = Outcome.RENEWED, None  # beyond the window
 
@@ -136,11 +226,14 @@ class Simulation:
     def events(self) -> Iterator[dict[str, Any]]:
         """Every record in event-time order: CRM snapshots, then each day's events."""
         for account in self.accounts:
-            yield self._attributes(account, 0)
+            if account.joined_day <= 0:
+                yield self._attributes(account, 0)
         for day in range(self.options.days):
             records: list[dict[str, Any]] = []
             for account in self.accounts:
-                if not account.gone(day):
+                if day == account.joined_day > 0:
+                    records.append(self._attributes(account, day))
+                if account.joined_day <= day and not account.gone(day):
                     records.extend(self._day(account, day))
             records.sort(key=event_time)
             yield from records
@@ -175,12 +268,13 @@ class Simulation:
         }
 
     def _attributes(self, account: SimAccount, day: int) -> dict[str, Any]:
-        seats, price = account.seats, PLANS[account.plan][1]
+        business = self.options.business
+        seats, price = account.seats, business.plans[account.plan][1]
         return {
             "kind": "attributes",
             "account_id": account.account_id,
             "updated_at": self._at(day, 0),
-            "segment": "enterprise" if account.plan == "enterprise" else "smb",
+            "segment": business.segment_of[account.plan],
             "plan": account.plan,
             "seats": seats,
             "mrr": str(price),
@@ -191,30 +285,37 @@ class Simulation:
 
     def _day(self, account: SimAccount, day: int) -> list[dict[str, Any]]:
         rng = self._rng
+        business = self.options.business
         engagement = account.engagement(day)
         weekday = (self.options.start + timedelta(days=day)).weekday()
-        rhythm = 0.25 if weekday >= 5 else 1.0
+        rhythm = business.weekend if weekday >= 5 else 1.0
         records: list[dict[str, Any]] = []
-        active_users = min(account.seats, poisson(rng, account.seats * 0.3 * engagement * rhythm))
+        share = business.daily_share * engagement * rhythm
+        if account.seats == 1:
+            active_users = int(rng.random() < share)
+        else:
+            active_users = min(account.seats, poisson(rng, account.seats * share))
         tenure = day - account.joined_day
-        adopted = max(1, round(len(FEATURES) * engagement * (1 - math.exp(-tenure / 120))))
+        features = business.features
+        adopted = max(1, round(features * engagement * (1 - math.exp(-(tenure + 1) / 120))))
         for _ in range(active_users):
             user = f"{account.account_id}-u{rng.randrange(account.seats)}"
-            hour = rng.uniform(7, 19)
-            login = self._record("login", account, day, hour)
-            records.append({**login, "user_id": user})
-            for _ in range(poisson(rng, engagement)):
-                use = self._record("feature_use", account, day, hour + rng.uniform(0, 1))
-                feature = FEATURES[min(len(FEATURES) - 1, int(rng.expovariate(3 / adopted)))]
-                records.append({**use, "user_id": user, "feature": feature, "count": 1})
+            for _ in range(max(1, poisson(rng, business.sessions * engagement))):
+                hour = rng.uniform(7, 22)
+                login = self._record("login", account, day, hour)
+                records.append({**login, "user_id": user})
+                for _ in range(poisson(rng, business.uses_per_session * engagement)):
+                    use = self._record("feature_use", account, day, hour + rng.uniform(0, 1))
+                    feature = FEATURES[min(features - 1, int(rng.expovariate(3 / adopted)))]
+                    records.append({**use, "user_id": user, "feature": feature, "count": 1})
         records.extend(self._support(account, day, engagement))
         records.extend(self._billing(account, day, engagement))
-        if rng.random() < 0.01:
+        if rng.random() < business.survey_rate:
             nps = round(min(10, max(0, rng.gauss(3 + 7 * engagement, 1.5))))
             survey = self._record("survey", account, day, rng.uniform(9, 17))
             records.append({**survey, "survey": "nps", "score": nps})
         if account.outcome is Outcome.DOWNGRADED and day == account.outcome_day:
-            account.plan = "starter" if account.plan != "starter" else account.plan
+            account.plan = next(iter(self.options.business.plans))
             account.seats = max(2, account.seats // 2)
             records.append(self._attributes(account, day))
         return records
@@ -230,7 +331,8 @@ class Simulation:
                     {**resolved, "ticket_id": ticket, "action": "resolved", "priority": "normal"}
                 )
         frustration = max(0.0, 0.8 - engagement)
-        if rng.random() < 0.02 + 0.12 * frustration:
+        rate = self.options.business.ticket_rate
+        if rng.random() < rate * (0.02 + 0.12 * frustration):
             account.tickets += 1
             ticket = f"{account.account_id}-t{account.tickets}"
             account.open_tickets.append(ticket)
@@ -246,8 +348,9 @@ class Simulation:
         if (day - account.joined_day) % 30:
             return []
         invoice = f"{account.account_id}-inv-{day}"
-        price = str(PLANS[account.plan][1])
-        failed = self._rng.random() < 0.01 + 0.3 * max(0.0, 0.6 - engagement)
+        price = str(self.options.business.plans[account.plan][1])
+        card_failing = account.card_fails_from is not None and day >= account.card_fails_from
+        failed = card_failing or self._rng.random() < 0.01 + 0.3 * max(0.0, 0.6 - engagement)
         paid = self._record("payment", account, day, 6)
         status = "failed" if failed else "paid"
         return [

@@ -154,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
     simulate.add_argument(
+        "--profile",
+        choices=["b2b-seats", "smb", "consumer"],
+        default="b2b-seats",
+        help="the kind of business: seats sold to teams, small businesses, or consumers",
+    )
+    simulate.add_argument(
         "--out", type=Path, default=Path("simulation"), help="folder for events.jsonl, outcomes.csv"
     )
     simulate.add_argument(
@@ -290,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from sim.simulator import SimOptions
 
         events, outcomes = simulate(
-            SimOptions(args.accounts, args.days, args.seed, args.start), args.out
+            SimOptions(args.accounts, args.days, args.seed, args.start, profile=args.profile),
+            args.out,
         )
         print(f"events: {events}\noutcomes: {outcomes}")
         if args.produce:

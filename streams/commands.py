@@ -14,6 +14,7 @@ from scoring.model import (
     ComponentModel,
     LinearMapping,
     LogMapping,
+    PercentileMapping,
     ModelError,
     ScoringModel,
     StepsMapping,
@@ -27,7 +28,15 @@ from streams.redis_view import ScoreView
 from streams.settings import Settings
 
 
-def _mapping_words(mapping: LinearMapping | LogMapping | StepsMapping) -> str:
+def _mapping_words(
+    mapping: LinearMapping | LogMapping | StepsMapping | PercentileMapping,
+) -> str:
+    if isinstance(mapping, PercentileMapping):
+        order = "higher" if mapping.higher_is_better else "lower"
+        return (
+            f"rank among peers ({order} is better), full from the {mapping.full_at:g}th "
+            f"percentile; while peers are few: {_mapping_words(mapping.fallback)}"
+        )
     if isinstance(mapping, StepsMapping):
         return "steps " + ", ".join(f">={s.min:g}:{s.score:g}" for s in mapping.steps)
     direction = "higher is better" if mapping.higher_is_better else "lower is better"
@@ -60,6 +69,13 @@ def describe_model(model: ScoringModel) -> str:
         lines += _component_lines(name, component, component.weight / total)
     if model.override is not None:
         lines.append(f"  {model.override.label}: weight {model.override.weight:g} while active")
+    peers = model.peers
+    split = (
+        f", split at {peers.tenure_bands_days} days as a customer"
+        if peers.tenure_bands_days
+        else ""
+    )
+    lines.append(f"peers: ranked within a segment{split}; at least {peers.min_accounts} accounts")
     lines.append("bands: " + ", ".join(f"{b.label} >= {b.min:g}" for b in model.bands))
     lines.append("grades: " + ", ".join(f"{g.label} >= {g.min:g}" for g in model.grades))
     for segment in model.segments:
