@@ -94,6 +94,11 @@ MAX_WINDOW_DAYS = 90
 """Day buckets are kept for this long (``scoring.state.HORIZON_DAYS``)."""
 
 
+MAX_PEER_SKETCHES = 150
+"""Peer groups x percentile measures: a partition's two days of sketches (about 3 KB each)
+then fit in one record of the peers topic (under 1 MB)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -363,6 +368,12 @@ class ScoringModel(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"measure names must be unique, repeated: {', '.join(duplicates)}")
+        groups = (len(self.segments) + 1) * (len(self.peers.tenure_bands_days) + 1)
+        if groups * len(self.peer_measures) > MAX_PEER_SKETCHES:
+            raise ValueError(
+                f"{groups} peer groups x {len(self.peer_measures)} percentile measures is more "
+                f"than {MAX_PEER_SKETCHES} sketches: fewer segments, tenure bands or measures"
+            )
         known = set(self.components) | ({OVERRIDE_COMPONENT} if self.override else set())
         for segment in self.segments:
             unknown = set(segment.weights) - known

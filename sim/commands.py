@@ -12,6 +12,7 @@ import yaml
 
 from scoring.model import ScoringModel
 from sim.backtest import (
+    LOGISTIC_BASELINE,
     Backtest,
     BacktestOptions,
     Observation,
@@ -21,6 +22,7 @@ from sim.backtest import (
     read_outcomes,
     summarise,
 )
+from sim.baselines import fit_logistic
 from sim.files import (
     BadRecord,
     CsvMapping,
@@ -114,13 +116,25 @@ def _fit(
     before = heldout_auc(observations)
     after = heldout_auc(refit)
     print(f"\nfitted model: {path}")
-    print("held-out accounts (about 30%, never seen by the fit), ROC AUC of the score:")
-    print(f"  {model.name:<24} {_auc_text(before)}")
-    print(f"  {fit.model.name:<24} {_auc_text(after)}")
+    print("held-out accounts (about 30%, never seen by the fit), ROC AUC:")
+    print(f"  {model.name:<32} {_auc_text(before)}")
+    print(f"  {fit.model.name:<32} {_auc_text(after)}")
+    print(f"  {LOGISTIC_BASELINE:<32} {_auc_text(heldout_logistic_auc(observations))}")
     print("weights the fit proposes (log-odds of churn per 100 points of the measure):")
     for name, coefficient in sorted(fit.coefficients.items(), key=lambda item: item[1]):
         print(f"  {name:<28} {coefficient * 100:+.3f}")
     return 0
+
+
+def heldout_logistic_auc(observations: list[Observation]) -> float | None:
+    """The counts baseline fitted on the accounts the fit saw, judged on the held-out ones."""
+    train = [o for o in observations if not held_out(o.account_id)]
+    labels = [o.churned for o in train]
+    if not train or all(labels) or not any(labels):
+        return None
+    baseline = fit_logistic([o.counts for o in train], labels)
+    held = [o for o in observations if held_out(o.account_id)]
+    return auc([baseline.risk(o.counts) for o in held], [o.churned for o in held])
 
 
 def heldout_auc(observations: list[Observation]) -> float | None:

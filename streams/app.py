@@ -35,6 +35,7 @@ from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
 from streams.faust_app import ChsApp, CodecTable, RawMessageTopic
 from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
+from streams.peer_feed import LivePeers, PeerFeed
 from streams.processing import (
     Control,
     Processor,
@@ -82,6 +83,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
     schedule: DueSchedule
     model: ScoringModel
     clock: Clock
+    peers: LivePeers
     active_partitions: frozenset[int] = frozenset()
     standby_partitions: frozenset[int] = frozenset()
 
@@ -92,6 +94,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
         changelogs = self.app.tables.changelog_topics
         kept = {tp.partition for tp in assigned if tp.topic not in changelogs}
         self.schedule.keep_only(kept)
+        self.peers.keep_only(kept)
         self.active_partitions &= kept
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
@@ -196,6 +199,13 @@ def create_app(
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
+    peers_topic = faust.Topic(
+        app,
+        topics=[settings.topic_peers],
+        partitions=1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     alerts_topic = raw_topic(settings.topic_alerts)
     accounts = AccountTable(
         app,
@@ -207,14 +217,16 @@ def create_app(
     )
     app.tables.add(accounts)
     schedule = DueSchedule()
+    peers = LivePeers(model.peers.min_accounts)
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
+    accounts.peers = peers
     view = ScoreView(
         redis_client(settings),
         bands=model.band_labels,
         segments=[segment.name for segment in model.segments],
     )
     processor = Processor(
-        Rescorer(model), rules, clock, settings.max_future_seconds, settings.max_event_bytes
+        Rescorer(model, peers), rules, clock, settings.max_future_seconds, settings.max_event_bytes
     )
 
     input_channel = inputs_topic.__aiter__()  # subscribed before the worker joins the group
@@ -321,6 +333,18 @@ def create_app(
     async def deliver_alerts() -> None:
         """Slack (or the log) in its own consumer: scoring never waits on it."""
         await AlertDelivery.from_settings(settings).run()
+
+    async def ship_book(partition: int, book: bytes) -> None:
+        await peers_topic.send(key=str(partition).encode(), value=book, partition=0)
+
+    @app.timer(interval=settings.peers_ship_seconds)  # type: ignore[untyped-decorator]
+    async def ship_peer_books() -> None:
+        """This worker's partitions' peer sketches, for every worker to rank against."""
+        metrics.PEER_BOOKS_SHIPPED.inc(await peers.ship(ship_book))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def read_peer_books() -> None:
+        await PeerFeed(settings, peers).run()
 
     add_web_views(app, settings, accounts)
 

@@ -60,3 +60,7 @@ TIMER_TICKS = Counter(
 ALERTS_RAISED = Counter(
     "chs_alerts_total", "Alerts raised, by rule and severity", ["rule", "severity"]
 )
+PEER_BOOKS_SHIPPED = Counter(
+    "chs_peer_books_shipped_total",
+    "Partitions' peer sketches sent to the peers topic (at most one per partition per interval)",
+)

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     topic_dlq: str = "chs.events.dlq"
     topic_alerts: str = "chs.alerts"
     topic_alerts_dlq: str = Field(default="chs.alerts.dlq", description="undeliverable alerts")
+    topic_peers: str = Field(
+        default="chs.peers", description="internal: each partition's peer sketches (compacted)"
+    )
+    peers_ship_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="how often a worker ships its partitions' peer sketches when they changed",
+    )
 
     alert_rules_file: Path | None = Field(default=None, description="alert rules YAML")
     slack_webhook_url: SecretStr | None = Field(

@@ -27,7 +27,19 @@ def project_topics(settings: Settings) -> list[str]:
         settings.topic_dlq,
         settings.topic_alerts,
         settings.topic_alerts_dlq,
+        settings.topic_peers,
     ]
+
+
+def _topic_shape(settings: Settings, name: str) -> tuple[int, dict[str, str]]:
+    """Partitions and configs of a project topic."""
+    if name == settings.topic_peers:
+        # A book per partition, latest wins; every worker reads them all.
+        return 1, {"cleanup.policy": "compact"}
+    if name == settings.topic_accounts:
+        # Attributes are snapshots: only the latest per account matters.
+        return settings.topic_partitions, {"cleanup.policy": "compact"}
+    return settings.topic_partitions, {}
 
 
 async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> list[str]:
@@ -50,12 +62,9 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
                 [
                     NewTopic(
                         name=name,
-                        num_partitions=settings.topic_partitions,
+                        num_partitions=_topic_shape(settings, name)[0],
                         replication_factor=settings.topic_replication,
-                        # Attributes are snapshots: only the latest per account matters.
-                        topic_configs={"cleanup.policy": "compact"}
-                        if name == settings.topic_accounts
-                        else {},
+                        topic_configs=_topic_shape(settings, name)[1],
                     )
                     for name in missing
                 ]

@@ -12,11 +12,15 @@ from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severit
 from alerts.model import Alert
 from alerts.rules import Observation, check, hysteretic_rank, in_words, pending_until
 from scoring.events import EventKind, PaymentStatus, SurveyType, TicketPriority
-from scoring.model import default_model
+from scoring.model import Threshold
 from scoring.state import AlertMemory
 from tests.factories import T0, payment, survey, ticket
 
-BANDS = default_model().bands
+BANDS = [
+    Threshold(label="healthy", min=70),
+    Threshold(label="at-risk", min=40),
+    Threshold(label="critical", min=0),
+]
 HOUR = 3600.0
 START = T0.timestamp()
 

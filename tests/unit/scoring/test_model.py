@@ -200,7 +200,7 @@ def test_version_is_a_content_hash() -> None:
 
 def test_labels_for_bands_and_grades() -> None:
     model = default_model()
-    assert [label_for(model.bands, s) for s in (100, 70, 69.9, 40, 39.9, 0)] == [
+    assert [label_for(model.bands, s) for s in (100, 80, 79.9, 55, 54.9, 0)] == [
         "healthy",
         "healthy",
         "at-risk",
@@ -208,7 +208,7 @@ def test_labels_for_bands_and_grades() -> None:
         "critical",
         "critical",
     ]
-    assert [label_for(model.grades, s) for s in (90, 85, 70, 55, 40, 10)] == [
+    assert [label_for(model.grades, s) for s in (95, 90, 80, 67, 55, 10)] == [
         "A",
         "A",
         "B",
@@ -228,10 +228,10 @@ def test_segments_pick_weights_and_bands_by_attributes() -> None:
     assert default.segment is None
     enterprise = model.profile_for(attributes(plan="enterprise"))
     assert enterprise.segment == "enterprise"
-    assert enterprise.weights["support"] == 20
+    assert enterprise.weights["support"] == 14
     assert enterprise.weights["relationship"] == default.weights["relationship"]
     assert enterprise.weights[OVERRIDE_COMPONENT] == default.weights[OVERRIDE_COMPONENT]
-    assert enterprise.bands[0].min == 75
+    assert enterprise.bands[0].min == 85
     onboarding = model.profile_for(attributes(lifecycle_stage="onboarding", plan="team"))
     assert onboarding.segment == "onboarding"
     assert onboarding.bands == model.bands
@@ -248,6 +248,8 @@ def test_default_model_ships_with_the_package() -> None:
         "sentiment",
         "relationship",
     }
-    assert model.components["billing"].aggregation is Aggregation.MIN
     assert model.override is not None
-    assert model.windows == (7, 30, 35, 90)
+    assert model.windows == (7, 30, 35, 60, 90)
+    relative = {m.name for m in model.peer_measures}
+    assert {"active_days_30d", "feature_breadth_30d", "uses_per_login_30d"} <= relative
+    assert not relative & {"usage_trend_30d", "payment_failures_30d", "nps_latest", "tenure_days"}

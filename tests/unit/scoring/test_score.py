@@ -209,6 +209,7 @@ def test_default_model_on_a_healthy_and_a_troubled_account() -> None:
     assert troubled is not None
     assert healthy.band == "healthy"
     assert healthy.components["billing"].score == 100.0
-    # billing uses min: one failure in 90 days (55) and 20 days overdue (35) -> 35.
-    assert troubled.components["billing"].score == 35.0
+    # billing is a weighted mean: one failure in 30 days (30, x27) and in 90 days (55, x8),
+    # 20 days overdue (35, x3), no refund (100, x1) -> 1455 / 39.
+    assert troubled.components["billing"].score == 37.3
     assert troubled.value < healthy.value - 10

@@ -31,7 +31,7 @@ def test_model_check_summarises_a_good_file(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert out.startswith("model default@")
     assert "billing" in out
-    assert "min" in out
+    assert "rank among peers (higher is better), full from the 60th percentile" in out
     assert "segment enterprise: when plan in ['enterprise']" in out
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -231,6 +232,10 @@ def test_a_failed_payment_raises_a_critical_alert_with_the_event_as_trigger() ->
 def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
     clock = ManualClock(NOW)
     feed = Feed(processor(clock))
+    since = (T0 - timedelta(days=800)).date()
+    feed.send(
+        Control.ACCOUNTS, AccountAttributes(account_id="acme", updated_at=T0, customer_since=since)
+    )
     for day in range(20):
         feed.send(EventKind.LOGIN, login(days=-day, user=f"u{day % 4}"))
         feed.send(EventKind.FEATURE_USE, feature(days=-day, name=f"f{day % 6}", user="u1", n=3))
