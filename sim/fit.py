@@ -15,7 +15,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from scoring.model import ScoringModel
+from scoring.model import Aggregation, MissingRule, ScoringModel
 from sim.backtest import Observation
 
 MIN_WEIGHT = 0.001
@@ -103,12 +103,27 @@ def fit_weights(model: ScoringModel, observations: list[Observation], l2: float 
     coefficients = dict(zip(names, slopes, strict=True))
     components = {}
     for name, component in model.components.items():
+        # The score the model computes is then the sum the regression fitted: a weighted
+        # mean of every measure, a missing one counting as the neutral score it was fitted
+        # with (skipping it would share its weight among the others, a different sum).
         measures = [
-            m.model_copy(update={"weight": round(max(MIN_WEIGHT, -coefficients[m.name]) * 100, 4)})
+            m.model_copy(
+                update={
+                    "weight": round(max(MIN_WEIGHT, -coefficients[m.name]) * 100, 4),
+                    "missing": MissingRule.NEUTRAL,
+                    "neutral_score": NEUTRAL,
+                }
+            )
             for m in component.measures
         ]
         weight = round(sum(m.weight for m in measures), 4)
-        components[name] = component.model_copy(update={"measures": measures, "weight": weight})
+        components[name] = component.model_copy(
+            update={
+                "measures": measures,
+                "weight": weight,
+                "aggregation": Aggregation.WEIGHTED_MEAN,
+            }
+        )
     # Segments' own component weights were tuned for the old scale: the fit drops them
     # (their bands stay).
     segments = [segment.model_copy(update={"weights": {}}) for segment in model.segments]
