@@ -193,8 +193,8 @@ def make_accounts(options: SimOptions, rng: random.Random) -> list[SimAccount]:
 
 def _decide_outcome(account: SimAccount, rng: random.Random, days: int, noise: float) -> None:
     """Ground truth: a deep slide that does not recover ends in churn a few weeks after it
-    bottoms out; a shallow one in a downgrade; a card that keeps failing in churn after the
-    third failed invoice, unless the slide came first; a few healthy accounts churn anyway
+    bottoms out; a shallow one in a downgrade; a card that keeps failing in churn two months
+    after it started (two or three failed invoices), unless the slide came first; a few healthy accounts churn anyway
     (budget cuts happen)."""
     if account.slide_day is not None and not account.recovers:
         bottom = account.slide_day + account.slide_days
@@ -316,7 +316,7 @@ class Simulation:
             records.append({**survey, "survey": "nps", "score": nps})
         if account.outcome is Outcome.DOWNGRADED and day == account.outcome_day:
             account.plan = next(iter(self.options.business.plans))
-            account.seats = max(2, account.seats // 2)
+            account.seats = max(min(2, account.seats), account.seats // 2)
             records.append(self._attributes(account, day))
         return records
 

@@ -247,6 +247,8 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             "data_dir": run_dir / "worker-data",
             # The demo sends 45 days of history first: score it on event time, as a replay.
             "clock": "event",
+            # Days of history pass in seconds: ship the peers' sketches as often.
+            "peers_ship_seconds": 5.0,
         }
     )
     env = settings_env(dev_settings)

@@ -228,7 +228,7 @@ def test_segments_pick_weights_and_bands_by_attributes() -> None:
     assert default.segment is None
     enterprise = model.profile_for(attributes(plan="enterprise"))
     assert enterprise.segment == "enterprise"
-    assert enterprise.weights["support"] == 14
+    assert enterprise.weights["support"] == 16
     assert enterprise.weights["relationship"] == default.weights["relationship"]
     assert enterprise.weights[OVERRIDE_COMPONENT] == default.weights[OVERRIDE_COMPONENT]
     assert enterprise.bands[0].min == 85

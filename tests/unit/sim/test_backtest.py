@@ -9,6 +9,8 @@ import yaml
 
 from scoring.model import default_model, load_model
 from sim.backtest import (
+    EVENTS_BASELINE,
+    LOGISTIC_BASELINE,
     Backtest,
     BacktestOptions,
     Observation,
@@ -23,8 +25,10 @@ from sim.backtest import (
     summarise,
     top_decile_lift,
 )
+from sim.baselines import COUNT_FEATURES, events_30d, fit_logistic
 from sim.commands import heldout_auc
 from sim.fit import fit_weights, held_out
+from sim.report import text_report
 from sim.simulator import SimOptions, Simulation
 from tests.factories import login
 
@@ -183,3 +187,83 @@ def test_observations_whose_horizon_passes_the_end_of_the_data_are_left_out() ->
     assert goes[-1].churned
     assert test.censored == len(goes) - len(stays)
     assert test.censored > 0
+
+
+def test_profiles_make_different_businesses() -> None:
+    def records(profile: str) -> list[dict[str, object]]:
+        return list(Simulation(SimOptions(accounts=60, days=120, seed=3, profile=profile)).events())
+
+    consumer = records("consumer")
+    snapshots = [r for r in consumer if r["kind"] == "attributes"]
+    assert {r["seats"] for r in snapshots} == {1}
+    assert {r["segment"] for r in snapshots} == {"consumer"}
+    users: dict[object, set[object]] = {}
+    for r in consumer:
+        if r["kind"] == "login":
+            users.setdefault(r["account_id"], set()).add(r["user_id"])
+    assert max(len(u) for u in users.values()) == 1
+    smb = records("smb")
+    first_seen: dict[object, str] = {}
+    for r in smb:
+        first_seen.setdefault(r["account_id"], str(r.get("occurred_at") or r["updated_at"]))
+    start = min(first_seen.values())
+    joined_later = [a for a, when in first_seen.items() if when[:10] > start[:10]]
+    assert len(joined_later) > 10  # new accounts join during the period, CRM record first
+    b2b = records("b2b-seats")
+    assert max(int(str(r["seats"])) for r in b2b if r["kind"] == "attributes") > 20
+    per_account = len(b2b) / 60
+    assert per_account > 2 * len(smb) / 60
+
+
+def test_a_card_that_keeps_failing_ends_in_churn_after_failed_invoices() -> None:
+    sim = Simulation(SimOptions(accounts=400, days=300, seed=5, profile="smb"))
+    cards = [a for a in sim.accounts if a.card_fails_from is not None]
+    assert cards
+    events = list(sim.events())
+    outcomes = {o["account_id"]: o for o in sim.outcomes()}
+    for account in cards:
+        failed = [
+            r
+            for r in events
+            if r["account_id"] == account.account_id
+            and r["kind"] == "payment"
+            and r["status"] == "failed"
+            and str(r["occurred_at"]) >= sim._date(account.card_fails_from)
+        ]
+        outcome = outcomes[account.account_id]
+        assert outcome["churned"] or account.card_fails_from > 300 - 71, account.account_id
+        if outcome["churn_date"] > sim._date(account.card_fails_from + 60):
+            assert len(failed) in (2, 3), account.account_id
+
+
+def test_baselines_are_reported_beside_the_score_and_the_score_beats_counting_events() -> None:
+    sim = simulation()
+    records = [parse_record(json.dumps(record)) for record in sim.events()]
+    outcomes = {
+        o["account_id"]: Outcome(
+            bool(o["churned"]), date.fromisoformat(o["churn_date"]) if o["churn_date"] else None
+        )
+        for o in sim.outcomes()
+    }
+    model = default_model()
+    observations = Backtest(model, outcomes, BacktestOptions(60, 20, 40)).run(iter(records))
+    assert all(len(o.counts) == len(COUNT_FEATURES) for o in observations)
+    summary = summarise(observations, model)
+    events, logistic = summary.baselines[EVENTS_BASELINE], summary.baselines[LOGISTIC_BASELINE]
+    assert events is not None
+    assert logistic is not None
+    assert summary.auc is not None
+    assert summary.auc > events
+    assert logistic > 0.5
+    text = text_report(summary, 60, "t")
+    assert f"baseline, {EVENTS_BASELINE}: ROC AUC {events:.3f}" in text
+
+
+def test_the_logistic_baseline_finds_the_direction_of_a_count() -> None:
+    # Churn when logins in 30 days are few: the fitted coefficient of logins_30d is negative.
+    rows = [[float(n)] + [0.0] * (len(COUNT_FEATURES) - 1) for n in range(200)]
+    labels = [n < 60 for n in range(200)]
+    fit = fit_logistic(rows, labels)
+    assert fit.coefficients[0] < 0
+    assert fit.risk(rows[10]) > fit.risk(rows[150])
+    assert events_30d([1, 2, 3, 4, 5, 100, 100, 100, 100, 100, 7, 8]) == 15

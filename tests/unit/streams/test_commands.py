@@ -30,7 +30,7 @@ def scored() -> ScoreUpdate:
 
 def test_describe_model_lists_components_with_their_share() -> None:
     text = describe_model(default_model())
-    assert "usage         20.2%  weighted_mean" in text  # 26 of 129
+    assert "usage         19.0%  weighted_mean" in text  # 26 of 137
     assert "days_since_last_login" in text
     assert "peers: ranked within a segment; at least 50 accounts" in text
     assert "bands: healthy >= 80, at-risk >= 55, critical >= 0" in text
