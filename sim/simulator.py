@@ -194,8 +194,8 @@ def make_accounts(options: SimOptions, rng: random.Random) -> list[SimAccount]:
 def _decide_outcome(account: SimAccount, rng: random.Random, days: int, noise: float) -> None:
     """Ground truth: a deep slide that does not recover ends in churn a few weeks after it
     bottoms out; a shallow one in a downgrade; a card that keeps failing in churn two months
-    after it started (two or three failed invoices), unless the slide came first; a few healthy accounts churn anyway
-    (budget cuts happen)."""
+    after it started (two or three failed invoices), unless the slide came first; a few
+    healthy accounts churn anyway (budget cuts happen)."""
     if account.slide_day is not None and not account.recovers:
         bottom = account.slide_day + account.slide_days
         if account.slide_depth > 0.6:
@@ -243,16 +243,17 @@ class Simulation:
             {
                 "account_id": account.account_id,
                 "churned": int(account.outcome is Outcome.CHURNED),
-                "churn_date": self._date(account.outcome_day)
+                "churn_date": self.day_date(account.outcome_day)
                 if account.outcome is Outcome.CHURNED and account.outcome_day is not None
                 else "",
                 "outcome": account.outcome.value,
-                "outcome_date": self._date(account.outcome_day) if account.outcome_day else "",
+                "outcome_date": self.day_date(account.outcome_day) if account.outcome_day else "",
             }
             for account in self.accounts
         ]
 
-    def _date(self, day: int) -> str:
+    def day_date(self, day: int) -> str:
+        """The ISO date of simulated day ``day``."""
         return (self.options.start + timedelta(days=day)).isoformat()
 
     def _at(self, day: int, hour: float) -> str:

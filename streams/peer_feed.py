@@ -17,6 +17,7 @@ per interval, and the compacted topic keeps one book per partition.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -76,7 +77,9 @@ class LivePeers:
         try:
             partition = int(record.key)
             book = PeerBook.from_bytes(record.value)
-        except (ValueError, IndexError) as error:
+        except (ValueError, IndexError, RuntimeError, struct.error) as error:
+            # Only workers write the topic: another shape is a bug elsewhere, not a reason to
+            # stop ranking.
             log.error("Left out of the peers: %s@%d: %s", record.key, record.offset, error)
             return
         self.board.put(partition, book)
