@@ -67,6 +67,8 @@ class Observation:
     churned: bool
     counts: tuple[float, ...] = ()
     """The baselines' features (``sim.baselines.simple_counts``)."""
+    percentiles: dict[str, float] = field(default_factory=dict)
+    """Peer-relative measures ranked among peers: the account's percentile (0-100)."""
 
 
 @dataclass
@@ -206,6 +208,11 @@ class Backtest:
                     measure_scores={n: m.score for n, m in score.measures.items()},
                     churned=churned,
                     counts=simple_counts(state, self.model, at),
+                    percentiles={
+                        n: m.percentile
+                        for n, m in score.measures.items()
+                        if m.percentile is not None
+                    },
                 )
             )
 

@@ -14,11 +14,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from scoring.metrics import MetricContext, tenure_days
 from scoring.model import ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, DayBucket, day_of
+from sim.regression import logistic_regression
 
 COUNT_WINDOW_DAYS = 30
 COUNT_KINDS = ("logins", "feature_uses", "tickets", "payment_issues", "surveys")
@@ -86,24 +85,6 @@ class LogisticBaseline:
 def fit_logistic(
     rows: Sequence[Sequence[float]], labels: Sequence[bool], l2: float = 1.0
 ) -> LogisticBaseline:
-    """L2-regularised logistic regression by Newton's method on standardised features."""
-    x = np.array([features(row) for row in rows], dtype=float)
-    y = np.array(labels, dtype=float)
-    means = x.mean(axis=0)
-    spreads = x.std(axis=0)
-    spreads[spreads == 0] = 1.0
-    design = np.hstack([np.ones((len(x), 1)), (x - means) / spreads])
-    beta = np.zeros(design.shape[1])
-    penalty = np.eye(design.shape[1]) * l2
-    penalty[0, 0] = 0.0
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -700, 700)))
-        gradient = design.T @ (y - p) - penalty @ beta
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + penalty
-        step = np.linalg.solve(hessian, gradient)
-        beta += step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    slopes = beta[1:] / spreads
-    intercept = float(beta[0] - slopes @ means)
-    return LogisticBaseline(intercept, tuple(float(s) for s in slopes))
+    """The counts regression: ``simple_counts`` rows on a log scale."""
+    intercept, slopes = logistic_regression([features(row) for row in rows], labels, l2)
+    return LogisticBaseline(intercept, tuple(slopes))

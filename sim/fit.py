@@ -12,11 +12,11 @@ the two models is made on the other.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
-from scoring.model import Aggregation, MissingRule, ScoringModel
+from scoring.model import Aggregation, MissingRule, PercentileMapping, ScoringModel
 from sim.backtest import Observation
+from sim.regression import logistic_regression
 
 MIN_WEIGHT = 0.001
 NEUTRAL = 50.0
@@ -35,72 +35,39 @@ class Fit:
     model: ScoringModel
 
 
-def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (the system is small and well posed)."""
-    n = len(vector)
-    rows = [[*row, value] for row, value in zip(matrix, vector, strict=True)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
-        rows[col], rows[pivot] = rows[pivot], rows[col]
-        lead = rows[col][col]
-        for r in range(col + 1, n):
-            factor = rows[r][col] / lead
-            if factor:
-                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col], strict=True)]
-    solution = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        total = rows[r][n] - sum(rows[r][c] * solution[c] for c in range(r + 1, n))
-        solution[r] = total / rows[r][r]
-    return solution
-
-
-def logistic_regression(
-    features: list[list[float]], labels: list[bool], l2: float = 1.0, iterations: int = 30
-) -> list[float]:
-    """Intercept then one coefficient per feature (features standardized inside, the
-    coefficients returned on the original scale); Newton's method."""
-    d = len(features[0])
-    means = [sum(row[j] for row in features) / len(features) for j in range(d)]
-    spreads = [
-        math.sqrt(sum((row[j] - means[j]) ** 2 for row in features) / len(features)) or 1.0
-        for j in range(d)
-    ]
-    xs = [[1.0, *((row[j] - means[j]) / spreads[j] for j in range(d))] for row in features]
-    ys = [1.0 if label else 0.0 for label in labels]
-    beta = [0.0] * (d + 1)
-    for _ in range(iterations):
-        gradient = [-l2 * b if j else 0.0 for j, b in enumerate(beta)]
-        hessian = [[l2 if i == j and i else 0.0 for j in range(d + 1)] for i in range(d + 1)]
-        for x, y in zip(xs, ys, strict=True):
-            z = sum(b * v for b, v in zip(beta, x, strict=True))
-            p = 1 / (1 + math.exp(-max(-700.0, min(700.0, z))))
-            w = p * (1 - p)
-            for i in range(d + 1):
-                gradient[i] += (y - p) * x[i]
-                wi = w * x[i]
-                row = hessian[i]
-                for j in range(i + 1):
-                    row[j] += wi * x[j]
-        for i in range(d + 1):
-            for j in range(i + 1, d + 1):
-                hessian[i][j] = hessian[j][i]
-        step = _solve(hessian, gradient)
-        beta = [b + s for b, s in zip(beta, step, strict=True)]
-        if max(abs(s) for s in step) < 1e-7:
-            break
-    slopes = [beta[j + 1] / spreads[j] for j in range(d)]
-    intercept = beta[0] - sum(s * m for s, m in zip(slopes, means, strict=True))
-    return [intercept, *slopes]
-
-
 def fit_weights(model: ScoringModel, observations: list[Observation], l2: float = 1.0) -> Fit:
     names = [m.name for c in model.components.values() for m in c.measures]
-    features = [[o.measure_scores.get(n, NEUTRAL) for n in names] for o in observations]
+    ranked = {
+        m.name: m.mapping.higher_is_better
+        for m in model.peer_measures
+        if isinstance(m.mapping, PercentileMapping)
+    }
+
+    def feature(o: Observation, name: str) -> float:
+        """The measure's score as the fitted model computes it: a peer-relative one by its
+        plain rank (``full_at`` 100: the fit sees the whole range, not the capped score)."""
+        rank = o.percentiles.get(name)
+        if rank is not None:
+            return rank if ranked[name] else 100.0 - rank
+        return o.measure_scores.get(name, NEUTRAL)
+
     labels = [o.churned for o in observations]
     if all(labels) or not any(labels):
         raise ValueError("fitting needs churned and retained accounts in the training part")
-    _, *slopes = logistic_regression(features, labels, l2)
-    coefficients = dict(zip(names, slopes, strict=True))
+    coefficients = dict.fromkeys(names, 0.0)
+    kept = names
+    # Weights must be positive: a measure whose points raise the odds of churn (often one
+    # that overlaps another) is left out and the rest fitted again, not clipped afterwards,
+    # which would leave its partner's coefficient making up for it.
+    while kept:
+        features = [[feature(o, n) for n in kept] for o in observations]
+        _, slopes = logistic_regression(features, labels, l2)
+        found = dict(zip(kept, slopes, strict=True))
+        coefficients.update(found)
+        lowering = [n for n in kept if found[n] < 0]
+        if len(lowering) == len(kept):
+            break
+        kept = lowering
     components = {}
     for name, component in model.components.items():
         # The score the model computes is then the sum the regression fitted: a weighted
@@ -112,6 +79,11 @@ def fit_weights(model: ScoringModel, observations: list[Observation], l2: float 
                     "weight": round(max(MIN_WEIGHT, -coefficients[m.name]) * 100, 4),
                     "missing": MissingRule.NEUTRAL,
                     "neutral_score": NEUTRAL,
+                    **(
+                        {"mapping": m.mapping.model_copy(update={"full_at": 100.0})}
+                        if isinstance(m.mapping, PercentileMapping)
+                        else {}
+                    ),
                 }
             )
             for m in component.measures
