@@ -4,7 +4,9 @@ of churn on the measures' 0-100 scores, written as a model file of the same shap
 The model's score is a weighted mean of measure scores (through its components), so a
 measure's weight is its share of the score: the fit proposes each measure's weight as how
 much a point of it lowers the odds of churn (a measure that does not gets a token weight:
-weights must be positive). Segments' own component weights are dropped (their bands kept).
+weights must be positive), and may add beside a linear or log measure a copy over the full
+range of its values (``candidates``). Segments' own component weights are dropped (their
+bands kept).
 Accounts are split in two by a hash of their id: the fit sees one part, the comparison of
 the two models is made on the other.
 """
@@ -14,7 +16,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from scoring.model import Aggregation, MissingRule, PercentileMapping, ScoringModel
+from scoring.model import (
+    Aggregation,
+    Measure,
+    MissingRule,
+    PercentileMapping,
+    ScoringModel,
+    StepsMapping,
+)
 from sim.backtest import Observation
 from sim.regression import logistic_regression
 
@@ -35,21 +44,61 @@ class Fit:
     model: ScoringModel
 
 
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+STRETCHED = "_full_range"
+"""Suffix of the measure the fit adds beside a linear or log one (``candidates``)."""
+
+
+def candidates(measure: Measure, observations: list[Observation]) -> list[Measure]:
+    """What the fit may weigh for ``measure``: itself (a peer-relative one scored by its
+    plain rank, ``full_at`` 100, not capped) and, for a linear or log mapping, a copy
+    stretched over the raw values seen (1st to 99th percentile), which the fit keeps when
+    the thresholds, written for another business, clip what predicts churn in this one."""
+    mapping = measure.mapping
+    if isinstance(mapping, PercentileMapping):
+        return [
+            measure.model_copy(update={"mapping": mapping.model_copy(update={"full_at": 100.0})})
+        ]
+    if isinstance(mapping, StepsMapping):
+        return [measure]
+    raws = [v for o in observations if (v := o.measures.get(measure.name)) is not None]
+    low, high = (_quantile(raws, 0.01), _quantile(raws, 0.99)) if raws else (0.0, 0.0)
+    if not low < high:
+        return [measure]
+    stretched = mapping.model_copy(update={"low": low, "high": high})
+    name = f"{measure.name}{STRETCHED}"
+    label = f"{measure.label} (over its full range)"
+    copy = measure.model_copy(update={"name": name, "label": label, "mapping": stretched})
+    return [measure, copy]
+
+
+def _score(measure: Measure, o: Observation) -> float:
+    """``measure``'s score in the observation (``NEUTRAL`` without data), from the raw value
+    or rank of the model's measure it was made from."""
+    source = measure.name.removesuffix(STRETCHED)
+    mapping = measure.mapping
+    if isinstance(mapping, PercentileMapping):
+        rank = o.percentiles.get(source)
+        if rank is not None:
+            return rank if mapping.higher_is_better else 100.0 - rank
+    raw = o.measures.get(source)
+    return NEUTRAL if raw is None else mapping.score(raw)
+
+
 def fit_weights(model: ScoringModel, observations: list[Observation], l2: float = 1.0) -> Fit:
-    names = [m.name for c in model.components.values() for m in c.measures]
-    ranked = {
-        m.name: m.mapping.higher_is_better
-        for m in model.peer_measures
-        if isinstance(m.mapping, PercentileMapping)
+    options = {
+        name: [c for m in component.measures for c in candidates(m, observations)]
+        for name, component in model.components.items()
     }
+    by_name = {m.name: m for measures in options.values() for m in measures}
+    names = list(by_name)
 
     def feature(o: Observation, name: str) -> float:
-        """The measure's score as the fitted model computes it: a peer-relative one by its
-        plain rank (``full_at`` 100: the fit sees the whole range, not the capped score)."""
-        rank = o.percentiles.get(name)
-        if rank is not None:
-            return rank if ranked[name] else 100.0 - rank
-        return o.measure_scores.get(name, NEUTRAL)
+        return _score(by_name[name], o)
 
     labels = [o.churned for o in observations]
     if all(labels) or not any(labels):
@@ -79,14 +128,10 @@ def fit_weights(model: ScoringModel, observations: list[Observation], l2: float 
                     "weight": round(max(MIN_WEIGHT, -coefficients[m.name]) * 100, 4),
                     "missing": MissingRule.NEUTRAL,
                     "neutral_score": NEUTRAL,
-                    **(
-                        {"mapping": m.mapping.model_copy(update={"full_at": 100.0})}
-                        if isinstance(m.mapping, PercentileMapping)
-                        else {}
-                    ),
                 }
             )
-            for m in component.measures
+            for m in options[name]
+            if coefficients[m.name] < 0 or STRETCHED not in m.name
         ]
         weight = round(sum(m.weight for m in measures), 4)
         components[name] = component.model_copy(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scoring.model import default_model, load_model
+from scoring.model import LinearMapping, PercentileMapping, default_model, load_model
 from sim.backtest import (
     EVENTS_BASELINE,
     LOGISTIC_BASELINE,
@@ -27,7 +27,7 @@ from sim.backtest import (
 )
 from sim.baselines import COUNT_FEATURES, events_30d, fit_logistic
 from sim.commands import heldout_auc
-from sim.fit import fit_weights, held_out
+from sim.fit import candidates, fit_weights, held_out
 from sim.report import text_report
 from sim.simulator import SimOptions, Simulation
 from tests.factories import login
@@ -262,3 +262,24 @@ def test_the_logistic_baseline_finds_the_direction_of_a_count() -> None:
     assert fit.coefficients[0] < 0
     assert fit.risk(rows[10]) > fit.risk(rows[150])
     assert events_30d([1, 2, 3, 4, 5, 100, 100, 100, 100, 100, 7, 8]) == 15
+
+
+def test_the_fit_may_weigh_a_measure_over_its_full_range_beside_its_thresholds() -> None:
+    model = default_model()
+    measures = {m.name: m for c in model.components.values() for m in c.measures}
+    seen = [
+        Observation("a", date(2025, 1, 1), 50, "x", {"usage_trend_30d": float(v)}, {}, False)
+        for v in range(0, 301)
+    ]
+    trend = candidates(measures["usage_trend_30d"], seen)
+    assert [m.name for m in trend] == ["usage_trend_30d", "usage_trend_30d_full_range"]
+    stretched = trend[1].mapping
+    assert isinstance(stretched, LinearMapping)
+    assert (stretched.low, stretched.high) == (3.0, 297.0)  # 1st and 99th percentile
+    assert trend[1].label.endswith("(over its full range)")
+    [steps] = candidates(measures["payment_failures_30d"], seen)
+    assert steps == measures["payment_failures_30d"]
+    [ranked] = candidates(measures["active_days_30d"], seen)
+    assert isinstance(ranked.mapping, PercentileMapping)
+    assert ranked.mapping.full_at == 100.0
+    assert candidates(measures["tenure_days"], seen) == [measures["tenure_days"]]  # no values
