@@ -92,8 +92,10 @@ def assert_matches_reference(
     assert sum(s.events_applied for s in actual.values()) == events  # none lost, none twice
     model = default_model()
     at = max(state.watermark or 0.0 for state in expected.values())
+    scored = 0
     for account, state in expected.items():
+        # None for an account with CRM attributes and no event yet, on both sides.
         want, got = evaluate(state, model, at), evaluate(actual[account], model, at)
-        assert want is not None
-        assert got is not None
-        assert got.value == want.value, account
+        assert (got and got.value) == (want and want.value), account
+        scored += want is not None
+    assert scored >= len(expected) / 2

@@ -49,9 +49,11 @@ async def test_a_silent_account_decays_across_a_band_with_no_event_of_its_own(
     assert crossing.event_id is None
     assert crossing.band == "at-risk"
     assert crossing.previous_band == "healthy"
-    assert crossing.score < first.score - 20
+    assert crossing.score < first.score - 5
     assert crossing.summary.startswith("usage -")
-    assert "days since last login" in crossing.summary or "active days" in crossing.summary
+    # Silence shows as usage against the account's own past (or its recency, its active days).
+    words = ("usage in the last 7 days", "days since last login", "active days")
+    assert any(w in crossing.summary for w in words), crossing.summary
     assert all(u.trigger is Trigger.TIMER for u in updates if u.as_of > first.as_of)
 
 
