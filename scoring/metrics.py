@@ -195,12 +195,11 @@ def _feature_depth(ctx: MetricContext, m: Measure) -> float | None:
 
 
 def _uses_per_login(ctx: MetricContext, m: Measure) -> float | None:
-    if not ctx.has(*_USAGE):
+    logins = _windowed(ctx, m, "logins", *_USAGE)
+    if not logins:
         return None
     assert m.window_days is not None
-    logins = ctx.windows.total(m.window_days, "logins")
-    uses = ctx.windows.total(m.window_days, "feature_uses")
-    return uses / logins if logins else None
+    return ctx.windows.total(m.window_days, "feature_uses") / logins
 
 
 def _sticky_features(ctx: MetricContext, m: Measure) -> float | None:
@@ -262,18 +261,18 @@ def _survey_average(survey: SurveyType) -> Callable[[MetricContext, Measure], fl
 
 
 def _tenure_days(ctx: MetricContext, m: Measure) -> float | None:
-    return tenure_days(ctx)
+    return tenure_days(ctx.state, ctx.now)
 
 
-def tenure_days(ctx: MetricContext) -> float | None:
+def tenure_days(state: AccountState, now: float) -> float | None:
     """Days as a customer: from ``customer_since`` if the CRM gives it, else since the first
     event."""
-    attributes = ctx.state.attributes
+    attributes = state.attributes
     if attributes is not None and attributes.customer_since is not None:
         since = attributes.customer_since.toordinal() - 719_163  # 1970-01-01 as day 0
-        return float(max(0, ctx.today - since))
-    first = ctx.state.first_seen
-    return None if first is None else max(0.0, (ctx.now - first) / SECONDS_PER_DAY)
+        return float(max(0, day_of(now) - since))
+    first = state.first_seen
+    return None if first is None else max(0.0, (now - first) / SECONDS_PER_DAY)
 
 
 METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {

@@ -175,10 +175,6 @@ class PeerDistribution:
         at_or_below = sketch.get_rank(raw, True)
         return PeerRank(50.0 * (below + at_or_below), median, sketch.n)
 
-    def accounts(self, group: str, measure: str) -> int:
-        sketch = self.sketches.sketches.get((group, measure))
-        return 0 if sketch is None else sketch.n
-
 
 def merged(books: Iterable[PeerBook], day: int) -> DaySketches:
     """Every book's sketches of ``day`` merged into one."""

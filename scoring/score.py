@@ -100,7 +100,7 @@ def evaluate(
         assert state.watermark is not None
         as_of = state.watermark + model.stale_after_days * SECONDS_PER_DAY
     ctx = MetricContext(state, model, as_of)
-    group = peer_group(profile.segment, tenure_days(ctx), model.peers.tenure_bands_days)
+    group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
     peer_values: dict[str, float] = {}
     component_scores: dict[str, float] = {}
     measures: dict[str, MeasureScore] = {}

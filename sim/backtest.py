@@ -207,7 +207,7 @@ class Backtest:
                     measures={n: m.value for n, m in score.measures.items()},
                     measure_scores={n: m.score for n, m in score.measures.items()},
                     churned=churned,
-                    counts=simple_counts(state, self.model, at),
+                    counts=simple_counts(state, at),
                     percentiles={
                         n: m.percentile
                         for n, m in score.measures.items()

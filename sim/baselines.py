@@ -14,8 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scoring.metrics import MetricContext, tenure_days
-from scoring.model import ScoringModel
+from scoring.metrics import tenure_days
 from scoring.state import SECONDS_PER_DAY, AccountState, DayBucket, day_of
 from sim.regression import logistic_regression
 
@@ -39,7 +38,7 @@ def _kind_counts(bucket: DayBucket) -> tuple[float, ...]:
     )
 
 
-def simple_counts(state: AccountState, model: ScoringModel, at: float) -> tuple[float, ...]:
+def simple_counts(state: AccountState, at: float) -> tuple[float, ...]:
     """The baselines' features of ``state`` as of ``at``, in ``COUNT_FEATURES`` order (counts
     as they are; ``features`` scales them)."""
     today = day_of(at)
@@ -55,7 +54,7 @@ def simple_counts(state: AccountState, model: ScoringModel, at: float) -> tuple[
             continue
         for index, count in enumerate(_kind_counts(bucket)):
             target[index] += count
-    tenure = tenure_days(MetricContext(state, model, at)) or 0.0
+    tenure = tenure_days(state, at) or 0.0
     last = state.watermark
     since = (at - last) / SECONDS_PER_DAY if last is not None else 365.0
     return (*recent, *before, tenure, max(0.0, since))

@@ -76,10 +76,9 @@ def candidates(measure: Measure, observations: list[Observation]) -> list[Measur
     return [measure, copy]
 
 
-def _score(measure: Measure, o: Observation) -> float:
+def _score(measure: Measure, source: str, o: Observation) -> float:
     """``measure``'s score in the observation (``NEUTRAL`` without data), from the raw value
-    or rank of the model's measure it was made from."""
-    source = measure.name.removesuffix(STRETCHED)
+    or rank of ``source``, the model's measure it was made from."""
     mapping = measure.mapping
     if isinstance(mapping, PercentileMapping):
         rank = o.percentiles.get(source)
@@ -91,14 +90,15 @@ def _score(measure: Measure, o: Observation) -> float:
 
 def fit_weights(model: ScoringModel, observations: list[Observation], l2: float = 1.0) -> Fit:
     options = {
-        name: [c for m in component.measures for c in candidates(m, observations)]
+        name: [(m.name, c) for m in component.measures for c in candidates(m, observations)]
         for name, component in model.components.items()
     }
-    by_name = {m.name: m for measures in options.values() for m in measures}
+    by_name = {c.name: (source, c) for pairs in options.values() for source, c in pairs}
     names = list(by_name)
 
     def feature(o: Observation, name: str) -> float:
-        return _score(by_name[name], o)
+        source, candidate = by_name[name]
+        return _score(candidate, source, o)
 
     labels = [o.churned for o in observations]
     if all(labels) or not any(labels):
@@ -130,8 +130,8 @@ def fit_weights(model: ScoringModel, observations: list[Observation], l2: float 
                     "neutral_score": NEUTRAL,
                 }
             )
-            for m in options[name]
-            if coefficients[m.name] < 0 or STRETCHED not in m.name
+            for source, m in options[name]
+            if coefficients[m.name] < 0 or m.name == source  # an added copy only if it helps
         ]
         weight = round(sum(m.weight for m in measures), 4)
         components[name] = component.model_copy(
