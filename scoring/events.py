@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,6 +25,15 @@ from pydantic import (
 )
 
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    return value
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=4), AfterValidator(_finite)]
 
 
 class EventKind(StrEnum):
@@ -106,15 +116,8 @@ class PaymentEvent(BaseEvent):
     kind: Literal[EventKind.PAYMENT] = EventKind.PAYMENT
     invoice_id: NonEmptyId
     status: PaymentStatus
-    amount: Decimal = Field(ge=0, max_digits=20, decimal_places=4)
+    amount: Money
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
-
-    @field_validator("amount")
-    @classmethod
-    def _finite(cls, value: Decimal) -> Decimal:
-        if not value.is_finite():
-            raise ValueError("amount must be a finite number")
-        return value
 
 
 class SurveyEvent(BaseEvent):
@@ -160,18 +163,11 @@ class AccountAttributes(BaseModel):
     plan: str | None = Field(default=None, max_length=100)
     lifecycle_stage: str | None = Field(default=None, max_length=100)
     seats: int | None = Field(default=None, ge=0, le=10_000_000)
-    mrr: Decimal | None = Field(default=None, ge=0, max_digits=20, decimal_places=4)
+    mrr: Money | None = None
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     renewal_date: date | None = None
     csm_owner: str | None = Field(default=None, max_length=200)
     customer_since: date | None = None
-
-    @field_validator("mrr")
-    @classmethod
-    def _finite(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and not value.is_finite():
-            raise ValueError("mrr must be a finite number")
-        return value
 
 
 class OverrideAction(StrEnum):
@@ -206,6 +202,24 @@ class CsmOverride(BaseModel):
             if self.expires_at <= self.occurred_at:
                 raise ValueError("expires_at must be after occurred_at")
         return self
+
+
+class OutcomeKind(StrEnum):
+    CHURNED = "churned"
+    RENEWED = "renewed"
+    DOWNGRADED = "downgraded"
+    EXPANDED = "expanded"
+
+
+class OutcomeEvent(BaseEvent):
+    """What happened to an account commercially, from a billing or CRM system, on the
+    ``chs.outcomes`` topic, keyed by account: the ground truth the live audit
+    (``scoring.audit``) judges earlier scores against."""
+
+    kind: Literal["outcome"] = "outcome"
+    outcome: OutcomeKind
+    mrr_before: Money | None = None
+    mrr_after: Money | None = None
 
 
 # One discriminated union, for readers that get events of mixed kinds (JSONL files, tests).

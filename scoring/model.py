@@ -446,6 +446,28 @@ class ScoringModel(_Strict):
         return self._default_profile
 
 
+def shadow_conflicts(live: ScoringModel, shadow: ScoringModel) -> list[str]:
+    """Why ``shadow`` cannot be evaluated beside ``live``: a shadow ranks its peer-relative
+    measures against the live model's sketches, which are named by measure; a measure of the
+    same name must measure the same thing."""
+    if shadow.version == live.version:
+        return [f"it is the live model ({live.version})"]
+    ranked = {m.name: m for m in live.peer_measures}
+    problems = []
+    for measure in shadow.peer_measures:
+        theirs = ranked.get(measure.name)
+        if theirs is not None and (theirs.metric, theirs.window_days, theirs.baseline_days) != (
+            measure.metric,
+            measure.window_days,
+            measure.baseline_days,
+        ):
+            problems.append(
+                f"measure {measure.name!r} is not the live model's {measure.name!r} "
+                "(metric or window differ): give it a name of its own"
+            )
+    return problems
+
+
 ModelError = ConfigError
 """A model file that cannot be used; the message names the file, the field and the problem."""
 

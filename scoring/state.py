@@ -24,6 +24,8 @@ from scoring.events import (
     EventKind,
     FeatureUseEvent,
     LoginEvent,
+    OutcomeEvent,
+    OutcomeKind,
     OverrideAction,
     PaymentEvent,
     PaymentStatus,
@@ -156,6 +158,26 @@ class AlertMemory(BaseModel):
     """The worst band a band alert has told of and the account has not recovered from."""
 
 
+class OutcomeMark(BaseModel):
+    """An outcome the account had (``OutcomeEvent``), for the audit's counts."""
+
+    outcome: OutcomeKind
+    day: int
+
+
+class LeadResult(BaseModel):
+    """How a churner's score ``lead`` days before its churn ranked among the accounts alive
+    that day that had not churned (``scoring.audit``): its share of the AUC and the lift."""
+
+    score: float
+    above: float
+    """Share of those accounts that scored higher, ties counted half (its AUC)."""
+    bottom: float
+    """How much of it fell in their lowest-scored decile (0-1)."""
+    survivors: int
+    """How many accounts it was compared with."""
+
+
 class AccountState(BaseModel):
     """Everything the score needs about one account, bounded in size."""
 
@@ -190,6 +212,19 @@ class AccountState(BaseModel):
     alerts: AlertMemory = Field(default_factory=AlertMemory)
     peer_day: int | None = None
     """The day its values last went into the peer sketches (``scoring.peers``): once a day."""
+    churned_day: int | None = None
+    """The day a ``churned`` outcome says it left: no longer scored nor alerted on."""
+    outcomes: list[OutcomeMark] = Field(default_factory=list)
+    """Its outcomes within the audit window, oldest first (the audit keeps it bounded)."""
+    trails: dict[str, list[float]] = Field(default_factory=dict)
+    """Model version (the live model's and each shadow's) -> closing score of each day up to
+    ``trail_end``, oldest first: the audit's history (``scoring.audit``)."""
+    trail_end: int | None = None
+    audit_day: int | None = None
+    """The last day whose closing scores are in its partition's audit book; None while they
+    are in none (before its first complete day, and once it churned)."""
+    audit: dict[str, dict[int, LeadResult]] = Field(default_factory=dict)
+    """A churner's results once its churn is settled: model version -> lead days -> result."""
     _user_days: Counter[int] | None = PrivateAttr(default=None)
     _feature_days: Counter[int] | None = PrivateAttr(default=None)
     """Last day -> how many users (features) have it as their last: counting those seen in a
@@ -325,6 +360,20 @@ def apply_override(
     else:
         state.override = None
     record(state, source, override.event_id)
+    return True
+
+
+def apply_outcome(
+    state: AccountState, event: OutcomeEvent, source: SourcePosition | None = None
+) -> bool:
+    """Record an outcome; a churn marks the account churned (once). False if already applied."""
+    if not admits(state, source, event.event_id):
+        return False
+    day = day_of(event.occurred_ts)
+    state.outcomes.append(OutcomeMark(outcome=event.outcome, day=day))
+    if event.outcome is OutcomeKind.CHURNED and state.churned_day is None:
+        state.churned_day = day
+    record(state, source, event.event_id)
     return True
 
 

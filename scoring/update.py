@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from scoring.audit import Auditor
 from scoring.explain import Drag, Driver, Explainer, change_since
 from scoring.model import ScoringModel
 from scoring.peers import PeerPort
@@ -20,6 +21,7 @@ class Trigger(StrEnum):
     EVENT = "event"
     ATTRIBUTES = "attributes"
     OVERRIDE = "override"
+    OUTCOME = "outcome"
     TIMER = "timer"
 
 
@@ -79,9 +81,18 @@ class Rescorer:
     measures rank against ``peers`` (their absolute fallback without), and every evaluation
     adds the account's values to its partition's book (once a day)."""
 
-    def __init__(self, model: ScoringModel, peers: PeerPort | None = None) -> None:
+    def __init__(
+        self,
+        model: ScoringModel,
+        peers: PeerPort | None = None,
+        auditor: Auditor | None = None,
+        shadows: tuple[ScoringModel, ...] = (),
+    ) -> None:
         self.model = model
         self.peers = peers if model.peer_measures else None
+        self.auditor = auditor
+        self.shadows = shadows
+        """Evaluated beside the model for the audit only: they publish and alert nothing."""
         self._explainer = Explainer(model)
 
     def rescore(
@@ -99,6 +110,13 @@ class Rescorer:
             return None
         if peers is not None:
             contribute(state, score, peers.book_for(state.partition), now)
+        if self.auditor is not None:
+            scores = {self.model.version: score.value}
+            for shadow in self.shadows:
+                shadow_score = evaluate(state, shadow, now, distribution)
+                if shadow_score is not None:
+                    scores[shadow.version] = shadow_score.value
+            self.auditor.observe(state, scores, now)
         record_closing_score(state, score.value, now)
         previous = state.published
         override_id = score.override.override_id if score.override else None

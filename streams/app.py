@@ -17,6 +17,7 @@ import gc
 import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -24,20 +25,25 @@ from faust.serializers import codecs
 from faust.types import TP, Message
 
 from alerts.config import AlertRules
+from scoring.audit import Auditor
+from scoring.audit_report import build_report
 from scoring.model import ScoringModel
 from scoring.schedule import next_due
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
 from streams import metrics
 from streams.alerting import AlertDelivery
+from streams.audit_feed import LiveAudit
 from streams.batching import AccountBatch, batches, wait_for_producer
+from streams.book_reader import BookReader
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
 from streams.faust_app import ChsApp, CodecTable, RawMessageTopic
 from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
-from streams.peer_feed import LivePeers, PeerFeed
+from streams.peer_feed import LivePeers
 from streams.processing import (
     Control,
+    Folded,
     Processor,
     Rejected,
     Skipped,
@@ -84,6 +90,8 @@ class AccountTable(CodecTable[bytes, AccountState]):
     model: ScoringModel
     clock: Clock
     peers: LivePeers
+    audit: LiveAudit
+    auditor: Auditor
     active_partitions: frozenset[int] = frozenset()
     standby_partitions: frozenset[int] = frozenset()
 
@@ -95,14 +103,15 @@ class AccountTable(CodecTable[bytes, AccountState]):
         kept = {tp.partition for tp in assigned if tp.topic not in changelogs}
         self.schedule.keep_only(kept)
         self.peers.keep_only(kept)
+        self.audit.keep_only(kept)
         self.active_partitions &= kept
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
-    def write_changelog(self, key: bytes, partition: int, encoded: bytes) -> None:
-        """The changelog record of ``key``'s state, ``encoded`` already (``encode_state``),
-        outside Faust's stream iteration (which ``table[key] = ...`` needs to find the
-        partition); the store itself is set by the scoring task."""
+    def write_changelog(self, key: bytes, partition: int, encoded: bytes | None) -> None:
+        """The changelog record of ``key``'s state, ``encoded`` already (``encode_state``;
+        None deletes it), outside Faust's stream iteration (which ``table[key] = ...`` needs
+        to find the partition); the store itself is set by the scoring task."""
         self.send_changelog(partition, key, encoded, value_serializer="raw")
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
@@ -114,11 +123,18 @@ class AccountTable(CodecTable[bytes, AccountState]):
         self.schedule.keep_only(owned)
         now = self.clock.now()
         bands: Counter[str] = Counter()
+        states: dict[int, list[AccountState]] = {partition: [] for partition in owned}
         for key, state in self.items():
             if state.partition in owned:
+                states[state.partition].append(state)
+                if state.churned_day is not None:
+                    self.schedule.set(state.partition, key, self.auditor.settle_due(state))
+                    continue
                 self.schedule.set(state.partition, key, next_due(state, self.model, now))
                 if state.published is not None:
                     bands[state.published.band] += 1
+        for partition, held in states.items():
+            self.audit.rebuild(partition, held, self.auditor)
         # The recovered states live as long as the worker: full collections need not walk them.
         gc.freeze()
         metrics.REBALANCES.inc()
@@ -139,6 +155,13 @@ def count_band_change(update: ScoreUpdate) -> None:
     metrics.SCORE_UPDATES.inc()
 
 
+def withdraw(state: AccountState) -> None:
+    """A churned account leaves the accounts-by-band gauges."""
+    if state.published is not None:
+        metrics.ACCOUNTS_BY_BAND.labels(state.published.band).dec()
+        metrics.ACCOUNTS_HELD.dec()
+
+
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
     return [
         ("chs-reason-code", reason_code.encode()),
@@ -154,12 +177,17 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         **settings.event_topics,
         settings.topic_accounts: Control.ACCOUNTS,
         settings.topic_overrides: Control.OVERRIDES,
+        settings.topic_outcomes: Control.OUTCOMES,
         settings.topic_ticks: Control.TICKS,
     }
 
 
 def create_app(
-    settings: Settings, model: ScoringModel, rules: AlertRules, clock: Clock
+    settings: Settings,
+    model: ScoringModel,
+    rules: AlertRules,
+    clock: Clock,
+    shadows: tuple[ScoringModel, ...] = (),
 ) -> faust.App:
     app = ChsApp(
         settings.app_id,
@@ -207,6 +235,13 @@ def create_app(
         value_serializer="raw",
     )
     alerts_topic = raw_topic(settings.topic_alerts)
+    audit_topic = faust.Topic(
+        app,
+        topics=[settings.topic_audit],
+        partitions=1,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     accounts = AccountTable(
         app,
         name="accounts",
@@ -220,13 +255,26 @@ def create_app(
     peers = LivePeers(model.peers.min_accounts)
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
     accounts.peers = peers
+    audit = LiveAudit()
+    versions = [model.version, *(shadow.version for shadow in shadows)]
+    auditor = Auditor(
+        versions,
+        audit,
+        settings.audit_window_days,
+        lambda s: model.profile_for(s.attributes).segment,
+    )
+    accounts.audit, accounts.auditor = audit, auditor
     view = ScoreView(
         redis_client(settings),
         bands=model.band_labels,
         segments=[segment.name for segment in model.segments],
     )
     processor = Processor(
-        Rescorer(model, peers), rules, clock, settings.max_future_seconds, settings.max_event_bytes
+        Rescorer(model, peers, auditor, shadows),
+        rules,
+        clock,
+        settings.max_future_seconds,
+        settings.max_event_bytes,
     )
 
     input_channel = inputs_topic.__aiter__()  # subscribed before the worker joins the group
@@ -279,11 +327,20 @@ def create_app(
                 metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
             elif outcome.event is not None:
                 metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.event.occurred_ts))
+            elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
+                metrics.OUTCOMES.labels(outcome.state.outcomes[-1].outcome.value).inc()
         for key, applied in work.settle():
             state = applied.state
             assert state.partition is not None
-            accounts.data[key] = state
             schedule.set(state.partition, key, applied.next_due)
+            if applied.withdrawn:
+                withdraw(state)
+                outputs.append(scores_topic.send_soon(key=key, value=None))
+            if applied.forget:
+                accounts.data.pop(key, None)
+                settled.states.append((key, state.partition, None))
+                continue
+            accounts.data[key] = state
             if applied.update is not None:
                 count_band_change(applied.update)
                 value = applied.update.model_dump_json().encode()
@@ -344,7 +401,24 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_peer_books() -> None:
-        await PeerFeed(settings, peers).run()
+        await BookReader(settings, settings.topic_peers, peers.take).run()
+
+    async def ship_audit_record(key: bytes, value: bytes | None) -> None:
+        await audit_topic.send(key=key, value=value, partition=0)
+
+    @app.timer(interval=settings.audit_ship_seconds)  # type: ignore[untyped-decorator]
+    async def ship_audit() -> None:
+        """This worker's audit books to every worker; the whole base's figures out."""
+        metrics.AUDIT_RECORDS_SHIPPED.inc(await audit.ship(ship_audit_record))
+        tallies, outcomes = audit.totals()
+        computed_at = datetime.fromtimestamp(clock.wall(), UTC)
+        report = build_report(tallies, outcomes, versions, settings.audit_window_days, computed_at)
+        metrics.show_audit(report)
+        await view.write_audit(report.model_dump_json())
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def read_audit_books() -> None:
+        await BookReader(settings, settings.topic_audit, audit.take).run()
 
     add_web_views(app, settings, accounts)
 

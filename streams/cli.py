@@ -15,7 +15,13 @@ from pydantic import ValidationError
 
 from alerts.config import AlertRules, default_rules, load_rules
 from scoring.config import ConfigError
-from scoring.model import ModelError, ScoringModel, default_model, load_model
+from scoring.model import (
+    ModelError,
+    ScoringModel,
+    default_model,
+    load_model,
+    shadow_conflicts,
+)
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +47,23 @@ def configured_model(settings: Settings) -> ScoringModel:
         return load_model(settings.model_file)
     except ModelError as error:
         sys.exit(f"chs: invalid scoring model:\n{error}")
+
+
+def shadow_models(settings: Settings, live: ScoringModel) -> tuple[ScoringModel, ...]:
+    """The models of ``CHS_SHADOW_MODEL_FILES``; exits on a bad file or one that cannot be
+    evaluated beside the live model."""
+    shadows: list[ScoringModel] = []
+    for path in settings.shadow_model_files:
+        try:
+            shadow = load_model(path)
+        except ModelError as error:
+            sys.exit(f"chs: invalid shadow model:\n{error}")
+        problems = shadow_conflicts(live, shadow)
+        if problems or shadow.version in {s.version for s in shadows}:
+            problems = problems or ["it is already a shadow model"]
+            sys.exit(f"chs: shadow model {path} cannot be used: " + "; ".join(problems))
+        shadows.append(shadow)
+    return tuple(shadows)
 
 
 def configured_rules(settings: Settings) -> AlertRules:
@@ -113,11 +136,12 @@ def run_worker(settings: Settings) -> None:
     except UntestedRelease as untested:
         sys.exit(f"chs: {untested}")
     model = configured_model(settings)
+    shadows = shadow_models(settings, model)
     rules = configured_rules(settings)
     _check_credentials(settings)
     if settings.create_topics:
         asyncio.run(ensure_topics(settings))
-    app = create_app(settings, model, rules, clock_for(settings.clock))
+    app = create_app(settings, model, rules, clock_for(settings.clock), shadows)
     worker = ChsWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 

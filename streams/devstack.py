@@ -249,6 +249,7 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             "clock": "event",
             # Days of history pass in seconds: ship the peers' sketches as often.
             "peers_ship_seconds": 5.0,
+            "audit_ship_seconds": 5.0,
         }
     )
     env = settings_env(dev_settings)

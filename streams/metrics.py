@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from scoring.audit_report import AuditReport
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 EVENTS_CONSUMED = Counter(
@@ -64,3 +66,40 @@ PEER_BOOKS_SHIPPED = Counter(
     "chs_peer_books_shipped_total",
     "Partitions' peer sketches sent to the peers topic (at most one per partition per interval)",
 )
+OUTCOMES = Counter(
+    "chs_outcomes_total", "Outcomes applied (churned, renewed, downgraded, expanded)", ["outcome"]
+)
+AUDIT_RECORDS_SHIPPED = Counter(
+    "chs_audit_records_shipped_total",
+    "Records of this worker's audit books sent to the audit topic (changed days and results)",
+)
+MODEL_AUC = Gauge(
+    "chs_model_auc",
+    "Live audit, whole base: chance that a churner's score lead_days before its churn was "
+    "below a survivor's (0.5 = a coin); absent until a churner is judged",
+    ["lead_days", "model", "role"],
+)
+MODEL_LIFT = Gauge(
+    "chs_model_lift",
+    "Live audit, whole base: churn rate of the lowest-scored tenth lead_days before, against "
+    "the average (1 = no better than chance)",
+    ["lead_days", "model", "role"],
+)
+MODEL_CHURNERS = Gauge(
+    "chs_model_churners",
+    "Live audit: churners behind chs_model_auc and chs_model_lift (at least 30 to trust them)",
+    ["lead_days", "model", "role"],
+)
+
+
+def show_audit(report: AuditReport) -> None:
+    """The audit's figures as gauges (every worker shows the whole base's)."""
+    for gauge in (MODEL_AUC, MODEL_LIFT, MODEL_CHURNERS):
+        gauge.clear()  # a model no longer evaluated leaves no stale series
+    for model in report.models:
+        for lead in model.leads:
+            labels = (str(lead.lead_days), model.model_version, model.role)
+            MODEL_CHURNERS.labels(*labels).set(lead.churners)
+            if lead.auc is not None and lead.lift is not None:
+                MODEL_AUC.labels(*labels).set(lead.auc)
+                MODEL_LIFT.labels(*labels).set(lead.lift)

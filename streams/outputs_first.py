@@ -38,8 +38,9 @@ class SettledBatch(Generic[InputT]):
 
     outputs: list[Awaitable[Any]] = field(default_factory=list)
     """Deliveries of what the batch published (each fails if its record was not delivered)."""
-    states: list[tuple[bytes, int, bytes]] = field(default_factory=list)
-    """Account key, changelog partition and the encoded state as the batch left it."""
+    states: list[tuple[bytes, int, bytes | None]] = field(default_factory=list)
+    """Account key, changelog partition and the encoded state as the batch left it (None:
+    the account is deleted)."""
     inputs: list[InputT] = field(default_factory=list)
     """The batch's input messages, acknowledged last."""
 
@@ -51,7 +52,7 @@ class OutputsFirst(Generic[InputT]):
 
     def __init__(
         self,
-        write_state: Callable[[bytes, int, bytes], object],
+        write_state: Callable[[bytes, int, bytes | None], object],
         ack: Callable[[InputT], object],
         max_pending_inputs: int = MAX_PENDING_INPUTS,
     ) -> None:

@@ -4,9 +4,9 @@ owns only some partitions.
 Each worker fills the peer books (``scoring.peers.PeerBook``) of the partitions it owns and
 ships each changed one every ``CHS_PEERS_SHIP_SECONDS`` to ``chs.peers`` (one partition,
 compacted, keyed by the account partition), and reads that topic whole, from the start, with
-a consumer of no group (``PeerFeed``): its board holds every partition's latest book and
-merges them on read. A worker that takes a partition over carries on with the book last
-shipped for it.
+a consumer of no group (``streams.book_reader.BookReader``): its board holds every
+partition's latest book and merges them on read. A worker that takes a partition over
+carries on with the book last shipped for it.
 
 Bounds: a book holds two days of sketches per (peer group, peer-relative measure), each at
 most about 3 KB whatever the number of accounts (``scoring.peers``); the default model's
@@ -20,16 +20,11 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from scoring.peers import PeerBoard, PeerBook, PeerDistribution
-from streams.connections import kafka_options
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-FETCH_MAX_WAIT_MS = 5_000
-"""Books change once per ship interval: a slow fetch costs the broker least."""
 
 Ship = Callable[[int, bytes], Awaitable[None]]
 """Sends one partition's book (the account partition, its bytes) to ``chs.peers``."""
@@ -83,32 +78,3 @@ class LivePeers:
             log.error("Left out of the peers: %s@%d: %s", record.key, record.offset, error)
             return
         self.board.put(partition, book)
-
-
-class PeerFeed:
-    """Reads ``chs.peers`` whole into ``peers``, until cancelled."""
-
-    def __init__(self, settings: Settings, peers: LivePeers) -> None:
-        self._settings = settings
-        self._peers = peers
-
-    async def run(self) -> None:
-        settings = self._settings
-        consumer = AIOKafkaConsumer(
-            **kafka_options(settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        try:
-            await consumer.start()
-            consumer.assign([TopicPartition(settings.topic_peers, 0)])
-            await consumer.seek_to_beginning()
-            while True:
-                fetched = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS + 1_000)
-                for records in fetched.values():
-                    for record in records:
-                        self._peers.take(record)
-        finally:
-            await consumer.stop()

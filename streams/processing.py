@@ -25,6 +25,7 @@ from scoring.events import (
     EventKind,
     FeatureUseEvent,
     LoginEvent,
+    OutcomeEvent,
     PaymentEvent,
     SurveyEvent,
     TicketEvent,
@@ -36,6 +37,7 @@ from scoring.state import (
     SourcePosition,
     admits,
     apply_attributes,
+    apply_outcome,
     apply_override,
     fold,
 )
@@ -51,6 +53,7 @@ class Control(StrEnum):
 
     ACCOUNTS = "accounts"
     OVERRIDES = "overrides"
+    OUTCOMES = "outcomes"
     TICKS = "ticks"
 
 
@@ -70,6 +73,7 @@ INPUT_MODELS: dict[TopicRole, type[BaseModel]] = {
     **{kind: model for kind, model in EVENT_MODELS.items()},
     Control.ACCOUNTS: AccountAttributes,
     Control.OVERRIDES: CsmOverride,
+    Control.OUTCOMES: OutcomeEvent,
     Control.TICKS: Tick,
 }
 
@@ -94,6 +98,8 @@ class Folded:
     event: BaseEvent | None
     now: float
     """The evaluation time this input asks for (event time with the event clock)."""
+    churned: bool = False
+    """This input is the churn that stops the account's scoring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,10 @@ class Applied:
     now: float
     next_due: float | None
     """When the account must be re-evaluated with no input (None: never)."""
+    withdrawn: bool = False
+    """The account churned in this batch: its published score is withdrawn."""
+    forget: bool = False
+    """A churned account the audit needs no more: its state is deleted."""
 
 
 class SkipReason(StrEnum):
@@ -122,6 +132,8 @@ class SkipReason(StrEnum):
     MOVED = "moved"
     """Fetched before a rebalance handed its partition to another worker, which reads it
     again from the last commit."""
+    CHURNED = "churned"
+    """An input for an account that churned: no longer scored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +226,12 @@ class Processor:
             state = AccountState(account_id=account_id)
         elif not admits(state, source, None):
             return Skipped(role, SkipReason.REDELIVERED)
+        elif state.churned_day is not None and not isinstance(parsed, OutcomeEvent | Tick):
+            return Skipped(role, SkipReason.CHURNED)
         now = max(self.clock.now(), state.watermark or 0.0)
         input_id: str | None
         event: BaseEvent | None = None
+        churned = False
         match parsed:
             case LoginEvent() | FeatureUseEvent() | TicketEvent() | PaymentEvent() | SurveyEvent():
                 applied = fold(state, parsed, source)
@@ -227,6 +242,13 @@ class Processor:
             case CsmOverride():
                 applied = apply_override(state, parsed, now, source)
                 trigger, input_id = Trigger.OVERRIDE, parsed.event_id
+            case OutcomeEvent():
+                was_churned = state.churned_day is not None
+                applied = apply_outcome(state, parsed, source)
+                trigger, input_id = Trigger.OUTCOME, parsed.event_id
+                churned = not was_churned and state.churned_day is not None
+                if applied and self.rescorer.auditor is not None:
+                    self.rescorer.auditor.count_outcome(state)
             case _:
                 applied, trigger, input_id = True, Trigger.TIMER, None
         if not applied:
@@ -235,13 +257,16 @@ class Processor:
             reason = SkipReason.OUTDATED if trigger is Trigger.ATTRIBUTES else SkipReason.DUPLICATE
             return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
-        return Folded(role, state, trigger, input_id, _trigger_key(parsed, input_id), event, now)
+        key = _trigger_key(parsed, input_id)
+        return Folded(role, state, trigger, input_id, key, event, now, churned)
 
     def settle(self, inputs: list[Folded]) -> Applied:
         """Rescore an account once after ``inputs`` (its inputs of one batch, in order, all
         folded into the same state): one ScoreUpdate for all of them, and their alerts."""
         last = inputs[-1]
         state, now = last.state, max(folded.now for folded in inputs)
+        if state.churned_day is not None:
+            return self._settle_churned(last.role, state, now, any(f.churned for f in inputs))
         computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
         try:
             update = self.rescorer.rescore(state, now, last.trigger, last.input_id, computed_at)
@@ -253,6 +278,19 @@ class Processor:
             log.exception("Rescoring account %s failed", state.account_id)
             update, alerts = None, []
         return Applied(last.role, state, update, alerts, now, self._next_due(state, now))
+
+    def _settle_churned(
+        self, role: TopicRole, state: AccountState, now: float, withdrawn: bool
+    ) -> Applied:
+        """A churned account is not scored: the audit judges it in time, then forgets it."""
+        auditor = self.rescorer.auditor
+        if auditor is None:
+            return Applied(role, state, None, [], now, None, withdrawn)
+        forget = auditor.settle(state, now)
+        if forget:
+            auditor.forget(state)
+        due = None if forget else auditor.settle_due(state)
+        return Applied(role, state, None, [], now, due, withdrawn, forget)
 
     def _alerts(
         self,

@@ -7,7 +7,11 @@
   account ids by score (an account is in its current band's and segment's set only);
 - ``chs:history:{id}``: sorted set of the daily closing score (``"day:score"`` by day number)
   for the last ``HISTORY_DAYS`` days;
-- ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time).
+- ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time);
+- ``chs:audit``: the live audit's latest figures (``scoring.audit_report.AuditReport`` JSON).
+
+An account whose score is withdrawn (a tombstone on ``chs.scores``: it churned) leaves the
+view: its hash, its history and every ranking.
 
 The view's own consumer of ``chs.scores`` and ``chs.alerts`` (``streams/view_feed.py``) adds
 each update and alert as it reads them and writes what is pending in one pipelined round trip,
@@ -52,6 +56,7 @@ NO_SEGMENT = "default"
 """The segment name in keys and filters of accounts that match no segment."""
 ALL_ACCOUNTS = "chs:rank:all"
 ALERTS = "chs:alerts"
+AUDIT = "chs:audit"
 
 
 def account_key(account_id: str) -> str:
@@ -215,6 +220,8 @@ class ScoreView:
         """Per account, day -> its last score that day, of the updates not yet written (an
         account moved through several days between two writes in a replay)."""
         self._alerts: list[Alert] = []
+        self._removed: set[str] = set()
+        """Accounts whose score was withdrawn, to take out of the view."""
 
     def add(self, update: ScoreUpdate) -> None:
         """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
@@ -225,10 +232,25 @@ class ScoreView:
         ``flush``; it replaces any older one of the account. Raises ``ValueError`` if
         ``encoded`` is not an update."""
         update = UpdateGlance.model_validate_json(encoded)
+        self._removed.discard(update.account_id)
         self._pending.pop(update.account_id, None)
         self._pending[update.account_id] = (update, encoded)
         days = self._closing.setdefault(update.account_id, {})
         days[day_of(update.as_of.timestamp())] = update.score
+
+    def remove(self, account_id: str) -> None:
+        """Queue the account's removal from the view (its score was withdrawn)."""
+        self._pending.pop(account_id, None)
+        self._closing.pop(account_id, None)
+        self._removed.add(account_id)
+
+    async def write_audit(self, report: str) -> None:
+        """The audit's latest figures; a failure is logged, and the next ones come soon."""
+        try:
+            await self._client.set(AUDIT, report)
+        except (RedisError, OSError) as error:
+            REDIS_WRITE_ERRORS.inc()
+            log.warning("Redis write of the audit figures failed: %s", type(error).__name__)
 
     def add_alert(self, alert: Alert) -> None:
         """Queue ``alert`` for the next ``flush`` (only the latest ``MAX_ALERTS`` are kept, in
@@ -240,8 +262,9 @@ class ScoreView:
     async def flush(self) -> bool:
         """Write every pending update in one round trip; False if Redis refused, in which
         case they are kept for the next try."""
-        if not self._pending and not self._alerts:
+        if not self._pending and not self._alerts and not self._removed:
             return True
+        removed = list(self._removed)
         batch = list(self._pending.values())
         closing = {u.account_id: self._closing.get(u.account_id, {}) for u, _ in batch}
         alerts = self._alerts
@@ -258,6 +281,14 @@ class ScoreView:
             pipe.zadd(ALL_ACCOUNTS, cast(Mapping[str, float], scores))
             _rank(pipe, {band_key(band): members for band, members in bands.items()}, scores)
             _rank(pipe, {segment_key(seg): members for seg, members in segments.items()}, scores)
+        if removed:
+            pipe.delete(*(key(a) for a in removed for key in (account_key, history_key)))
+            for ranking in [
+                ALL_ACCOUNTS,
+                *map(band_key, self._bands),
+                *map(segment_key, self._segments),
+            ]:
+                pipe.zrem(ranking, *removed)
         if alerts:
             pipe.zadd(ALERTS, {a.model_dump_json(): a.occurred_at.timestamp() for a in alerts})
             pipe.zremrangebyrank(ALERTS, 0, -MAX_ALERTS - 1)
@@ -277,6 +308,7 @@ class ScoreView:
                 del self._pending[account]
                 self._closing.pop(account, None)
         del self._alerts[: len(alerts)]
+        self._removed.difference_update(removed)
         return True
 
     async def _write_update(

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from scoring.events import EventKind
 
@@ -110,6 +115,29 @@ class Settings(BaseSettings):
     topic_alerts_dlq: str = Field(default="chs.alerts.dlq", description="undeliverable alerts")
     topic_peers: str = Field(
         default="chs.peers", description="internal: each partition's peer sketches (compacted)"
+    )
+    topic_outcomes: str = Field(
+        default="chs.outcomes", description="churn, renewal, downgrade and expansion outcomes"
+    )
+    topic_audit: str = Field(
+        default="chs.audit", description="internal: each partition's audit book (compacted)"
+    )
+    audit_window_days: int = Field(
+        default=180,
+        ge=30,
+        le=3650,
+        description="churns of the last this many days count in the live audit",
+    )
+    audit_ship_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="how often a worker ships its audit books and publishes the figures",
+    )
+    shadow_model_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="model files evaluated beside the live model for the audit only "
+        "(comma-separated)",
     )
     peers_ship_seconds: float = Field(
         default=60.0,
@@ -233,6 +261,13 @@ class Settings(BaseSettings):
             raise ValueError("CHS_BROKER_SSL_CERTFILE and CHS_BROKER_SSL_KEYFILE go together")
         return self
 
+    @field_validator("shadow_model_files", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
         names = [
@@ -248,6 +283,9 @@ class Settings(BaseSettings):
             self.topic_dlq,
             self.topic_alerts,
             self.topic_alerts_dlq,
+            self.topic_outcomes,
+            self.topic_peers,
+            self.topic_audit,
         ]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")
@@ -267,7 +305,13 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> list[str]:
         """Every topic the scoring task reads: all co-partitioned, keyed by account_id."""
-        return [*self.event_topics, self.topic_accounts, self.topic_overrides, self.topic_ticks]
+        return [
+            *self.event_topics,
+            self.topic_accounts,
+            self.topic_overrides,
+            self.topic_outcomes,
+            self.topic_ticks,
+        ]
 
     def topic_for(self, kind: EventKind) -> str:
         return next(topic for topic, k in self.event_topics.items() if k is kind)

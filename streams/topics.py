@@ -28,13 +28,14 @@ def project_topics(settings: Settings) -> list[str]:
         settings.topic_alerts,
         settings.topic_alerts_dlq,
         settings.topic_peers,
+        settings.topic_audit,
     ]
 
 
 def _topic_shape(settings: Settings, name: str) -> tuple[int, dict[str, str]]:
     """Partitions and configs of a project topic."""
-    if name == settings.topic_peers:
-        # A book per partition, latest wins; every worker reads them all.
+    if name in (settings.topic_peers, settings.topic_audit):
+        # Books per partition, latest wins; every worker reads them all.
         return 1, {"cleanup.policy": "compact"}
     if name == settings.topic_accounts:
         # Attributes are snapshots: only the latest per account matters.

@@ -46,6 +46,7 @@ class ViewWriter(Protocol):
     """The read model's port (``streams.redis_view.ScoreView``)."""
 
     def add_published(self, encoded: bytes) -> None: ...
+    def remove(self, account_id: str) -> None: ...
     def add_alert(self, alert: Alert) -> None: ...
     async def flush(self) -> bool: ...
     async def close(self) -> None: ...
@@ -67,7 +68,9 @@ class ViewFeed:
                 taken += 1
                 self._read[tp] = record.offset + 1
                 try:
-                    if tp.topic == scores:
+                    if tp.topic == scores and record.value is None and record.key is not None:
+                        view.remove(record.key.decode())  # a withdrawn score: it churned
+                    elif tp.topic == scores:
                         view.add_published(record.value or b"")
                     else:
                         view.add_alert(Alert.model_validate_json(record.value or b""))
