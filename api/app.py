@@ -151,6 +151,16 @@ class ScoreApi:
         alerts = await self.store.alerts(since, _limit(request))
         return answer(AlertList(alerts=alerts))
 
+    async def audit(self, request: web.Request) -> web.Response:
+        report = await self.store.audit()
+        if report is None:
+            return problem(
+                404,
+                "no audit figures yet: the worker publishes them every "
+                "CHS_AUDIT_SHIP_SECONDS once it runs",
+            )
+        return answer(report)
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(
             openapi(MAX_LIMIT, self.secured, sorted(self.bands), sorted(self.segments))
@@ -211,6 +221,7 @@ def create_api(store: ReadModel, model: ScoringModel, token: SecretStr | None) -
     app.router.add_get("/accounts/{account_id}", api.account)
     app.router.add_get("/accounts/{account_id}/history", api.history)
     app.router.add_get("/alerts", api.alerts)
+    app.router.add_get("/audit", api.audit)
     app.router.add_get("/openapi.json", api.openapi)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_static("/static/", PAGE)

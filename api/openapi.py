@@ -8,9 +8,17 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.models import AccountHistory, AccountPage, AlertList, Problem
+from scoring.audit_report import AuditReport
 from scoring.update import ScoreUpdate
 
-MODELS: list[type[BaseModel]] = [ScoreUpdate, AccountPage, AccountHistory, AlertList, Problem]
+MODELS: list[type[BaseModel]] = [
+    ScoreUpdate,
+    AccountPage,
+    AccountHistory,
+    AlertList,
+    AuditReport,
+    Problem,
+]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, Any]:
@@ -129,6 +137,20 @@ def openapi(max_limit: int, secured: bool, bands: list[str], segments: list[str]
                     "responses": {
                         "200": _answer(AlertList, "the alerts"),
                         "400": BAD,
+                    },
+                }
+            },
+            "/audit": {
+                "get": {
+                    "summary": "How well earlier scores ranked the accounts that churned, per "
+                    "model and lead (docs/audit.md)",
+                    "responses": {
+                        "200": _answer(AuditReport, "the latest figures, with their counts"),
+                        "404": _answer(
+                            Problem,
+                            "no figures yet: the worker publishes them "
+                            "every CHS_AUDIT_SHIP_SECONDS",
+                        ),
                     },
                 }
             },

@@ -10,10 +10,12 @@ import redis.asyncio as aioredis
 
 from alerts.model import Alert
 from api.models import AccountSummary, DailyScore
+from scoring.audit_report import AuditReport
 from scoring.update import ScoreUpdate
 from streams.redis_view import (
     ALERTS,
     ALL_ACCOUNTS,
+    AUDIT,
     NO_SEGMENT,
     account_key,
     band_key,
@@ -124,6 +126,11 @@ class ReadModel:
             await self._client.zrevrangebyscore(ALERTS, "+inf", since, start=0, num=limit),
         )
         return [Alert.model_validate_json(member) for member in members]
+
+    async def audit(self) -> AuditReport | None:
+        """The live audit's latest figures (None: the worker has published none yet)."""
+        raw = await self._client.get(AUDIT)
+        return None if raw is None else AuditReport.model_validate_json(raw)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -84,7 +84,7 @@ class LiveAudit:
         for state in states:
             auditor.footprint(state, book)
         if book.alive:
-            book.prune(max(book.alive))
+            book.prune(max(book.alive) + 1)  # as the evaluations that closed the newest day
         book.changed_days = set(book.alive)
         book.results_changed = True
         self._own[partition] = book

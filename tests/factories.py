@@ -10,6 +10,8 @@ from scoring.events import (
     Event,
     FeatureUseEvent,
     LoginEvent,
+    OutcomeEvent,
+    OutcomeKind,
     PaymentEvent,
     PaymentStatus,
     SurveyEvent,
@@ -103,3 +105,11 @@ def active_history(account: str, first_day: int, last_day: int) -> list[Event]:
     events.append(payment(account, days=last_day - 3))
     events.append(survey(account, days=last_day - 1, score=9))
     return events
+
+
+def outcome(
+    account: str = "acme", days: float = 0.0, kind: OutcomeKind = OutcomeKind.CHURNED
+) -> OutcomeEvent:
+    return OutcomeEvent(
+        event_id=_event_id(), account_id=account, occurred_at=at(days), outcome=kind
+    )

@@ -67,6 +67,34 @@ function alertItem(alert) {
     element("time", { datetime: alert.occurred_at }, `${alert.severity} · ${when}`));
 }
 
+function auditRows(report) {
+  return report.models.flatMap((model) => model.leads.map((lead) => {
+    const name = `${model.role} ${model.model_version.split("@")[0]}`;
+    const auc = lead.auc === null ? "-"
+      : `${lead.auc.toFixed(2)}${lead.auc_stderr === null ? "" : ` ± ${lead.auc_stderr.toFixed(2)}`}`;
+    const row = element("tr", { class: lead.note ? "thin" : "", title: lead.note || "" },
+      element("td", {}, name),
+      element("td", {}, `${lead.lead_days} d`),
+      element("td", { class: "auc" }, auc),
+      element("td", {}, lead.lift === null ? "-" : `${lead.lift.toFixed(1)}×`),
+      element("td", {}, String(lead.churners)));
+    return row;
+  }));
+}
+
+async function refreshAudit() {
+  const status = document.getElementById("audit-status");
+  try {
+    const report = await getJson("/audit");
+    document.querySelector("#audit-figures tbody").replaceChildren(...auditRows(report));
+    const outcomes = Object.entries(report.outcomes).map(([kind, n]) => `${n} ${kind}`).join(", ");
+    status.textContent = `churns of the last ${report.window_days} days` +
+      ` · outcomes: ${outcomes || "none yet"}`;
+  } catch (error) {
+    status.textContent = error.message;
+  }
+}
+
 async function refresh() {
   const form = new FormData(document.getElementById("filters"));
   const query = new URLSearchParams({ limit: "50", history: "true" });
@@ -89,4 +117,6 @@ async function refresh() {
 
 document.getElementById("filters").addEventListener("change", refresh);
 refresh();
+refreshAudit();
 setInterval(refresh, REFRESH_MS);
+setInterval(refreshAudit, REFRESH_MS);

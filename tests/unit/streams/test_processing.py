@@ -7,15 +7,17 @@ import pytest
 from pydantic import BaseModel
 
 from alerts.config import default_rules
+from scoring.audit import Auditor
 from scoring.events import (
     AccountAttributes,
     CsmOverride,
     EventKind,
+    OutcomeKind,
     OverrideAction,
     PaymentStatus,
 )
-from scoring.model import default_model
-from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition
+from scoring.model import ScoringModel, default_model
+from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition, day_of
 from scoring.update import Rescorer, Trigger
 from scoring.validation import RejectCode
 from streams.clock import EventClock
@@ -30,7 +32,8 @@ from streams.processing import (
     TopicRole,
 )
 from tests.clock import ManualClock
-from tests.factories import T0, at, feature, login, payment
+from tests.factories import T0, at, feature, login, outcome, payment
+from tests.unit.scoring.test_audit import OneBook
 
 NOW = T0.timestamp()
 
@@ -270,3 +273,52 @@ def test_a_failure_while_rescoring_keeps_the_input_applied(
     assert outcome.update is None
     assert states[b"acme"].events_applied == 1
     assert "Rescoring account acme failed" in caplog.text
+
+
+def audited_processor(clock: ManualClock, *shadows: ScoringModel) -> Processor:
+    model = default_model()
+    versions = [model.version, *(s.version for s in shadows)]
+    auditor = Auditor(versions, OneBook(), 180, lambda s: None)
+    return Processor(
+        Rescorer(model, None, auditor, shadows), default_rules(), clock, max_future_seconds=600
+    )
+
+
+def test_a_churned_account_is_withdrawn_no_longer_scored_judged_then_forgotten() -> None:
+    clock = ManualClock(NOW)
+    feed = Feed(audited_processor(clock))
+    feed.send(EventKind.LOGIN, login())
+    churn = feed.send(Control.OUTCOMES, outcome())
+    assert isinstance(churn, Applied)
+    assert churn.withdrawn and churn.update is None and churn.alerts == []
+    assert feed.states[b"acme"].churned_day == day_of(NOW)
+    assert skip_reason(feed.send(EventKind.LOGIN, login())) is SkipReason.CHURNED
+    renewal = feed.send(Control.OUTCOMES, outcome(kind=OutcomeKind.RENEWED))
+    assert isinstance(renewal, Applied) and not renewal.withdrawn  # counted, not scored
+    assert churn.next_due is not None
+    clock.current = churn.next_due
+    judged = feed.send(Control.TICKS, Tick(account_id="acme", due_at=churn.next_due))
+    assert isinstance(judged, Applied) and not judged.forget
+    assert judged.next_due == (day_of(NOW) + 180) * SECONDS_PER_DAY
+    clock.current = judged.next_due
+    gone = feed.send(Control.TICKS, Tick(account_id="acme", due_at=judged.next_due))
+    assert isinstance(gone, Applied) and gone.forget and gone.next_due is None
+
+
+def test_an_outcome_of_no_known_kind_goes_to_the_dlq() -> None:
+    feed = Feed(audited_processor(ManualClock(NOW)))
+    body = outcome().model_dump(mode="json") | {"outcome": "cancelled"}
+    rejected = feed.send(Control.OUTCOMES, json.dumps(body).encode())
+    assert isinstance(rejected, Rejected)
+    assert rejected.error.code is RejectCode.SCHEMA
+    assert "outcome" in rejected.error.reason
+
+
+def test_a_shadow_model_is_evaluated_beside_the_live_one_and_publishes_nothing() -> None:
+    live = default_model()
+    shadow = live.model_copy(update={"name": "candidate", "bands": live.bands})
+    feed = Feed(audited_processor(ManualClock(NOW), shadow))
+    applied = feed.send(EventKind.LOGIN, login())
+    assert isinstance(applied, Applied) and applied.update is not None
+    assert applied.update.model_version == live.version
+    assert set(feed.states[b"acme"].trails) == {live.version, shadow.version}
