@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +21,8 @@ from scoring.events import (
     Event,
     FeatureUseEvent,
     LoginEvent,
+    OutcomeEvent,
+    OutcomeKind,
     PaymentEvent,
     SurveyEvent,
     TicketEvent,
@@ -28,7 +30,14 @@ from scoring.events import (
 from scoring.model import ScoringModel
 from scoring.peers import PeerBoard, PeerBook, PeerDistribution
 from scoring.score import contribute, evaluate
-from scoring.state import SECONDS_PER_DAY, AccountState, apply_attributes, day_of, fold
+from scoring.state import (
+    SECONDS_PER_DAY,
+    AccountState,
+    apply_attributes,
+    apply_outcome,
+    day_of,
+    fold,
+)
 from sim.baselines import events_30d, fit_logistic, simple_counts
 
 
@@ -39,7 +48,13 @@ class AttributesRecord(AccountAttributes):
 
 
 Record = Annotated[
-    LoginEvent | FeatureUseEvent | TicketEvent | PaymentEvent | SurveyEvent | AttributesRecord,
+    LoginEvent
+    | FeatureUseEvent
+    | TicketEvent
+    | PaymentEvent
+    | SurveyEvent
+    | OutcomeEvent
+    | AttributesRecord,
     Field(discriminator="kind"),
 ]
 RECORD: TypeAdapter[Record] = TypeAdapter(Record)
@@ -99,12 +114,16 @@ def read_outcomes(path: Path) -> dict[str, Outcome]:
     return outcomes
 
 
-def parse_record(line: str | bytes) -> Event | AccountAttributes:
+Item = Event | OutcomeEvent | AccountAttributes
+"""A record of a file: a product event, an outcome, or a CRM snapshot."""
+
+
+def parse_record(line: str | bytes) -> Item:
     """One JSON record: an event of our contract (with its ``kind``), or a CRM snapshot."""
     return RECORD.validate_json(line)
 
 
-def record_time(item: Event | AccountAttributes) -> float:
+def record_time(item: Item) -> float:
     """Event time (POSIX seconds) of an event, or of a CRM snapshot."""
     if isinstance(item, AccountAttributes):
         return item.updated_at.timestamp()
@@ -116,7 +135,9 @@ class Backtest:
     """Folds records in event-time order and observes every account at each date."""
 
     model: ScoringModel
-    outcomes: dict[str, Outcome]
+    outcomes: dict[str, Outcome] | None
+    """Who churned and when; None: from the records' outcome events (every account that has
+    no churn among them survived)."""
     options: BacktestOptions = field(default_factory=BacktestOptions)
     states: dict[str, AccountState] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
@@ -125,10 +146,12 @@ class Backtest:
     """Observations left out: their horizon passes the end of the data and the account had not
     churned within it by then, so whether it churned within the horizon is unknown (counting
     it as a survivor would flatter or sink the score at random)."""
+    _churns: dict[str, Outcome] = field(default_factory=dict)
+    """Churns read from the records' outcome events."""
 
     def run(
         self,
-        items: Iterable[Event | AccountAttributes],
+        items: Iterable[Item],
         progress: Callable[[int], None] | None = None,
     ) -> list[Observation]:
         next_at: float | None = None
@@ -148,9 +171,26 @@ class Backtest:
             self.records += 1
             if progress is not None and not self.records % 50_000:
                 progress(self.records)
+        self._label()
         if first is not None:
             self._censor(datetime.fromtimestamp(last, UTC).date())
         return self.observations
+
+    def _label(self) -> None:
+        """Whether each observed account churned within the horizon after, now that every
+        outcome is known; an account that churned on the day it was observed (its outcome
+        event came after midnight) was gone, as the CSV has it."""
+        horizon = timedelta(days=self.options.horizon_days)
+        outcomes = self.outcomes if self.outcomes is not None else self._churns
+        labelled = []
+        for observation in self.observations:
+            outcome = outcomes.get(observation.account_id)
+            churn_day = outcome.churn_day if outcome is not None and outcome.churned else None
+            if churn_day is not None and churn_day <= observation.at:
+                continue
+            churned = churn_day is not None and churn_day <= observation.at + horizon
+            labelled.append(replace(observation, churned=churned))
+        self.observations = labelled
 
     def _censor(self, end: date) -> None:
         horizon = timedelta(days=self.options.horizon_days)
@@ -158,12 +198,16 @@ class Backtest:
         self.censored += len(self.observations) - len(kept)
         self.observations = kept
 
-    def _apply(self, item: Event | AccountAttributes) -> None:
+    def _apply(self, item: Item) -> None:
         state = self.states.get(item.account_id)
         if state is None:
             state = self.states[item.account_id] = AccountState(account_id=item.account_id)
         if isinstance(item, AccountAttributes):
             apply_attributes(state, item, None)
+        elif isinstance(item, OutcomeEvent):
+            apply_outcome(state, item)
+            if item.outcome is OutcomeKind.CHURNED and item.account_id not in self._churns:
+                self._churns[item.account_id] = Outcome(True, item.occurred_at.date())
         else:
             fold(state, item)
 
@@ -184,20 +228,19 @@ class Backtest:
 
     def _observe(self, at: float) -> None:
         day = datetime.fromtimestamp(at, UTC).date()
-        horizon = day + timedelta(days=self.options.horizon_days)
         peers = self.peers_at(at)
         for account, state in self.states.items():
-            outcome = self.outcomes.get(account)
-            if outcome is None:
-                continue  # no ground truth: cannot be judged
-            if outcome.churned and outcome.churn_day is not None and outcome.churn_day <= day:
+            if self.outcomes is not None:
+                outcome = self.outcomes.get(account)
+                if outcome is None:
+                    continue  # no ground truth: cannot be judged
+                if outcome.churned and outcome.churn_day is not None and outcome.churn_day <= day:
+                    continue  # already gone
+            elif state.churned_day is not None:
                 continue  # already gone
             score = evaluate(state, self.model, at, peers)
             if score is None:
                 continue
-            churned = bool(
-                outcome.churned and outcome.churn_day is not None and outcome.churn_day <= horizon
-            )
             self.observations.append(
                 Observation(
                     account_id=account,
@@ -206,7 +249,7 @@ class Backtest:
                     band=score.band,
                     measures={n: m.value for n, m in score.measures.items()},
                     measure_scores={n: m.score for n, m in score.measures.items()},
-                    churned=churned,
+                    churned=False,  # known at the end (``_label``)
                     counts=simple_counts(state, at),
                     percentiles={
                         n: m.percentile
@@ -433,7 +476,7 @@ def baseline_aucs(observations: list[Observation]) -> dict[str, float | None]:
     return result
 
 
-def iter_sorted(items: Iterator[Event | AccountAttributes]) -> Iterator[Event | AccountAttributes]:
+def iter_sorted(items: Iterator[Item]) -> Iterator[Item]:
     """``items`` as given, checking they come in event-time order (a replay or a backtest
     needs it; the simulator and ``chs replay`` write them so)."""
     last = -math.inf

@@ -59,7 +59,8 @@ def simulate(options: SimOptions, out: Path) -> tuple[Path, Path]:
 @dataclass(frozen=True)
 class BacktestRun:
     events: list[Path]
-    outcomes: Path
+    outcomes: Path | None
+    """CSV of who churned; None: the records' outcome events say."""
     options: BacktestOptions
     report: Path | None
     mapping: CsvMapping | None = None
@@ -67,7 +68,9 @@ class BacktestRun:
     """Write a model with fitted weights here, and compare it with ``model`` held out."""
 
 
-def _observe(run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]) -> Backtest:
+def _observe(
+    run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome] | None
+) -> Backtest:
     progress = Progress(f"scoring records with {model.name}", estimate_records(run.events))
     test = Backtest(model, outcomes, run.options)
     test.run(iter_sorted(read_files(run.events, run.mapping)), progress.update)
@@ -79,7 +82,7 @@ def _observe(run: BacktestRun, model: ScoringModel, outcomes: dict[str, Outcome]
 def backtest(run: BacktestRun, model: ScoringModel) -> int:
     """Print the table, write the report (and a fitted model); 2 on unreadable input."""
     try:
-        outcomes = read_outcomes(run.outcomes)
+        outcomes = None if run.outcomes is None else read_outcomes(run.outcomes)
         test = _observe(run, model, outcomes)
         observations = test.observations
         summary = summarise(observations, model, test.censored)
@@ -102,7 +105,7 @@ def _fit(
     run: BacktestRun,
     path: Path,
     model: ScoringModel,
-    outcomes: dict[str, Outcome],
+    outcomes: dict[str, Outcome] | None,
     observations: list[Observation],
 ) -> int:
     try:

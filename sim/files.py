@@ -1,10 +1,10 @@
 """Files of records: JSONL as the simulator writes it, and CSV exports mapped onto our fields.
 
-A JSONL line is an event of our contract with its ``kind`` (docs/events.md), or a CRM
-snapshot with ``"kind": "attributes"``. A CSV export is mapped by a small mapping (options or
-a JSON file): which column holds which of our fields, how its event types name our kinds,
-and constant values for fields it lacks. For example an export with ``customer``, ``ts`` and
-``type`` columns:
+A JSONL line is an event of our contract with its ``kind`` (docs/events.md), an outcome with
+``"kind": "outcome"``, or a CRM snapshot with ``"kind": "attributes"``. A CSV export is mapped
+by a small mapping (options or a JSON file): which column holds which of our fields, how its
+event types name our kinds, and constant values for fields it lacks. For example an export
+with ``customer``, ``ts`` and ``type`` columns:
 
     {"columns": {"account_id": "customer", "occurred_at": "ts", "kind": "type"},
      "kinds": {"signin": "login", "feature": "feature_use"},
@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from scoring.events import AccountAttributes, Event, EventKind
+from scoring.events import EventKind
 from scoring.validation import NoTimeZone, parse_instant
-from sim.backtest import parse_record, record_time
+from sim.backtest import Item, parse_record, record_time
 
-KINDS = {kind.value for kind in EventKind} | {"attributes"}
+KINDS = {kind.value for kind in EventKind} | {"attributes", "outcome"}
 
 
 class BadRecord(ValueError):
@@ -82,7 +82,7 @@ def _iso_time(value: str, source: str) -> str:
         raise BadRecord(f"{source}: {value!r} is not a time (ISO 8601 or POSIX seconds)") from None
 
 
-def read_file(path: Path, mapping: CsvMapping | None = None) -> Iterator[Event | AccountAttributes]:
+def read_file(path: Path, mapping: CsvMapping | None = None) -> Iterator[Item]:
     """The records of one JSONL or CSV file, in file order, validated."""
     if path.suffix.lower() == ".csv":
         with path.open(newline="") as handle:
@@ -96,7 +96,7 @@ def read_file(path: Path, mapping: CsvMapping | None = None) -> Iterator[Event |
                     yield _parse(raw, f"{path.name}:{line}")
 
 
-def _parse(line: str | bytes, source: str) -> Event | AccountAttributes:
+def _parse(line: str | bytes, source: str) -> Item:
     try:
         return parse_record(line)
     except ValidationError as error:
@@ -122,9 +122,7 @@ def estimate_records(paths: list[Path]) -> int:
     return max(0, total)
 
 
-def read_files(
-    paths: list[Path], mapping: CsvMapping | None = None
-) -> Iterator[Event | AccountAttributes]:
+def read_files(paths: list[Path], mapping: CsvMapping | None = None) -> Iterator[Item]:
     """Several files merged in event-time order (each must be in order itself, as exports
     and the simulator's files are)."""
     yield from heapq.merge(*(read_file(path, mapping) for path in paths), key=record_time)

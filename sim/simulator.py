@@ -224,7 +224,8 @@ class Simulation:
         self._start = datetime.combine(options.start, datetime.min.time(), UTC).timestamp()
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Every record in event-time order: CRM snapshots, then each day's events."""
+        """Every record in event-time order: CRM snapshots, then each day's events, and each
+        churn or downgrade as an outcome event on its day."""
         for account in self.accounts:
             if account.joined_day <= 0:
                 yield self._attributes(account, 0)
@@ -235,6 +236,8 @@ class Simulation:
                     records.append(self._attributes(account, day))
                 if account.joined_day <= day and not account.gone(day):
                     records.extend(self._day(account, day))
+                if day == account.outcome_day:
+                    records.append(self._outcome(account, day))
             records.sort(key=event_time)
             yield from records
 
@@ -266,6 +269,17 @@ class Simulation:
             "event_id": f"sim{self.options.seed}-{self._ids}",
             "account_id": account.account_id,
             "occurred_at": self._at(day, hour),
+        }
+
+    def _outcome(self, account: SimAccount, day: int) -> dict[str, Any]:
+        """What billing says on the day of the outcome (as ``outcomes()`` has it)."""
+        price = self.options.business.plans[account.plan][1]
+        after = 0 if account.outcome is Outcome.CHURNED else price // 2
+        return {
+            **self._record("outcome", account, day, 0.25),
+            "outcome": account.outcome.value,
+            "mrr_before": str(price),
+            "mrr_after": str(after),
         }
 
     def _attributes(self, account: SimAccount, day: int) -> dict[str, Any]:

@@ -201,8 +201,9 @@ def _parser() -> argparse.ArgumentParser:
         "backtest", help="how well the score predicted churn in past events"
     )
     backtest.add_argument("--events", type=Path, nargs="+", required=True)
-    backtest.add_argument("--outcomes", type=Path, required=True, help="CSV: account_id, "
-                          "churned (0/1), churn_date")  # fmt: skip
+    backtest.add_argument("--outcomes", type=Path, help="CSV: account_id, churned (0/1), "
+                          "churn_date; without it, the outcome records among the events say "
+                          "who churned")  # fmt: skip
     backtest.add_argument("--horizon", type=int, default=90, help="days after each date")
     backtest.add_argument("--every", type=int, default=30, help="days between observations")
     backtest.add_argument("--warmup", type=int, default=60, help="days of data before the first")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from scoring.events import AccountAttributes, Event
-from sim.backtest import record_time
+from scoring.events import AccountAttributes, OutcomeEvent
+from sim.backtest import Item, record_time
 from sim.progress import Progress
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -16,7 +16,7 @@ from streams.settings import Settings
 
 async def replay(
     settings: Settings,
-    records: Iterable[Event | AccountAttributes],
+    records: Iterable[Item],
     speed: float | None = None,
     progress: Progress | None = None,
 ) -> int:
@@ -35,6 +35,8 @@ async def replay(
                     await asyncio.sleep(delay)
             if isinstance(record, AccountAttributes):
                 await producer.send_model(settings.topic_accounts, record.account_id, record)
+            elif isinstance(record, OutcomeEvent):
+                await producer.send_model(settings.topic_outcomes, record.account_id, record)
             else:
                 await producer.send(record)
             sent += 1

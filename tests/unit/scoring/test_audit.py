@@ -68,13 +68,17 @@ def test_auc_on_random_scores_matches_brute_force() -> None:
 def test_a_churner_in_the_lowest_tenth_counts_whole_and_a_tie_at_its_edge_in_part() -> None:
     survivors = counts_of([float(s) for s in range(10, 101, 10)])  # 10, 20 ... 100
     lowest = survivors.standing(5.0)
-    assert lowest is not None and lowest.bottom == 1.0
+    assert lowest is not None
+    assert lowest.bottom == 1.0
     above_the_lowest = survivors.standing(15.0)
-    assert above_the_lowest is not None and above_the_lowest.bottom == 0.0
+    assert above_the_lowest is not None
+    assert above_the_lowest.bottom == 0.0
     tied_with_lowest = survivors.standing(10.0)  # spans the positions 0 to 0.1
-    assert tied_with_lowest is not None and tied_with_lowest.bottom == 1.0
+    assert tied_with_lowest is not None
+    assert tied_with_lowest.bottom == 1.0
     straddling = counts_of([20.0] * 4 + [50.0] * 6).standing(20.0)  # spans 0 to 0.4
-    assert straddling is not None and straddling.bottom == pytest.approx(0.25)
+    assert straddling is not None
+    assert straddling.bottom == pytest.approx(0.25)
 
 
 def test_score_counts_are_bounded_by_the_score_grid_and_come_back_to_empty() -> None:
@@ -85,16 +89,19 @@ def test_score_counts_are_bounded_by_the_score_grid_and_come_back_to_empty() -> 
     assert len(counts.counts) <= 1001
     for score in scores:
         counts.add(round(score * 10), -1)
-    assert counts.total == 0 and not counts.counts
+    assert counts.total == 0
+    assert not counts.counts
     counts.add(500, -1)  # taking out what is not there changes nothing
-    assert counts.total == 0 and not counts.counts
+    assert counts.total == 0
+    assert not counts.counts
     assert counts.standing(50.0) is None
 
 
 def test_the_standard_error_shrinks_with_more_churners() -> None:
     few = hanley_mcneil_stderr(0.8, 10, 500)
     many = hanley_mcneil_stderr(0.8, 200, 500)
-    assert few is not None and many is not None
+    assert few is not None
+    assert many is not None
     assert many < few < 0.2
     assert hanley_mcneil_stderr(0.8, 0, 500) is None
 
@@ -178,7 +185,8 @@ def test_a_churn_is_judged_after_its_day_against_the_survivors_then_forgotten() 
     report = build_report(*totals(port.book), ["live"], 180, T0)
     leads = {lead.lead_days: lead for lead in report.models[0].leads}
     # 30 days before, every fader (at most 56) was below every steady account (70 and up)
-    assert leads[30].auc == 1.0 and leads[30].churners == 5
+    assert leads[30].auc == 1.0
+    assert leads[30].churners == 5
     assert leads[30].lift == pytest.approx(10.0)
     # 90 days before, faders (72 to 76) sat among the steady ones (70 to 84)
     assert 0.5 < leads[90].auc < 1.0  # type: ignore[operator]
@@ -189,7 +197,8 @@ def test_a_churn_is_judged_after_its_day_against_the_survivors_then_forgotten() 
     for state in fading:
         assert audit.settle(state, forget_at)
         audit.forget(state)
-    assert port.book.results == {} and not port.book.outcomes
+    assert port.book.results == {}
+    assert not port.book.outcomes
 
 
 def closing_score_at(state: AccountState, lead: int) -> float:
@@ -225,4 +234,5 @@ def test_outcome_marks_leave_the_counts_after_the_window() -> None:
     audit.count_outcome(state)
     assert port.book.outcomes == {"renewed": 1}
     audit.observe(state, {"live": 50.0}, noon(181))
-    assert port.book.outcomes == {} and state.outcomes == []
+    assert port.book.outcomes == {}
+    assert state.outcomes == []

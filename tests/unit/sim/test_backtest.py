@@ -91,10 +91,14 @@ def test_the_simulator_is_deterministic_and_churned_accounts_go_quiet() -> None:
     outcomes = {o["account_id"]: o for o in simulation().outcomes()}
     churned = {a: o["churn_date"] for a, o in outcomes.items() if o["churned"]}
     assert churned, "no churner in the sample"
+    churn_records = {}
     for record in first:
         when = record.get("occurred_at") or record["updated_at"]
-        if record["account_id"] in churned:
+        if record.get("outcome") == "churned":
+            churn_records[record["account_id"]] = when[:10]
+        elif record["account_id"] in churned:
             assert when[:10] < churned[record["account_id"]]
+    assert churn_records == churned  # billing tells of each churn on its day
     times = [record.get("occurred_at") or record["updated_at"] for record in first]
     assert times == sorted(times)
 
@@ -112,6 +116,18 @@ def observed(sim: Simulation) -> list[Observation]:
     return Backtest(default_model(), outcomes, BacktestOptions(60, 20, 40)).run(
         iter_sorted(iter(records))
     )
+
+
+def test_outcome_events_among_the_records_judge_as_the_outcomes_file_does() -> None:
+    sim = simulation()
+    from_file = observed(sim)
+    records = [parse_record(json.dumps(record)) for record in sim.events()]
+    from_events = Backtest(default_model(), None, BacktestOptions(60, 20, 40)).run(
+        iter_sorted(iter(records))
+    )
+    labels = {(o.account_id, o.at): o.churned for o in from_file}
+    assert any(labels.values())
+    assert {(o.account_id, o.at): o.churned for o in from_events} == labels
 
 
 def test_the_default_model_ranks_the_simulated_churners_low() -> None:

@@ -290,19 +290,25 @@ def test_a_churned_account_is_withdrawn_no_longer_scored_judged_then_forgotten()
     feed.send(EventKind.LOGIN, login())
     churn = feed.send(Control.OUTCOMES, outcome())
     assert isinstance(churn, Applied)
-    assert churn.withdrawn and churn.update is None and churn.alerts == []
+    assert churn.withdrawn
+    assert churn.update is None
+    assert churn.alerts == []
     assert feed.states[b"acme"].churned_day == day_of(NOW)
     assert skip_reason(feed.send(EventKind.LOGIN, login())) is SkipReason.CHURNED
     renewal = feed.send(Control.OUTCOMES, outcome(kind=OutcomeKind.RENEWED))
-    assert isinstance(renewal, Applied) and not renewal.withdrawn  # counted, not scored
+    assert isinstance(renewal, Applied)
+    assert not renewal.withdrawn
     assert churn.next_due is not None
     clock.current = churn.next_due
     judged = feed.send(Control.TICKS, Tick(account_id="acme", due_at=churn.next_due))
-    assert isinstance(judged, Applied) and not judged.forget
+    assert isinstance(judged, Applied)
+    assert not judged.forget
     assert judged.next_due == (day_of(NOW) + 180) * SECONDS_PER_DAY
     clock.current = judged.next_due
     gone = feed.send(Control.TICKS, Tick(account_id="acme", due_at=judged.next_due))
-    assert isinstance(gone, Applied) and gone.forget and gone.next_due is None
+    assert isinstance(gone, Applied)
+    assert gone.forget
+    assert gone.next_due is None
 
 
 def test_an_outcome_of_no_known_kind_goes_to_the_dlq() -> None:
@@ -319,6 +325,7 @@ def test_a_shadow_model_is_evaluated_beside_the_live_one_and_publishes_nothing()
     shadow = live.model_copy(update={"name": "candidate", "bands": live.bands})
     feed = Feed(audited_processor(ManualClock(NOW), shadow))
     applied = feed.send(EventKind.LOGIN, login())
-    assert isinstance(applied, Applied) and applied.update is not None
+    assert isinstance(applied, Applied)
+    assert applied.update is not None
     assert applied.update.model_version == live.version
     assert set(feed.states[b"acme"].trails) == {live.version, shadow.version}
