@@ -49,6 +49,8 @@ def _env_value(value: object) -> str:
         return value.get_secret_value()
     if isinstance(value, dict):
         return json.dumps({k: _env_value(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return ",".join(_env_value(v) for v in value)  # as the list settings read them
     return str(value)
 
 
