@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,11 +45,20 @@ def day_events(account: int, day: int, rng: random.Random) -> list[Event]:
         presence = max(0.0, 1.0 - day / 45) if fading(account) else 1.0
         if rng.random() >= presence:
             continue
-        at = START + timedelta(days=day, hours=9 + user)
-        common = {"account_id": name, "occurred_at": at, "user_id": f"u{user}"}
-        events.append(LoginEvent(event_id=f"{name}-{day}-{user}-l", **common))
+        at, who = START + timedelta(days=day, hours=9 + user), f"u{user}"
         events.append(
-            FeatureUseEvent(event_id=f"{name}-{day}-{user}-f", feature=f"f{user}", **common)
+            LoginEvent(
+                event_id=f"{name}-{day}-{user}-l", account_id=name, occurred_at=at, user_id=who
+            )
+        )
+        events.append(
+            FeatureUseEvent(
+                event_id=f"{name}-{day}-{user}-f",
+                account_id=name,
+                occurred_at=at,
+                user_id=who,
+                feature=f"f{user}",
+            )
         )
     return events
 
@@ -86,9 +94,7 @@ def churns() -> list[OutcomeEvent]:
 
 
 @pytest.fixture
-def audited(
-    worker_settings: Settings, private_redis: str, tmp_path: Path
-) -> Iterator[tuple[Settings, str]]:
+def audited(worker_settings: Settings, private_redis: str, tmp_path: Path) -> Settings:
     candidate = default_model().model_dump(mode="json", exclude_defaults=True)
     shadow_file = tmp_path / "candidate.yaml"
     shadow_file.write_text(yaml.safe_dump({**candidate, "name": "candidate"}))
@@ -101,7 +107,7 @@ def audited(
         audit_ship_seconds=1.0,
         shadow_model_files=[shadow_file],
     )
-    yield settings, default_model().version
+    return settings
 
 
 async def produce_all(settings: Settings, events: list[Event | OutcomeEvent]) -> None:
@@ -125,11 +131,11 @@ def lead_30(report: dict[str, object], role: str) -> dict[str, object]:
 
 
 async def test_the_worker_measures_how_well_its_scores_foretold_the_churns(
-    audited: tuple[Settings, str], tmp_path: Path
+    audited: Settings, private_redis: str, tmp_path: Path
 ) -> None:
-    settings, live = audited
+    settings, live = audited, default_model().version
     worker: ManagedProcess = start_worker(settings, tmp_path / "worker-1.log")
-    api, api_port = start_api(settings.redis_url, tmp_path / "api.log", None)
+    api, api_port = start_api(private_redis, tmp_path / "api.log", None)
     try:
         await produce_all(settings, [*history()])
         await wait_consumed(settings, list(settings.event_topics), within=180)

@@ -15,7 +15,7 @@ class Log:
     def __init__(self) -> None:
         self.entries: list[tuple[str, object]] = []
 
-    def write_state(self, key: bytes, partition: int, encoded: bytes) -> None:
+    def write_state(self, key: bytes, partition: int, encoded: bytes | None) -> None:
         self.entries.append(("state", (key, partition, encoded)))
 
     def ack(self, message: str) -> None:

@@ -16,6 +16,10 @@ class FakeView:
     def __init__(self) -> None:
         self.updates: list[bytes] = []
         self.alerts: list[Alert] = []
+        self.removed: list[str] = []
+
+    def remove(self, account_id: str) -> None:
+        self.removed.append(account_id)
 
     def add_published(self, encoded: bytes) -> None:
         self.updates.append(encoded)
@@ -30,10 +34,9 @@ class FakeView:
         return None
 
 
-def record(tp: TopicPartition, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        tp.topic, tp.partition, offset, 0, 0, b"acme", value, None, len(value), len(value), ()
-    )
+def record(tp: TopicPartition, offset: int, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    size = len(value or b"")
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"acme", value, None, 4, size, ())
 
 
 def an_alert() -> Alert:
@@ -73,6 +76,17 @@ def test_updates_and_alerts_go_to_the_view_and_the_offsets_after_them_are_kept()
     assert view.alerts == [an_alert()]
     assert feed.read_positions() == {scores: 9, alerts: 4}
     assert feed.read_positions() == {}  # handed over once
+
+
+def test_a_withdrawn_score_takes_the_account_out_of_the_view() -> None:
+    settings = Settings()
+    view = FakeView()
+    feed = ViewFeed(settings, view)
+    scores = TopicPartition(settings.topic_scores, 0)
+    feed.take({scores: [record(scores, 1, b'{"u": 1}'), record(scores, 2, None)]})
+    assert view.updates == [b'{"u": 1}']
+    assert view.removed == ["acme"]
+    assert feed.read_positions() == {scores: 3}
 
 
 def test_a_record_of_another_shape_is_logged_and_passed(caplog: pytest.LogCaptureFixture) -> None:
