@@ -51,7 +51,10 @@ def test_prometheus_rules_and_config_pass_promtool() -> None:
     assert promtool is not None, "promtool (Debian package prometheus) is needed"
     rules = run(promtool, "check", "rules", "deploy/prometheus/rules.yml")
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "7 rules found" in rules.stdout
+    assert "8 rules found" in rules.stdout
+    # The rules' own unit tests: the model-accuracy alert fires on a sunk AUC only.
+    tested = run(promtool, "test", "rules", "deploy/prometheus/rules_test.yml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
     config = run(promtool, "check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
 
@@ -66,6 +69,7 @@ def test_dashboard_has_the_operations_panels() -> None:
         "Alerts/s by rule",
         "Slack failures",
         "Consumer lag by topic",
+        "Does the score foretell churn? (live audit)",
     }
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     for metric in (
@@ -75,6 +79,7 @@ def test_dashboard_has_the_operations_panels() -> None:
         "chs_alerts_total",
         "chs_slack_deliveries_total",
         "chs_consumer_lag_messages",
+        "chs_model_auc",
     ):
         assert metric in exprs
 
