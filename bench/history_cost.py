@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts.config import default_rules
+from scoring.audit import TRAIL_DAYS, AuditBook, Auditor, ScoreCounts
 from scoring.events import (
     Event,
     FeatureUseEvent,
@@ -79,15 +80,36 @@ def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
     return SurveyEvent(**base, survey=SurveyType.NPS, score=rng.randint(0, 10))
 
 
-def _processor() -> Processor:
-    return Processor(
-        Rescorer(default_model()), default_rules(), _FixedClock(), max_future_seconds=600
-    )
+class _OneBook:
+    """The audit's port with every account on one partition."""
+
+    def __init__(self) -> None:
+        self.book = AuditBook()
+
+    def book_for(self, partition: int | None) -> AuditBook:
+        return self.book
+
+    def survivors(self, version: str, day: int) -> ScoreCounts:
+        return self.book.alive.get(day, {}).get(version, ScoreCounts())
 
 
-def _history(events: int) -> AccountState:
+def _processor(shadows: int | None = None) -> Processor:
+    """The worker's processor; with ``shadows`` set, audited too, beside that many shadow
+    models (the default model under other names: as costly as the live one)."""
+    model = default_model()
+    if shadows is None:
+        rescorer = Rescorer(model)
+    else:
+        others = tuple(model.model_copy(update={"name": f"shadow{n}"}) for n in range(shadows))
+        versions = [model.version, *(o.version for o in others)]
+        auditor = Auditor(versions, _OneBook(), 180, lambda state: None)
+        rescorer = Rescorer(model, None, auditor, others)
+    return Processor(rescorer, default_rules(), _FixedClock(), max_future_seconds=600)
+
+
+def _history(events: int, shadows: int | None = None) -> AccountState:
     """One account's state after ``events`` events spread over the last 89 days."""
-    processor = _processor()
+    processor = _processor(shadows)
     states: dict[bytes, AccountState] = {}
     rng = random.Random(1)
     step = timedelta(days=89) / max(1, events)
@@ -108,11 +130,11 @@ class HistoryCost:
     touched in a batch."""
 
 
-def measure(history_events: int) -> HistoryCost:
+def measure(history_events: int, shadows: int | None = None) -> HistoryCost:
     """Each measured event goes to its own copy of the account, so every one of them meets
     exactly ``history_events`` events of history (the measured events add none)."""
-    base = _history(history_events)
-    processor = _processor()
+    base = _history(history_events, shadows)
+    processor = _processor(shadows)
     rng = random.Random(2)
     timings = []
     for round_ in range(ROUNDS):
@@ -150,6 +172,49 @@ def demo_state_sizes() -> list[int]:
         key = event.account_id.encode()
         processor.process(states, event.kind, key, payload, SourcePosition("t", 0, i))
     return sorted(len(state.model_dump_json(exclude_defaults=True)) for state in states.values())
+
+
+AUDIT_HISTORY = 1_000
+SHADOWS = (None, 0, 1, 2)
+
+
+def trail_bytes(versions: int) -> int:
+    """What the audit's closing scores of ``versions`` models add to an encoded state once
+    ``TRAIL_DAYS`` days are kept (scores of the demo's usual width)."""
+    rng = random.Random(4)
+    state = AccountState(account_id="acme")
+    plain = len(state.model_dump_json(exclude_defaults=True))
+    state.trails = {
+        f"model{n}@0123456789ab": [round(rng.uniform(40, 95), 1) for _ in range(TRAIL_DAYS)]
+        for n in range(versions)
+    }
+    state.trail_end = state.audit_day = 20_000
+    return len(state.model_dump_json(exclude_defaults=True)) - plain
+
+
+def audit_lines() -> list[str]:
+    """What the live audit and each shadow model add to an event."""
+    costs = [measure(AUDIT_HISTORY, shadows).micros_per_event for shadows in SHADOWS]
+    names = ["no audit", "audit, no shadow", "audit, 1 shadow", "audit, 2 shadows"]
+    trails = ["-", *(f"{trail_bytes(1 + (n or 0)):,} B" for n in SHADOWS[1:])]
+    return [
+        "",
+        "### The live audit and shadow models",
+        "",
+        f"The same path on an account with {AUDIT_HISTORY:,} events of history, with the "
+        "audit (each evaluation keeps the day's closing score of every model) and with shadow "
+        "models (each the default model under another name, so as costly to score as the live "
+        "one; a shadow reuses the raw measures the live model took and builds no "
+        f"explanation). The last column is what {TRAIL_DAYS} days of closing scores add to "
+        "an account's encoded state.",
+        "",
+        "| worker | us per event | against no audit | closing scores in the state |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {cost:.0f} | x{cost / costs[0]:.2f} | {trail} |"
+            for name, cost, trail in zip(names, costs, trails, strict=True)
+        ),
+    ]
 
 
 def report() -> str:
@@ -190,6 +255,7 @@ def report() -> str:
             f"{sizes[-1] / 1024:.1f} KiB. Besides the 90 day buckets (about 2 KiB), the most "
             "is the last 64 event ids kept against duplicates and the last ScoreUpdate's "
             "measures and reasons (about 1 KiB each).",
+            *audit_lines(),
         ]
     )
 

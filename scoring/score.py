@@ -14,6 +14,7 @@ from scoring.metrics import MetricContext, metric_value, tenure_days
 from scoring.model import (
     OVERRIDE_COMPONENT,
     Measure,
+    Metric,
     MissingRule,
     PercentileMapping,
     ScoringModel,
@@ -79,11 +80,17 @@ def active_override(state: AccountState, model: ScoringModel, now: float) -> Act
     return override
 
 
+RawValues = dict[tuple[Metric, int | None, int | None], float | None]
+"""Raw metric values of one evaluation by (metric, window, baseline): models evaluated at the
+same time on the same state (a shadow beside the live model) share them."""
+
+
 def evaluate(
     state: AccountState,
     model: ScoringModel,
     now: float,
     peers: PeerDistribution | None = None,
+    raws: RawValues | None = None,
 ) -> Score | None:
     """Score ``state`` as of ``now`` (POSIX seconds), peer-relative measures against
     ``peers`` (their absolute fallback without).
@@ -94,33 +101,13 @@ def evaluate(
     if state.watermark is None:
         return None
     profile = model.profile_for(state.attributes)
-    stale = is_stale(state, model, now)
-    as_of = now
-    if stale:
-        assert state.watermark is not None
-        as_of = state.watermark + model.stale_after_days * SECONDS_PER_DAY
-    ctx = MetricContext(state, model, as_of)
+    stale, as_of = _staleness(state, model, now)
     group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
-    peer_values: dict[str, float] = {}
-    component_scores: dict[str, float] = {}
     measures: dict[str, MeasureScore] = {}
-    for name, component in model.components.items():
-        scored = []
-        for measure in component.measures:
-            raw = metric_value(ctx, measure)
-            if raw is not None:
-                if isinstance(measure.mapping, PercentileMapping):
-                    peer_values[measure.name] = raw
-                measured, score = _measure_score(measure, raw, group, peers)
-            elif measure.missing is MissingRule.NEUTRAL:
-                score = measure.neutral_score
-                measured = MeasureScore(value=None, score=score)
-            else:
-                continue
-            measures[measure.name] = measured
-            scored.append((measure, score))
-        if scored:
-            component_scores[name] = component.aggregate(scored)
+    peer_values: dict[str, float] = {}
+    component_scores = _component_scores(
+        state, model, as_of, group, peers, {} if raws is None else raws, measures, peer_values
+    )
     override = active_override(state, model, now)
     if override is not None:
         component_scores[OVERRIDE_COMPONENT] = override.score
@@ -133,9 +120,7 @@ def evaluate(
         components[name] = ComponentScore(
             score=round(score, 1), weight=round(share, 4), contribution=round(share * score, 1)
         )
-    value = round(
-        sum(profile.weights[n] * s for n, s in component_scores.items()) / total_weight, 1
-    )
+    value = _overall(component_scores, profile.weights)
     return Score(
         value=value,
         band=label_for(profile.bands, value),
@@ -150,19 +135,99 @@ def evaluate(
     )
 
 
+def score_value(
+    state: AccountState,
+    model: ScoringModel,
+    now: float,
+    peers: PeerDistribution | None,
+    raws: RawValues,
+) -> float | None:
+    """``evaluate``'s score value alone, with no explanation built: what a shadow model needs
+    (its cost is mostly the mappings, ``raws`` holding what the live model measured)."""
+    if state.watermark is None:
+        return None
+    profile = model.profile_for(state.attributes)
+    _, as_of = _staleness(state, model, now)
+    group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
+    component_scores = _component_scores(state, model, as_of, group, peers, raws, None, None)
+    override = active_override(state, model, now)
+    if override is not None:
+        component_scores[OVERRIDE_COMPONENT] = override.score
+    return _overall(component_scores, profile.weights) if component_scores else None
+
+
+def _staleness(state: AccountState, model: ScoringModel, now: float) -> tuple[bool, float]:
+    """Whether the account is stale, and the time its measures are taken at (held when it
+    went stale)."""
+    if not is_stale(state, model, now):
+        return False, now
+    assert state.watermark is not None
+    return True, state.watermark + model.stale_after_days * SECONDS_PER_DAY
+
+
+def _overall(component_scores: dict[str, float], weights: dict[str, float]) -> float:
+    total_weight = sum(weights[name] for name in component_scores)
+    return round(sum(weights[n] * s for n, s in component_scores.items()) / total_weight, 1)
+
+
+def _component_scores(
+    state: AccountState,
+    model: ScoringModel,
+    as_of: float,
+    group: str,
+    peers: PeerDistribution | None,
+    raws: RawValues,
+    measures: dict[str, MeasureScore] | None,
+    peer_values: dict[str, float] | None,
+) -> dict[str, float]:
+    """Each component's score from its measures; ``measures`` and ``peer_values``, when
+    given, collect each measure's explanation and the raw values of peer-relative ones."""
+    ctx: MetricContext | None = None
+    component_scores: dict[str, float] = {}
+    for name, component in model.components.items():
+        scored = []
+        for measure in component.measures:
+            key = (measure.metric, measure.window_days, measure.baseline_days)
+            if key in raws:
+                raw = raws[key]
+            else:
+                ctx = ctx or MetricContext(state, model, as_of)
+                raw = raws[key] = metric_value(ctx, measure)
+            if raw is not None:
+                if peer_values is not None and isinstance(measure.mapping, PercentileMapping):
+                    peer_values[measure.name] = raw
+                measured, score = _measure_score(measure, raw, group, peers, measures is not None)
+            elif measure.missing is MissingRule.NEUTRAL:
+                score = measure.neutral_score
+                measured = MeasureScore(value=None, score=score) if measures is not None else None
+            else:
+                continue
+            if measures is not None and measured is not None:
+                measures[measure.name] = measured
+            scored.append((measure, score))
+        if scored:
+            component_scores[name] = component.aggregate(scored)
+    return component_scores
+
+
 def _measure_score(
-    measure: Measure, raw: float, group: str, peers: PeerDistribution | None
-) -> tuple[MeasureScore, float]:
-    """The measure's score in the update (rounded) and exact (what the component uses)."""
+    measure: Measure, raw: float, group: str, peers: PeerDistribution | None, explain: bool
+) -> tuple[MeasureScore | None, float]:
+    """The measure's score in the update (rounded; None unless ``explain``) and exact (what
+    the component uses)."""
     mapping = measure.mapping
     rank = None
     if isinstance(mapping, PercentileMapping) and peers is not None:
         rank = peers.rank(group, measure.name, raw)
     if rank is None:
         score = mapping.score(raw)
+        if not explain:
+            return None, score
         return MeasureScore(value=round(raw, 2), score=round(score, 1)), score
     assert isinstance(mapping, PercentileMapping)
     score = mapping.score_rank(rank.percentile)
+    if not explain:
+        return None, score
     measured = MeasureScore(
         value=round(raw, 2),
         score=round(score, 1),

@@ -11,7 +11,14 @@ from scoring.audit import Auditor
 from scoring.explain import Drag, Driver, Explainer, change_since
 from scoring.model import ScoringModel
 from scoring.peers import PeerPort
-from scoring.score import ComponentScore, MeasureScore, contribute, evaluate
+from scoring.score import (
+    ComponentScore,
+    MeasureScore,
+    RawValues,
+    contribute,
+    evaluate,
+    score_value,
+)
 from scoring.state import AccountState, Published, day_of, record_closing_score
 
 
@@ -71,6 +78,15 @@ class ScoreUpdate(BaseModel):
     """The input that caused this update (None for the timer)."""
 
 
+def _measures_alike(live: ScoringModel, shadow: ScoringModel) -> bool:
+    """Whether ``shadow`` measures a state as ``live`` does (so it may reuse the raw values
+    live measured): the same sticky features, and staleness from the same age."""
+    return (live.sticky_features, live.stale_after_days) == (
+        shadow.sticky_features,
+        shadow.stale_after_days,
+    )
+
+
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -93,6 +109,7 @@ class Rescorer:
         self.auditor = auditor
         self.shadows = shadows
         """Evaluated beside the model for the audit only: they publish and alert nothing."""
+        self._shadows = [(shadow, _measures_alike(model, shadow)) for shadow in shadows]
         self._explainer = Explainer(model)
 
     def rescore(
@@ -105,17 +122,18 @@ class Rescorer:
     ) -> ScoreUpdate | None:
         peers = self.peers
         distribution = peers.distribution(day_of(now)) if peers is not None else None
-        score = evaluate(state, self.model, now, distribution)
+        raws: RawValues = {}
+        score = evaluate(state, self.model, now, distribution, raws)
         if score is None:
             return None
         if peers is not None:
             contribute(state, score, peers.book_for(state.partition), now)
         if self.auditor is not None:
             scores = {self.model.version: score.value}
-            for shadow in self.shadows:
-                shadow_score = evaluate(state, shadow, now, distribution)
-                if shadow_score is not None:
-                    scores[shadow.version] = shadow_score.value
+            for shadow, shares in self._shadows:
+                value = score_value(state, shadow, now, distribution, raws if shares else {})
+                if value is not None:
+                    scores[shadow.version] = value
             self.auditor.observe(state, scores, now)
         record_closing_score(state, score.value, now)
         previous = state.published

@@ -9,7 +9,7 @@ import pytest
 
 from scoring.events import AccountAttributes, Event, PaymentStatus
 from scoring.model import OVERRIDE_COMPONENT, ScoringModel, default_model, parse_model
-from scoring.score import evaluate
+from scoring.score import RawValues, evaluate, score_value
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, fold
 from tests.factories import T0, feature, login, payment, ticket
 
@@ -213,3 +213,27 @@ def test_default_model_on_a_healthy_and_a_troubled_account() -> None:
     # 20 days overdue (35, x3), no refund (100, x1) -> 1455 / 39.
     assert troubled.components["billing"].score == 37.3
     assert troubled.value < healthy.value - 10
+
+
+@pytest.mark.parametrize("days_later", [0.0, 40.0])  # fresh, and stale (held)
+def test_the_value_alone_is_the_full_evaluations_and_shares_its_raw_measures(
+    days_later: float,
+) -> None:
+    model = default_model()
+    shadow = model.model_copy(update={"name": "candidate"})
+    state = AccountState(account_id="acme")
+    for event in [login(days=-d, user=f"u{d % 3}") for d in range(20)] + [
+        payment(days=-2, status=PaymentStatus.FAILED),
+        ticket(days=-1),
+    ]:
+        fold(state, event)
+    state.override = ActiveOverride(
+        override_id="o1", author="ann", reason="r", score=30.0, set_at=NOW, expires_at=NOW + 1e6
+    )
+    at = NOW + days_later * SECONDS_PER_DAY
+    raws: RawValues = {}
+    full = evaluate(state, model, at, None, raws)
+    assert full is not None
+    assert raws  # what the live model measured, for the shadow
+    assert score_value(state, shadow, at, None, raws) == full.value
+    assert score_value(state, shadow, at, None, {}) == full.value
