@@ -222,10 +222,9 @@ def test_the_value_alone_is_the_full_evaluations_and_shares_its_raw_measures(
     model = default_model()
     shadow = model.model_copy(update={"name": "candidate"})
     state = AccountState(account_id="acme")
-    for event in [login(days=-d, user=f"u{d % 3}") for d in range(20)] + [
-        payment(days=-2, status=PaymentStatus.FAILED),
-        ticket(days=-1),
-    ]:
+    events: list[Event] = [login(days=-d, user=f"u{d % 3}") for d in range(20)]
+    events += [payment(days=-2, status=PaymentStatus.FAILED), ticket(days=-1)]
+    for event in events:
         fold(state, event)
     state.override = ActiveOverride(
         override_id="o1", author="ann", reason="r", score=30.0, set_at=NOW, expires_at=NOW + 1e6
