@@ -17,6 +17,8 @@ from alerts.config import Severity
 from alerts.model import Alert
 from api.app import MAX_LIMIT, create_api
 from api.store import ReadModel
+from scoring.audit import Tally
+from scoring.audit_report import build_report
 from scoring.model import default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
@@ -47,6 +49,19 @@ BOOK = [
 ]
 
 
+AUDIT = build_report(
+    {
+        (default_model().version, 30, "*"): Tally(
+            churners=40, above=31.2, bottom=12.0, survivors=8000
+        )
+    },
+    {"churned": 40, "renewed": 120},
+    [default_model().version],
+    180,
+    T0,
+)
+
+
 def alert(n: int, at: datetime) -> Alert:
     return template_alert(Severity.CRITICAL, "enterprise").model_copy(
         update={"alert_id": f"a{n}", "account_id": "globex", "occurred_at": at, "trigger": f"e{n}"}
@@ -68,6 +83,7 @@ async def fill(redis_url: str) -> None:
     for n in range(3):
         view.add_alert(alert(n, T0 - (3 - n) * DAY))
     assert await view.flush()
+    await view.write_audit(AUDIT.model_dump_json())
     await client.aclose()
 
 
@@ -145,6 +161,36 @@ async def test_an_account_leaves_the_band_and_segment_it_moved_out_of(
     assert ids(await get(api, "/accounts?band=healthy")) == []
     assert ids(await get(api, "/accounts?segment=enterprise")) == ["hooli", "umbrella"]
     assert ids(await get(api, "/accounts?segment=default")) == ["initech", "acme", "globex"]
+
+
+async def test_a_withdrawn_account_leaves_every_ranking_and_its_own_keys(
+    api: Client, private_redis: str
+) -> None:
+    client = aioredis.Redis.from_url(private_redis)
+    model = default_model()
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
+    view.remove("umbrella")  # it churned
+    assert await view.flush()
+    assert not await client.exists(account_key("umbrella"))
+    assert await client.zrange(segment_key("enterprise"), 0, -1) == [b"globex"]
+    await client.aclose()
+    await get(api, "/accounts/umbrella", 404)
+    assert ids(await get(api, "/accounts?band=at-risk")) == ["acme"]
+    assert "umbrella" not in ids(await get(api, "/accounts"))
+
+
+async def test_the_audit_is_the_workers_latest_report(api: Client, private_redis: str) -> None:
+    report = await get(api, "/audit")
+    live = report["models"][0]
+    lead = next(f for f in live["leads"] if f["lead_days"] == 30)
+    assert (lead["churners"], lead["auc"], lead["lift"]) == (40, 0.78, 3.0)
+    assert lead["note"] is None
+    assert next(f for f in live["leads"] if f["lead_days"] == 90)["note"] == "no churner judged yet"
+    client = aioredis.Redis.from_url(private_redis)
+    await client.delete("chs:audit")
+    await client.aclose()
+    missing = await get(api, "/audit", 404)
+    assert "no audit figures yet" in missing["error"]
 
 
 async def test_an_account_hash_of_the_older_form_is_read_then_replaced(
@@ -227,7 +273,7 @@ async def test_the_openapi_description_names_every_route(api: Client) -> None:
     assert spec["openapi"] == "3.1.0"
     paths = spec["paths"]
     assert isinstance(paths, dict)
-    assert set(paths) >= {"/accounts", "/accounts/{account_id}", "/alerts", "/healthz"}
+    assert set(paths) >= {"/accounts", "/accounts/{account_id}", "/alerts", "/audit", "/healthz"}
     schemas = spec["components"]
     assert isinstance(schemas, dict)
     assert {"ScoreUpdate", "AccountPage", "Problem"} <= set(schemas["schemas"])
