@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts.config import default_rules
-from scoring.audit import TRAIL_DAYS, AuditBook, Auditor, ScoreCounts
+from scoring.audit import TRAIL_DAYS, Auditor, LocalAudit
 from scoring.events import (
     Event,
     FeatureUseEvent,
@@ -80,19 +80,6 @@ def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
     return SurveyEvent(**base, survey=SurveyType.NPS, score=rng.randint(0, 10))
 
 
-class _OneBook:
-    """The audit's port with every account on one partition."""
-
-    def __init__(self) -> None:
-        self.book = AuditBook()
-
-    def book_for(self, partition: int | None) -> AuditBook:
-        return self.book
-
-    def survivors(self, version: str, day: int) -> ScoreCounts:
-        return self.book.alive.get(day, {}).get(version, ScoreCounts())
-
-
 def _processor(shadows: int | None = None) -> Processor:
     """The worker's processor; with ``shadows`` set, audited too, beside that many shadow
     models (the default model under other names: as costly as the live one)."""
@@ -102,7 +89,7 @@ def _processor(shadows: int | None = None) -> Processor:
     else:
         others = tuple(model.model_copy(update={"name": f"shadow{n}"}) for n in range(shadows))
         versions = [model.version, *(o.version for o in others)]
-        auditor = Auditor(versions, _OneBook(), 180, lambda state: None)
+        auditor = Auditor(versions, LocalAudit(), 180, lambda state: None)
         rescorer = Rescorer(model, None, auditor, others)
     return Processor(rescorer, default_rules(), _FixedClock(), max_future_seconds=600)
 

@@ -204,6 +204,19 @@ class AuditPort(Protocol):
     def survivors(self, version: str, day: int) -> ScoreCounts: ...
 
 
+class LocalAudit:
+    """Every account on one partition, in one process (the tests, the bench)."""
+
+    def __init__(self) -> None:
+        self.book = AuditBook()
+
+    def book_for(self, partition: int | None) -> AuditBook:
+        return self.book
+
+    def survivors(self, version: str, day: int) -> ScoreCounts:
+        return self.book.alive.get(day, {}).get(version, ScoreCounts())
+
+
 class Auditor:
     """Keeps the accounts' trails and their partitions' books in step, and judges churns.
 

@@ -214,11 +214,13 @@ def create_app(
     )
     roles = topic_roles(settings)
 
-    def raw_topic(*names: str, kind: type[faust.Topic] = faust.Topic) -> faust.Topic:
+    def raw_topic(
+        *names: str, kind: type[faust.Topic] = faust.Topic, partitions: int | None = None
+    ) -> faust.Topic:
         return kind(
             app,
             topics=list(names),
-            partitions=settings.topic_partitions,
+            partitions=partitions or settings.topic_partitions,
             key_serializer="raw",
             value_serializer="raw",
         )
@@ -227,21 +229,9 @@ def create_app(
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
     dlq_topic = raw_topic(settings.topic_dlq)
-    peers_topic = faust.Topic(
-        app,
-        topics=[settings.topic_peers],
-        partitions=1,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    peers_topic = raw_topic(settings.topic_peers, partitions=1)
     alerts_topic = raw_topic(settings.topic_alerts)
-    audit_topic = faust.Topic(
-        app,
-        topics=[settings.topic_audit],
-        partitions=1,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    audit_topic = raw_topic(settings.topic_audit, partitions=1)
     accounts = AccountTable(
         app,
         name="accounts",

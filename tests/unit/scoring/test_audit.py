@@ -11,6 +11,7 @@ from scoring.audit import (
     TRAIL_DAYS,
     AuditBook,
     Auditor,
+    LocalAudit,
     ScoreCounts,
     closing_score,
     hanley_mcneil_stderr,
@@ -106,20 +107,7 @@ def test_the_standard_error_shrinks_with_more_churners() -> None:
     assert hanley_mcneil_stderr(0.8, 0, 500) is None
 
 
-class OneBook:
-    """Every account on one partition."""
-
-    def __init__(self) -> None:
-        self.book = AuditBook()
-
-    def book_for(self, partition: int | None) -> AuditBook:
-        return self.book
-
-    def survivors(self, version: str, day: int) -> ScoreCounts:
-        return self.book.alive.get(day, {}).get(version, ScoreCounts())
-
-
-def auditor(port: OneBook, versions: tuple[str, ...] = ("live", "shadow")) -> Auditor:
+def auditor(port: LocalAudit, versions: tuple[str, ...] = ("live", "shadow")) -> Auditor:
     return Auditor(list(versions), port, 180, lambda state: None)
 
 
@@ -137,7 +125,7 @@ def book_counts(book: AuditBook) -> dict[tuple[int, str], dict[int, int]]:
 
 
 def test_the_book_kept_in_step_equals_the_book_rebuilt_from_the_states() -> None:
-    port = OneBook()
+    port = LocalAudit()
     audit = auditor(port)
     rng = random.Random(11)
     states = [AccountState(account_id=f"a{i}") for i in range(12)]
@@ -157,7 +145,7 @@ def test_the_book_kept_in_step_equals_the_book_rebuilt_from_the_states() -> None
 
 
 def test_a_churn_is_judged_after_its_day_against_the_survivors_then_forgotten() -> None:
-    port = OneBook()
+    port = LocalAudit()
     audit = auditor(port, ("live",))
     fading = [AccountState(account_id=f"f{i}") for i in range(5)]
     steady = [AccountState(account_id=f"s{i}") for i in range(15)]
@@ -211,7 +199,7 @@ def totals(book: AuditBook) -> tuple[dict, dict]:  # type: ignore[type-arg]
 
 
 def test_closing_scores_hold_over_days_without_evaluation() -> None:
-    port = OneBook()
+    port = LocalAudit()
     audit = auditor(port, ("live",))
     state = AccountState(account_id="a")
     audit.observe(state, {"live": 40.0}, noon(0))
@@ -226,7 +214,7 @@ def test_closing_scores_hold_over_days_without_evaluation() -> None:
 
 
 def test_outcome_marks_leave_the_counts_after_the_window() -> None:
-    port = OneBook()
+    port = LocalAudit()
     audit = auditor(port, ("live",))
     state = AccountState(account_id="a")
     audit.observe(state, {"live": 50.0}, noon(0))

@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from alerts.config import default_rules
-from scoring.audit import Auditor
+from scoring.audit import Auditor, LocalAudit
 from scoring.events import (
     AccountAttributes,
     CsmOverride,
@@ -33,7 +33,6 @@ from streams.processing import (
 )
 from tests.clock import ManualClock
 from tests.factories import T0, at, feature, login, outcome, payment
-from tests.unit.scoring.test_audit import OneBook
 
 NOW = T0.timestamp()
 
@@ -278,7 +277,7 @@ def test_a_failure_while_rescoring_keeps_the_input_applied(
 def audited_processor(clock: ManualClock, *shadows: ScoringModel) -> Processor:
     model = default_model()
     versions = [model.version, *(s.version for s in shadows)]
-    auditor = Auditor(versions, OneBook(), 180, lambda s: None)
+    auditor = Auditor(versions, LocalAudit(), 180, lambda s: None)
     return Processor(
         Rescorer(model, None, auditor, shadows), default_rules(), clock, max_future_seconds=600
     )
