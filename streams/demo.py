@@ -1,7 +1,9 @@
 """The demo event stream: ~200 accounts with different behaviour, history first, then live.
 
-Profiles: healthy, declining usage, payment trouble, support-heavy and gone silent. The
-generator is deterministic for a seed; ``run_demo`` sends ``history_days`` of past events as
+Profiles: healthy, declining usage, payment trouble, support-heavy and gone silent; and a
+tenth as many former customers whose usage fell away until they churned five days ago (their
+outcomes go to ``chs.outcomes``, for the live audit). The generator is deterministic for a
+seed; ``run_demo`` sends ``history_days`` of past events as
 fast as the broker takes them, then live events stamped with the current time until stopped.
 """
 
@@ -23,6 +25,8 @@ from scoring.events import (
     Event,
     FeatureUseEvent,
     LoginEvent,
+    OutcomeEvent,
+    OutcomeKind,
     PaymentEvent,
     PaymentStatus,
     SurveyEvent,
@@ -45,6 +49,8 @@ class Profile(StrEnum):
     PAYMENT_TROUBLE = "payment-trouble"
     SUPPORT_HEAVY = "support-heavy"
     GONE_SILENT = "gone-silent"
+    LEAVING = "leaving"
+    """The former customers (``former_customers``): never in ``PROFILE_MIX``."""
 
 
 # Share of each profile among the demo accounts.
@@ -106,6 +112,8 @@ class DemoAccount:
                 return max(0.02, (1.0 - progress) ** 2)
             case Profile.GONE_SILENT:
                 return 1.0 if progress < 0.4 else 0.0
+            case Profile.LEAVING:
+                return max(0.0, 0.35 - progress)
             case Profile.PAYMENT_TROUBLE:
                 return 0.8 if progress < 0.5 else 0.4
             case Profile.SUPPORT_HEAVY:
@@ -273,6 +281,8 @@ def _survey(
             return factory.survey(account, ts, SurveyType.CES, rng.randint(2, 4))
         case Profile.GONE_SILENT:
             return factory.survey(account, ts, SurveyType.CES, rng.randint(4, 7))
+        case Profile.LEAVING:
+            return factory.survey(account, ts, SurveyType.NPS, rng.randint(0, 4))
 
 
 def history(
@@ -289,6 +299,46 @@ def history(
             day.extend(day_events(account, factory, day_start, progress, rng))
         result.append(day)
     return result
+
+
+FORMER_SHARE = 0.1
+"""Former customers, beside the demo's accounts: a tenth as many."""
+CHURNED_DAYS_AGO = 5
+
+
+def former_customers(options: DemoOptions) -> list[DemoAccount]:
+    """Accounts whose usage fell away until they left, ``CHURNED_DAYS_AGO`` days before now:
+    the churns the live audit judges the scores by (docs/audit.md)."""
+    rng = random.Random(options.seed + 1)
+    return [
+        DemoAccount(
+            account_id=f"gone-{index + 1:03d}",
+            profile=Profile.LEAVING,
+            users=[f"gone-{index + 1:03d}-{u}" for u in range(rng.randint(3, 12))],
+            invoice_day=rng.randrange(options.history_days or 1),
+            plan="team",
+            owner=rng.choice(CSM_OWNERS),
+            tenure_days=rng.randint(options.history_days, 3 * 365),
+        )
+        for index in range(round(options.accounts * FORMER_SHARE))
+    ]
+
+
+def churns(formers: list[DemoAccount], now: float, seed: int) -> list[OutcomeEvent]:
+    """Billing's word that each former customer left, ``CHURNED_DAYS_AGO`` days ago."""
+    today = int(now // SECONDS_PER_DAY) * SECONDS_PER_DAY
+    at = datetime.fromtimestamp(today - CHURNED_DAYS_AGO * SECONDS_PER_DAY + 1800, UTC)
+    return [
+        OutcomeEvent(
+            event_id=f"demo{seed}-churn-{account.account_id}",
+            account_id=account.account_id,
+            occurred_at=at,
+            outcome=OutcomeKind.CHURNED,
+            mrr_before=INVOICE_AMOUNT,
+            mrr_after=Decimal(0),
+        )
+        for account in formers
+    ]
 
 
 def history_events(options: DemoOptions, now: float) -> list[Event]:
@@ -325,17 +375,24 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     rng = random.Random(options.seed)
     accounts = make_accounts(options)
     factory = EventFactory(options.seed)
+    formers = former_customers(options)
     async with EventProducer(settings) as producer:
         start = time.time()
-        for account in accounts:
+        for account in [*accounts, *formers]:
             await producer.send_model(
                 settings.topic_accounts, account.account_id, account.attributes(start)
             )
         sent = 0
-        for day in history(accounts, factory, options.history_days, start, rng):
-            for event in day:
+        days = history(accounts, factory, options.history_days, start, rng)
+        gone = history(formers, factory, options.history_days, start, random.Random(~options.seed))
+        churn_day = options.history_days - CHURNED_DAYS_AGO
+        for index, day in enumerate(days):
+            if index == churn_day:
+                for outcome in churns(formers, start, options.seed):
+                    await producer.send_model(settings.topic_outcomes, outcome.account_id, outcome)
+            for event in day + (gone[index] if index < churn_day else []):
                 await producer.send(event)
-            sent += len(day)
+                sent += 1
         await producer.flush()
         log.info("Demo history sent: %d events for %d accounts", sent, len(accounts))
         print(f"demo: sent {sent} history events for {len(accounts)} accounts", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -72,11 +73,22 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
+def audit_published(base: str) -> bool:
+    try:
+        return bool(get_json(f"{base}/audit")["models"])
+    except urllib.error.HTTPError:
+        return False  # 404 until the worker has published figures
+
+
 async def test_the_most_at_risk_account_is_first_with_its_drivers(
     worker_settings: Settings, private_redis: str, tmp_path: Path
 ) -> None:
     settings = isolated(
-        worker_settings, tmp_path, redis_url=SecretStr(private_redis), clock="event"
+        worker_settings,
+        tmp_path,
+        redis_url=SecretStr(private_redis),
+        clock="event",
+        audit_ship_seconds=1.0,
     )
     worker = start_worker(settings, tmp_path / "worker.log")
     api_settings = settings.model_copy(update={"api_port": free_port()})
@@ -95,7 +107,11 @@ async def test_the_most_at_risk_account_is_first_with_its_drivers(
         assert worst["drivers"], "the most at-risk account has no drivers to show"
         assert worst["drags"], "the most at-risk account has nothing pulling it down"
 
+        await eventually(lambda: audit_published(base), within=30)
         dom = chromium("--virtual-time-budget=10000", "--dump-dom", f"{base}/")
+        # The audit panel: the worker's figures (none judged yet: no churn in this stream).
+        assert "churns of the last 180 days" in dom
+        assert "live default" in dom
         row = FirstRow()
         row.feed(dom)
         assert row.account == worst["account_id"]

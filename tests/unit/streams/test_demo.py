@@ -3,11 +3,22 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+from scoring.audit import ScoreCounts
 from scoring.model import default_model
 from scoring.peers import LocalPeers
 from scoring.score import contribute, evaluate
-from scoring.state import AccountState, day_of, fold
-from streams.demo import DemoOptions, EventFactory, Profile, history, live_tick, make_accounts
+from scoring.state import SECONDS_PER_DAY, AccountState, day_of, fold
+from streams.demo import (
+    CHURNED_DAYS_AGO,
+    DemoOptions,
+    EventFactory,
+    Profile,
+    churns,
+    former_customers,
+    history,
+    live_tick,
+    make_accounts,
+)
 from tests.factories import T0
 
 NOW = T0.timestamp()
@@ -28,7 +39,8 @@ def test_demo_is_deterministic_for_a_seed() -> None:
 def test_demo_has_every_profile_and_unique_event_ids() -> None:
     accounts = make_accounts(DemoOptions())
     assert len(accounts) == 200
-    assert {a.profile for a in accounts} == set(Profile)
+    assert {a.profile for a in accounts} == set(Profile) - {Profile.LEAVING}
+    assert {a.profile for a in former_customers(DemoOptions())} == {Profile.LEAVING}
     events = [
         e for day in history(accounts, EventFactory(1), 5, NOW, random.Random(1)) for e in day
     ]
@@ -74,6 +86,39 @@ def test_profiles_separate_into_the_expected_bands() -> None:
     mean = {p: sum(v) / len(v) for p, v in scores.items()}
     healthy = bands[Profile.HEALTHY]
     assert healthy.count("healthy") >= 0.9 * len(healthy)
-    for troubled in set(Profile) - {Profile.HEALTHY}:
+    for troubled in set(scores) - {Profile.HEALTHY}:
         assert mean[troubled] < mean[Profile.HEALTHY] - 5, troubled
         assert bands[troubled].count("healthy") < len(bands[troubled]) / 10, troubled
+
+
+def test_former_customers_scored_lower_than_the_others_before_they_left() -> None:
+    """What the audit panel of make run shows: a month before they churned, the former
+    customers already ranked low among the accounts that stayed."""
+    options = DemoOptions()
+    accounts, formers = make_accounts(options), former_customers(options)
+    outcomes = churns(formers, NOW, options.seed)
+    assert {o.account_id for o in outcomes} == {a.account_id for a in formers}
+    churned_at = outcomes[0].occurred_at.timestamp()
+    assert day_of(churned_at) == day_of(NOW) - CHURNED_DAYS_AGO
+    judged_at = churned_at - 30 * SECONDS_PER_DAY
+    rng = random.Random(options.seed)
+    everyone = [*accounts, *formers]
+    states = {a.account_id: AccountState(account_id=a.account_id) for a in everyone}
+    for day in history(everyone, EventFactory(options.seed), options.history_days, NOW, rng):
+        for event in day:
+            if event.occurred_at.timestamp() < judged_at:
+                fold(states[event.account_id], event)
+    model = default_model()
+    stayed = ScoreCounts()
+    for account in accounts:
+        score = evaluate(states[account.account_id], model, judged_at)
+        assert score is not None
+        stayed.add(round(score.value * 10))
+    shares = []
+    for account in formers:
+        score = evaluate(states[account.account_id], model, judged_at)
+        assert score is not None
+        standing = stayed.standing(score.value)
+        assert standing is not None
+        shares.append(standing.above)
+    assert sum(shares) / len(shares) > 0.75  # the AUC the audit reports at 30 days
