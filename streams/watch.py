@@ -63,6 +63,11 @@ class ScoreFeed:
             f"{self._band(update.band):<8} {update.grade}{stale}  {update.summary}\n"
         )
 
+    def withdraw(self, account_id: str) -> None:
+        """The account churned: its score is withdrawn (a tombstone on ``chs.scores``)."""
+        if self.bands.pop(account_id, None) is not None:
+            self._out.write(f"{account_id:<12} churned: no longer scored\n")
+
     def summary(self) -> None:
         counts = Counter(self.bands.values())
         labels = self._labels + sorted(set(counts) - set(self._labels))
@@ -83,10 +88,11 @@ class ScoreFeed:
 async def follow(
     settings: Settings,
     topics: list[str],
-    handle: Callable[[str, bytes], None],
+    handle: Callable[[str, bytes | None, bytes | None], None],
     tick: Callable[[], None] | None = None,
 ) -> None:
-    """Read ``topics`` from the beginning, forever, handing each record to ``handle``."""
+    """Read ``topics`` from the beginning, forever, handing each record's topic, key and
+    value (None: a tombstone) to ``handle``."""
     consumer = AIOKafkaConsumer(
         *topics,
         **kafka_options(settings),
@@ -99,8 +105,7 @@ async def follow(
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
-                    if record.value is not None:
-                        handle(tp.topic, record.value)
+                    handle(tp.topic, record.key, record.value)
             if tick is not None:
                 tick()
             sys.stdout.flush()
@@ -115,8 +120,11 @@ async def watch_scores(
     feed = ScoreFeed(sys.stdout, band_labels)
     last_summary = time.monotonic()
 
-    def handle(topic: str, value: bytes) -> None:
-        if topic == settings.topic_alerts:
+    def handle(topic: str, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if topic == settings.topic_scores and key is not None:
+                feed.withdraw(key.decode())
+        elif topic == settings.topic_alerts:
             feed.show_alert(Alert.model_validate_json(value))
         else:
             feed.show(ScoreUpdate.model_validate_json(value))
@@ -134,8 +142,9 @@ async def tail_alerts(settings: Settings) -> None:
     """``chs alerts tail``: one line per alert as it arrives."""
     feed = ScoreFeed(sys.stdout, [])
 
-    def handle(topic: str, value: bytes) -> None:
-        del topic
-        feed.show_alert(Alert.model_validate_json(value))
+    def handle(topic: str, key: bytes | None, value: bytes | None) -> None:
+        del topic, key
+        if value is not None:
+            feed.show_alert(Alert.model_validate_json(value))
 
     await follow(settings, [settings.topic_alerts], handle)

@@ -66,3 +66,17 @@ def test_summary_counts_accounts_per_band_in_model_order() -> None:
     feed.show(update("a", 50.0, "at-risk", 80.0, "healthy"))
     feed.summary()
     assert "2 accounts: 0 healthy, 1 at-risk, 1 critical; 3 score updates" in out.getvalue()
+
+
+def test_a_churned_account_leaves_the_summary() -> None:
+    out = io.StringIO()
+    feed = ScoreFeed(out, BANDS, colour=False)
+    feed.show(update("a", 80.0, "healthy", None, None))
+    feed.show(update("b", 20.0, "critical", None, None))
+    feed.withdraw("b")
+    feed.withdraw("never-seen")
+    feed.summary()
+    text = out.getvalue()
+    assert "b            churned: no longer scored" in text
+    assert "never-seen" not in text
+    assert "1 accounts: 1 healthy, 0 at-risk, 0 critical" in text
