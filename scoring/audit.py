@@ -255,6 +255,10 @@ class Auditor:
                 trail.append(score)
             else:
                 trail[-1] = score
+        if end is not None and today > end:
+            for version, trail in state.trails.items():
+                if version not in scores:
+                    trail.append(trail[-1])  # no score this time (no data): it holds
         self._prune_marks(state, book, today)
         book.prune(today)
 

@@ -224,3 +224,15 @@ def test_outcome_marks_leave_the_counts_after_the_window() -> None:
     audit.observe(state, {"live": 50.0}, noon(181))
     assert port.book.outcomes == {}
     assert state.outcomes == []
+
+
+def test_a_model_with_no_score_one_day_holds_its_last_one() -> None:
+    port = LocalAudit()
+    audit = auditor(port)
+    state = AccountState(account_id="a")
+    audit.observe(state, {"live": 40.0, "shadow": 60.0}, noon(0))
+    audit.observe(state, {"live": 45.0}, noon(1))  # the shadow had no data to score
+    audit.observe(state, {"live": 50.0, "shadow": 70.0}, noon(2))
+    assert closing_score(state, "shadow", DAY0 + 1) == 60.0
+    assert closing_score(state, "shadow", DAY0 + 2) == 70.0
+    assert closing_score(state, "live", DAY0 + 1) == 45.0
