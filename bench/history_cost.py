@@ -43,14 +43,14 @@ DEMO_DAYS = 90
 
 
 class _FixedClock:
-    def now(self) -> float:
+    def now(self, partition: int | None = None) -> float:
         return NOW.timestamp()
 
     def wall(self) -> float:
         return NOW.timestamp()
 
-    def observe(self, event_time: float) -> None:
-        del event_time
+    def observe(self, event_time: float, partition: int | None = None) -> None:
+        del event_time, partition
 
 
 def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:

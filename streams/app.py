@@ -121,7 +121,6 @@ class AccountTable(CodecTable[bytes, AccountState]):
         self.active_partitions = frozenset(owned)
         self.standby_partitions = frozenset(tp.partition for tp in standby_tps)
         self.schedule.keep_only(owned)
-        now = self.clock.now()
         bands: Counter[str] = Counter()
         states: dict[int, list[AccountState]] = {partition: [] for partition in owned}
         for key, state in self.items():
@@ -130,6 +129,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
                 if state.churned_day is not None:
                     self.schedule.set(state.partition, key, self.auditor.settle_due(state))
                     continue
+                now = self.clock.now(state.partition)
                 self.schedule.set(state.partition, key, next_due(state, self.model, now))
                 if state.published is not None:
                     bands[state.published.band] += 1
@@ -342,11 +342,12 @@ def create_app(
             settled.states.append((key, state.partition, encode_state(state)))
         if taken:
             metrics.LAST_EVENT.set(clock.wall())
-            last = taken[-1]
-            highwater = consumer.highwater(last.tp)
-            if highwater is not None:  # unknown until the first fetch response
-                behind = max(0, highwater - last.offset - 1)
-                metrics.CONSUMER_LAG.labels(last.topic, str(last.partition)).set(behind)
+            last_read = {message.tp: message.offset for message in taken}
+            for tp, offset in last_read.items():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:  # unknown until the first fetch response
+                    behind = max(0, highwater - offset - 1)
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(behind)
         metrics.BATCH_INPUTS.observe(len(taken))
         metrics.BATCH_TIME.observe(time.perf_counter() - began)
         return settled
@@ -368,8 +369,7 @@ def create_app(
 
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
-        now = clock.now()
-        for partition, key, due in schedule.pop_due(now, settings.timer_batch):
+        for partition, key, due in schedule.pop_due(clock.now, settings.timer_batch):
             metrics.TIMER_TICKS.inc()
             tick = Tick(account_id=key.decode(), due_at=due)
             await ticks_topic.send(

@@ -193,10 +193,9 @@ class Processor:
             model = INPUT_MODELS.get(role) if role else None
             parsed = parse_message(model, key, payload, self.max_event_bytes)
             if isinstance(parsed, BaseEvent):
-                check_event_time(
-                    parsed, self.clock.now(), self.clock.wall(), self.max_future_seconds
-                )
-                self.clock.observe(parsed.occurred_ts)
+                now = self.clock.now(source.partition)
+                check_event_time(parsed, now, self.clock.wall(), self.max_future_seconds)
+                self.clock.observe(parsed.occurred_ts, source.partition)
         except InvalidInput as error:
             return Rejected(error)
         assert key is not None
@@ -228,7 +227,7 @@ class Processor:
             return Skipped(role, SkipReason.REDELIVERED)
         elif state.churned_day is not None and not isinstance(parsed, OutcomeEvent | Tick):
             return Skipped(role, SkipReason.CHURNED)
-        now = max(self.clock.now(), state.watermark or 0.0)
+        now = max(self.clock.now(source.partition), state.watermark or 0.0)
         input_id: str | None
         event: BaseEvent | None = None
         churned = False

@@ -8,7 +8,7 @@ replaced when its due time changes (superseded entries are skipped when popped).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class DueSchedule:
@@ -29,11 +29,15 @@ class DueSchedule:
         self._due[key] = due
         heapq.heappush(self._heaps.setdefault(partition, []), (due, key))
 
-    def pop_due(self, now: float, limit: int) -> list[tuple[int, bytes, float]]:
-        """Up to ``limit`` (partition, key, due) with due <= now, removed from the schedule."""
+    def pop_due(
+        self, now: float | Callable[[int], float], limit: int
+    ) -> list[tuple[int, bytes, float]]:
+        """Up to ``limit`` (partition, key, due) with due <= now, removed from the schedule;
+        ``now`` may be each partition's own time (``streams.clock.Clock.now``)."""
         result: list[tuple[int, bytes, float]] = []
         for partition, heap in self._heaps.items():
-            while heap and heap[0][0] <= now and len(result) < limit:
+            time_now = now(partition) if callable(now) else now
+            while heap and heap[0][0] <= time_now and len(result) < limit:
                 due, key = heapq.heappop(heap)
                 if self._due.get(key) == due:
                     del self._due[key]

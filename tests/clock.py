@@ -7,14 +7,14 @@ class ManualClock:
     def __init__(self, now: float) -> None:
         self.current = now
 
-    def now(self) -> float:
+    def now(self, partition: int | None = None) -> float:
         return self.current
 
     def wall(self) -> float:
         return self.current
 
-    def observe(self, event_time: float) -> None:
-        del event_time
+    def observe(self, event_time: float, partition: int | None = None) -> None:
+        del event_time, partition
 
     def advance(self, seconds: float) -> None:
         self.current += seconds

@@ -102,7 +102,7 @@ def audited(worker_settings: Settings, private_redis: str, tmp_path: Path) -> Se
         worker_settings,
         tmp_path,
         clock="event",
-        topic_partitions=1,
+        topic_partitions=2,
         redis_url=private_redis,
         audit_ship_seconds=1.0,
         shadow_model_files=[shadow_file],

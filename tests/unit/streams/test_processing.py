@@ -20,7 +20,7 @@ from scoring.model import ScoringModel, default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition, day_of
 from scoring.update import Rescorer, Trigger
 from scoring.validation import RejectCode
-from streams.clock import EventClock
+from streams.clock import FLOWING_SECONDS, EventClock
 from streams.processing import (
     Applied,
     Control,
@@ -200,6 +200,30 @@ def test_event_clock_scores_at_the_newest_event_time() -> None:
     assert clock.now() == at(-10).timestamp()
     assert isinstance(outcome, Applied)
     assert outcome.now == at(-10).timestamp()
+
+
+def test_a_partition_read_behind_the_others_is_scored_at_its_own_event_time() -> None:
+    wall = ManualClock(NOW)
+    clock = EventClock(wall.wall)
+    proc = processor(clock)
+    states: dict[bytes, AccountState] = {}
+
+    def send(account: str, days: float, partition: int, offset: int) -> Applied:
+        payload = login(account=account, days=days).model_dump_json().encode()
+        source = SourcePosition("chs.events.login", partition, offset)
+        applied = proc.process(states, EventKind.LOGIN, account.encode(), payload, source)
+        assert isinstance(applied, Applied)
+        return applied
+
+    send("ahead", -10, partition=0, offset=0)
+    behind = send("behind", -40, partition=1, offset=0)  # partition 1 is read 30 days behind
+    assert behind.now == at(-40).timestamp()  # not partition 0's day
+    assert clock.now(1) == at(-40).timestamp()
+    assert clock.now(0) == clock.now() == at(-10).timestamp()
+    assert clock.now(2) == at(-10).timestamp()  # nothing read from it: the newest of all
+    wall.advance(FLOWING_SECONDS)  # partition 1 went quiet: time passes for its accounts
+    assert clock.now(1) == at(-10).timestamp()
+    assert send("behind", -39, partition=1, offset=1).now == at(-39).timestamp()
 
 
 class BrokenStore(dict[bytes, AccountState]):

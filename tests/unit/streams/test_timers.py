@@ -35,3 +35,11 @@ def test_keep_only_forgets_partitions_taken_away() -> None:
     schedule.keep_only([1])
     assert len(schedule) == 1
     assert schedule.pop_due(5.0, limit=10) == [(1, b"b", 1.0)]
+
+
+def test_each_partition_may_have_its_own_time() -> None:
+    schedule = DueSchedule()
+    schedule.set(0, b"a", 30.0)
+    schedule.set(1, b"b", 30.0)
+    times = {0: 40.0, 1: 20.0}  # partition 1 is read behind: its time is earlier
+    assert schedule.pop_due(times.__getitem__, limit=10) == [(0, b"a", 30.0)]
