@@ -16,10 +16,10 @@ scores it judges.
 
 Distributions are exact: scores carry one decimal, so a day's scores fit in at most 1,001
 counts (``ScoreCounts``) whatever the number of accounts; they add across partitions, and an
-account that churns is taken out again (a sketch could not). A partition's ``AuditBook`` is a
-pure function of its accounts' states (``book_footprint``), kept up to date as they change and
-rebuilt from them after a restart or a rebalance; the results of a churner live in its own
-state until it is forgotten, ``window_days`` after its churn.
+account that churns is taken out again (a sketch could not). A partition's ``AuditBook`` is
+a pure function of its accounts' states (``Auditor.footprint``), kept up to date as they
+change and rebuilt from them after a restart or a rebalance; the results of a churner live
+in its own state until it is forgotten, ``window_days`` after its churn.
 
 Pure: no clock, no I/O.
 """
