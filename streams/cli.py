@@ -49,11 +49,11 @@ def configured_model(settings: Settings) -> ScoringModel:
         sys.exit(f"chs: invalid scoring model:\n{error}")
 
 
-def shadow_models(settings: Settings, live: ScoringModel) -> tuple[ScoringModel, ...]:
-    """The models of ``CHS_SHADOW_MODEL_FILES``; exits on a bad file or one that cannot be
-    evaluated beside the live model."""
+def shadow_models(paths: list[Path], live: ScoringModel) -> tuple[ScoringModel, ...]:
+    """The models of ``paths`` (``CHS_SHADOW_MODEL_FILES``, ``chs audit --candidate``); exits
+    on a bad file or one that cannot be evaluated beside the live model."""
     shadows: list[ScoringModel] = []
-    for path in settings.shadow_model_files:
+    for path in paths:
         try:
             shadow = load_model(path)
         except ModelError as error:
@@ -136,7 +136,7 @@ def run_worker(settings: Settings) -> None:
     except UntestedRelease as untested:
         sys.exit(f"chs: {untested}")
     model = configured_model(settings)
-    shadows = shadow_models(settings, model)
+    shadows = shadow_models(settings.shadow_model_files, model)
     rules = configured_rules(settings)
     _check_credentials(settings)
     if settings.create_topics:
@@ -216,6 +216,18 @@ def _parser() -> argparse.ArgumentParser:
         "compare it with the current model on held-out accounts",
     )  # fmt: skip
     _mapping_arguments(backtest)
+    audit = commands.add_parser(
+        "audit", help="what the live audit would say at the end of past events (docs/audit.md)"
+    )
+    audit.add_argument("--events", type=Path, nargs="+", required=True)
+    audit.add_argument(
+        "--candidate", type=Path, action="append", default=[], metavar="MODEL.yaml",
+        help="a model judged beside the live one, as a shadow (repeatable)",
+    )  # fmt: skip
+    audit.add_argument(
+        "--window", type=int, default=180, help="judge the churns of the last DAYS days"
+    )
+    _mapping_arguments(audit)
     commands.add_parser("watch", help="print score changes and alerts as they happen")
     alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
         dest="alerts_command", required=True
@@ -303,6 +315,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(backtest(run, configured_model(_load_settings())))
     settings = _load_settings()
+    if args.command == "audit":
+        from streams.audit_replay import audit_files
+
+        live = configured_model(settings)
+        candidates = shadow_models(args.candidate, live)
+        rules = configured_rules(settings)
+        sys.exit(audit_files(args.events, _mapping(args), live, candidates, rules, args.window))
     if args.command == "worker":
         run_worker(settings)
     elif args.command == "demo":
