@@ -230,6 +230,8 @@ class Auditor:
         window_days: int,
         segment_of: SegmentOf,
     ) -> None:
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"each audited model must be another version: {versions}")
         self.versions = versions
         self.audit = audit
         self.window_days = window_days

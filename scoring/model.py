@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -382,6 +383,13 @@ class ScoringModel(_Strict):
                     f"segment {segment.name!r} weights unknown components: {sorted(unknown)}"
                 )
         return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy validated anew: pydantic's copies the cached properties below with the
+        fields, so a renamed copy kept the original's version (and a shadow made that way was
+        audited as the live model)."""
+        del deep  # validation builds every nested value anew
+        return self.model_validate({**self.model_dump(), **(update or {})})
 
     @cached_property
     def version(self) -> str:

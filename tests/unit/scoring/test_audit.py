@@ -236,3 +236,8 @@ def test_a_model_with_no_score_one_day_holds_its_last_one() -> None:
     assert closing_score(state, "shadow", DAY0 + 1) == 60.0
     assert closing_score(state, "shadow", DAY0 + 2) == 70.0
     assert closing_score(state, "live", DAY0 + 1) == 45.0
+
+
+def test_two_models_of_one_version_cannot_be_audited_side_by_side() -> None:
+    with pytest.raises(ValueError, match="another version"):
+        Auditor(["m@1", "m@1"], LocalAudit(), 180, lambda state: None)

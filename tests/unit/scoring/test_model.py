@@ -253,3 +253,12 @@ def test_default_model_ships_with_the_package() -> None:
     relative = {m.name for m in model.peer_measures}
     assert {"active_days_30d", "feature_breadth_30d", "uses_per_login_30d"} <= relative
     assert not relative & {"usage_trend_30d", "payment_failures_30d", "nps_latest", "tenure_days"}
+
+
+def test_a_changed_copy_is_another_version() -> None:
+    model = default_model()
+    assert model.version.startswith("default@")  # cached on the original first
+    renamed = model.model_copy(update={"name": "candidate"})
+    assert renamed.version.startswith("candidate@")
+    assert renamed.version != model.version
+    assert model.model_copy().version == model.version
