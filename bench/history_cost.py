@@ -52,6 +52,9 @@ class _FixedClock:
     def observe(self, event_time: float, partition: int | None = None) -> None:
         del event_time, partition
 
+    def backlog(self, topic: str, partition: int, records: int) -> None:
+        del topic, partition, records
+
 
 def _event(rng: random.Random, account: str, i: int, at: datetime) -> Event:
     base: dict[str, Any] = {"event_id": f"e{i}", "account_id": account, "occurred_at": at}

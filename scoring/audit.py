@@ -40,6 +40,9 @@ TRAIL_DAYS = 100
 SETTLE_SECONDS = 6 * 3600
 """A churn is judged this long after its day ends, once the day's other outcomes are in:
 churners of the same day must not count as each other's survivors."""
+RETRY_SECONDS = 3600
+"""A judgement waiting for a partition read behind the others is tried again this much later
+(event time)."""
 BOTTOM_SHARE = 0.1
 MAX_OUTCOME_MARKS = 16
 MIN_CHURNERS = 30
@@ -166,11 +169,18 @@ class AuditBook:
             del self.outcomes[mark.outcome.value]
         self.results_changed = True
 
+    def has_accounts(self) -> bool:
+        """Whether accounts alive were scored on its latest closed day."""
+        if self.newest is None:
+            return False
+        return any(counts.total for counts in self.alive.get(self.newest - 1, {}).values())
+
     def prune(self, today: int) -> None:
         """Forget days past the trails' reach (once a day)."""
         if self.newest is not None and today <= self.newest:
             return
         self.newest = today
+        self.results_changed = True  # other workers wait for its progress (``reached``)
         for day in [day for day in self.alive if day <= today - TRAIL_DAYS]:
             del self.alive[day]
             self.changed_days.add(day)
@@ -203,6 +213,11 @@ class AuditPort(Protocol):
 
     def survivors(self, version: str, day: int) -> ScoreCounts: ...
 
+    def reached(self, day: int) -> bool:
+        """Whether every partition's accounts are scored as of ``day`` or later: the days
+        before it are closed everywhere."""
+        ...
+
 
 class LocalAudit:
     """Every account on one partition, in one process (the tests, the bench)."""
@@ -215,6 +230,9 @@ class LocalAudit:
 
     def survivors(self, version: str, day: int) -> ScoreCounts:
         return self.book.alive.get(day, {}).get(version, ScoreCounts())
+
+    def reached(self, day: int) -> bool:
+        return True  # one reader, in event-time order: no partition lags another
 
 
 class Auditor:
@@ -317,15 +335,25 @@ class Auditor:
             return (state.churned_day + 1) * SECONDS_PER_DAY + SETTLE_SECONDS
         return (state.churned_day + self.window_days) * SECONDS_PER_DAY
 
+    def next_due(self, state: AccountState, now: float) -> float | None:
+        """``settle_due``, or a little later when it has passed and the judgement waits for a
+        partition read behind the others."""
+        due = self.settle_due(state)
+        if due is not None and due <= now and state.trails:
+            return now + RETRY_SECONDS
+        return due
+
     def settle(self, state: AccountState, now: float) -> bool:
-        """Judge a churned account once its day's outcomes are in; True once it is to be
-        forgotten (``forget``)."""
+        """Judge a churned account once its day's outcomes are in and every partition has
+        closed the day after it; True once it is to be forgotten (``forget``)."""
         self.withdraw(state)
         due = self.settle_due(state)
         if due is None or now < due:
             return False
         if state.trails:
-            self._judge(state)
+            assert state.churned_day is not None
+            if self.audit.reached(state.churned_day + 1):
+                self._judge(state)
             return False
         return True
 

@@ -348,6 +348,7 @@ def create_app(
                 if highwater is not None:  # unknown until the first fetch response
                     behind = max(0, highwater - offset - 1)
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(behind)
+                    clock.backlog(tp.topic, tp.partition, behind)
         metrics.BATCH_INPUTS.observe(len(taken))
         metrics.BATCH_TIME.observe(time.perf_counter() - began)
         return settled

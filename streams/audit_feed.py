@@ -50,15 +50,18 @@ def encode_day(book: AuditBook, day: int) -> bytes | None:
 
 def encode_results(book: AuditBook) -> bytes:
     results = [[*key, *tally.as_list()] for key, tally in book.results.items()]
-    return json.dumps({"results": results, "outcomes": book.outcomes}).encode()
+    body = {"results": results, "outcomes": book.outcomes, "newest": book.newest}
+    return json.dumps(body).encode()
 
 
 class ShippedPartition:
     """What ``chs.audit`` holds of one partition."""
 
-    __slots__ = ("days", "outcomes", "results")
+    __slots__ = ("days", "newest", "outcomes", "results")
 
     def __init__(self) -> None:
+        self.newest: int | None = None
+        """The latest day its accounts were scored on."""
         self.days: dict[int, dict[str, ScoreCounts]] = {}
         self.results: dict[TallyKey, Tally] = {}
         self.outcomes: Counter[str] = Counter()
@@ -109,6 +112,18 @@ class LiveAudit:
                 total.merge(counts)
         return total
 
+    def reached(self, day: int) -> bool:
+        """Whether every partition with accounts alive has scored them as of ``day``: its own
+        books as they are, the others' as last shipped (one whose accounts all churned holds
+        no one back)."""
+        newest = [book.newest for book in self._own.values() if book.has_accounts()]
+        newest += [
+            shipped.newest
+            for shipped in self._others()
+            if shipped.newest is not None and shipped.days.get(shipped.newest - 1)
+        ]
+        return all(n is not None and n >= day for n in newest)
+
     def totals(self) -> tuple[dict[TallyKey, Tally], Counter[str]]:
         """Every partition's results and outcomes, summed."""
         tallies: dict[TallyKey, Tally] = {}
@@ -151,6 +166,7 @@ class LiveAudit:
                     for v, lead, segment, n, above, bottom, survivors in body["results"]
                 }
                 shipped.outcomes = Counter(body["outcomes"])
+                shipped.newest = body.get("newest")
                 return
             day = int(what)
             if record.value is None:

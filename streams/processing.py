@@ -288,7 +288,7 @@ class Processor:
         forget = auditor.settle(state, now)
         if forget:
             auditor.forget(state)
-        due = None if forget else auditor.settle_due(state)
+        due = None if forget else auditor.next_due(state, now)
         return Applied(role, state, None, [], now, due, withdrawn, forget)
 
     def _alerts(

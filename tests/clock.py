@@ -16,5 +16,8 @@ class ManualClock:
     def observe(self, event_time: float, partition: int | None = None) -> None:
         del event_time, partition
 
+    def backlog(self, topic: str, partition: int, records: int) -> None:
+        del topic, partition, records
+
     def advance(self, seconds: float) -> None:
         self.current += seconds

@@ -61,7 +61,7 @@ async def test_only_what_changed_is_shipped_and_a_dropped_day_is_deleted() -> No
     assert await audit.ship(topic.send) == 2
     assert await audit.ship(topic.send) == 0
     audit.book_for(0).prune(TODAY)
-    assert await audit.ship(topic.send) == 1
+    assert await audit.ship(topic.send) == 2  # the day dropped, and the partition's progress
     assert topic.records[f"0/{TODAY - TRAIL_DAYS}".encode()] is None
     reader = LiveAudit()
     topic.replay_into(reader)
@@ -86,3 +86,24 @@ def test_a_record_of_another_shape_is_left_out() -> None:
     audit.take(cast(ConsumerRecord[bytes, bytes], Record(b"0/results", b"{}")))
     audit.take(cast(ConsumerRecord[bytes, bytes], Record(b"x/1", b"{}")))
     assert audit.totals() == ({}, cast(Any, {}))
+
+
+async def test_a_judgement_waits_for_every_partition_with_accounts_to_reach_the_day() -> None:
+    first, second, topic = LiveAudit(), LiveAudit(), FakeTopic()
+    auditor = Auditor(["v"], first, 180, lambda s: None)
+    ahead = AccountState(account_id="a", partition=0)
+    for day in range(3):
+        auditor.observe(ahead, {"v": 50.0}, (TODAY + day) * 86_400.0)
+    behind = AccountState(account_id="b", partition=1)
+    other = Auditor(["v"], second, 180, lambda s: None)
+    for day in range(2):
+        other.observe(behind, {"v": 50.0}, (TODAY + day) * 86_400.0)
+    await second.ship(topic.send)
+    topic.replay_into(first)
+    assert first.reached(TODAY + 1)
+    assert not first.reached(TODAY + 2)  # partition 1 has scored nothing of that day yet
+    gone = AccountState(account_id="c", partition=2)  # a partition whose accounts all left
+    auditor.observe(gone, {"v": 50.0}, TODAY * 86_400.0)
+    auditor.observe(gone, {"v": 50.0}, (TODAY + 1) * 86_400.0)
+    auditor.withdraw(gone)
+    assert first.reached(TODAY + 1)

@@ -221,7 +221,10 @@ def test_a_partition_read_behind_the_others_is_scored_at_its_own_event_time() ->
     assert clock.now(1) == at(-40).timestamp()
     assert clock.now(0) == clock.now() == at(-10).timestamp()
     assert clock.now(2) == at(-10).timestamp()  # nothing read from it: the newest of all
-    wall.advance(FLOWING_SECONDS)  # partition 1 went quiet: time passes for its accounts
+    clock.backlog("chs.events.login", 1, 300)  # its last fetch left 300 records waiting
+    wall.advance(FLOWING_SECONDS)  # and none read for a while (the consumer read others)
+    assert clock.now(1) == at(-40).timestamp()
+    clock.backlog("chs.events.login", 1, 0)  # read to the end, and quiet: time passes for it
     assert clock.now(1) == at(-10).timestamp()
     assert send("behind", -39, partition=1, offset=1).now == at(-39).timestamp()
 
