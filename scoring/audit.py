@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from scoring.model import ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, LeadResult, OutcomeMark, day_of
 
 LEADS = (30, 60, 90)
@@ -254,6 +255,20 @@ class Auditor:
         self.audit = audit
         self.window_days = window_days
         self.segment_of = segment_of
+
+    @classmethod
+    def for_models(
+        cls,
+        model: ScoringModel,
+        shadows: Iterable[ScoringModel],
+        audit: AuditPort,
+        window_days: int,
+    ) -> Auditor:
+        """The live model's and the shadows' audit, by the live model's segments."""
+        versions = [model.version, *(shadow.version for shadow in shadows)]
+        return cls(
+            versions, audit, window_days, lambda state: model.profile_for(state.attributes).segment
+        )
 
     def observe(self, state: AccountState, scores: Mapping[str, float], now: float) -> None:
         """After an evaluation of an account that has not churned: ``scores`` (model version

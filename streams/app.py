@@ -246,13 +246,7 @@ def create_app(
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
     accounts.peers = peers
     audit = LiveAudit()
-    versions = [model.version, *(shadow.version for shadow in shadows)]
-    auditor = Auditor(
-        versions,
-        audit,
-        settings.audit_window_days,
-        lambda s: model.profile_for(s.attributes).segment,
-    )
+    auditor = Auditor.for_models(model, shadows, audit, settings.audit_window_days)
     accounts.audit, accounts.auditor = audit, auditor
     view = ScoreView(
         redis_client(settings),
@@ -403,7 +397,9 @@ def create_app(
         metrics.AUDIT_RECORDS_SHIPPED.inc(await audit.ship(ship_audit_record))
         tallies, outcomes = audit.totals()
         computed_at = datetime.fromtimestamp(clock.wall(), UTC)
-        report = build_report(tallies, outcomes, versions, settings.audit_window_days, computed_at)
+        report = build_report(
+            tallies, outcomes, auditor.versions, settings.audit_window_days, computed_at
+        )
         metrics.show_audit(report)
         await view.write_audit(report.model_dump_json())
 

@@ -51,15 +51,10 @@ class AuditReplay:
         rules: AlertRules,
         window_days: int,
     ) -> None:
-        self.versions = [model.version, *(c.version for c in candidates)]
         self.window_days = window_days
         self.audit = LocalAudit()
-        auditor = Auditor(
-            self.versions,
-            self.audit,
-            window_days,
-            lambda state: model.profile_for(state.attributes).segment,
-        )
+        auditor = Auditor.for_models(model, candidates, self.audit, window_days)
+        self.versions = auditor.versions
         peers = LocalPeers(model.peers.min_accounts)
         self.processor = Processor(
             Rescorer(model, peers, auditor, candidates), rules, EventClock(), math.inf
