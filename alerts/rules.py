@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from alerts.alert import Alert, alert_id
 from alerts.config import AlertRules, CriticalEventRule, Severity
-from alerts.model import Alert, alert_id
 from scoring.events import (
     BaseEvent,
     FeatureUseEvent,
@@ -27,7 +27,7 @@ from scoring.events import (
     SurveyEvent,
     TicketEvent,
 )
-from scoring.model import Threshold
+from scoring.scoring_model import Threshold
 from scoring.state import SECONDS_PER_DAY, AlertMemory, day_of
 
 HOUR = 3600.0

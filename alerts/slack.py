@@ -22,8 +22,8 @@ from prometheus_client import Counter
 from pydantic import SecretStr
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from alerts.alert import Alert
 from alerts.config import Severity
-from alerts.model import Alert
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from redis.exceptions import RedisError
 from api.models import AccountHistory, AccountPage, AlertList, Problem
 from api.openapi import CURSOR, POSIX_SECONDS, RFC3339, openapi
 from api.store import AccountFilter, ReadModel, summary
-from scoring.model import ScoringModel
+from readmodel.redis_view import NO_SEGMENT
+from scoring.scoring_model import ScoringModel
 from scoring.validation import NoTimeZone, parse_instant
-from streams.redis_view import NO_SEGMENT
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from scoring.update import ScoreUpdate
 
 

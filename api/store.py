@@ -1,4 +1,4 @@
-"""Reads of the Redis read model that the worker writes (``streams/redis_view.py``)."""
+"""Reads of the Redis read model that the worker writes (``readmodel/redis_view.py``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from api.models import AccountSummary, DailyScore
-from scoring.audit_report import AuditReport
-from scoring.update import ScoreUpdate
-from streams.redis_view import (
+from readmodel.redis_view import (
     ALERTS,
     ALL_ACCOUNTS,
     AUDIT,
@@ -25,6 +23,8 @@ from streams.redis_view import (
     segment_key,
     update_from_view,
 )
+from scoring.audit_report import AuditReport
+from scoring.update import ScoreUpdate
 
 EPOCH = date(1970, 1, 1)
 SCAN_CHUNK = 200

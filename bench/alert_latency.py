@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from bench.stack import dev_services, start_worker, wait_split
 from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
 from streams.connections import kafka_options

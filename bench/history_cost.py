@@ -29,7 +29,7 @@ from scoring.events import (
     TicketEvent,
     TicketPriority,
 )
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from streams.demo import DemoOptions, history_events

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scoring.model import ScoringModel
+from scoring.scoring_model import ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, LeadResult, OutcomeMark, day_of
 
 LEADS = (30, 60, 90)

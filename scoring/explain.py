@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.model import OVERRIDE_COMPONENT, Aggregation, ScoringModel
 from scoring.score import MeasureScore, Score
+from scoring.scoring_model import OVERRIDE_COMPONENT, Aggregation, ScoringModel
 from scoring.state import AccountState, Published, day_of
 
 MAX_DRIVERS = 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from scoring.model import ScoringModel
+from scoring.scoring_model import ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState
 
 

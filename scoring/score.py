@@ -1,6 +1,6 @@
 """Evaluate an account's state into a 0-100 health score with its band and grade.
 
-measures -> components -> overall, as the model says (``scoring.model``). A component whose
+measures -> components -> overall, as the model says (``scoring.scoring_model``). A component whose
 measures all lack data is left out and its weight shared among the others. An account with no
 data at all for longer than ``stale_after_days`` is *stale*: its score is held at the value it
 had when it went stale, so a data outage does not read as a customer walking away.
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.metrics import MetricContext, metric_value, tenure_days
-from scoring.model import (
+from scoring.measures import MetricContext, metric_value, tenure_days
+from scoring.peers import PeerBook, PeerDistribution, peer_group
+from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
     Measure,
     Metric,
@@ -20,7 +21,6 @@ from scoring.model import (
     ScoringModel,
     label_for,
 )
-from scoring.peers import PeerBook, PeerDistribution, peer_group
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, day_of
 
 

@@ -233,7 +233,7 @@ class AccountState(BaseModel):
     _urgent_open: int | None = PrivateAttr(default=None)
     """Open tickets of high or urgent priority; counted again after a ticket event."""
     _past_windows: tuple[int, Any] | None = PrivateAttr(default=None)
-    """(day, sums of the day buckets before it) kept by the evaluation (``scoring.metrics``),
+    """(day, sums of the day buckets before it) kept by the evaluation (``scoring.measures``),
     which then adds only that day's bucket; never stored. Dropped when a bucket before that
     day changes or leaves the horizon."""
 

@@ -9,7 +9,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scoring.audit import Auditor
 from scoring.explain import Drag, Driver, Explainer, change_since
-from scoring.model import ScoringModel
 from scoring.peers import PeerPort
 from scoring.score import (
     ComponentScore,
@@ -19,6 +18,7 @@ from scoring.score import (
     evaluate,
     score_value,
 )
+from scoring.scoring_model import ScoringModel
 from scoring.state import AccountState, Published, day_of, record_closing_score
 
 

@@ -27,9 +27,9 @@ from scoring.events import (
     SurveyEvent,
     TicketEvent,
 )
-from scoring.model import ScoringModel
 from scoring.peers import PeerBoard, PeerBook, PeerDistribution
 from scoring.score import contribute, evaluate
+from scoring.scoring_model import ScoringModel
 from scoring.state import (
     SECONDS_PER_DAY,
     AccountState,

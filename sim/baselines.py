@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scoring.metrics import tenure_days
+from scoring.measures import tenure_days
 from scoring.state import SECONDS_PER_DAY, AccountState, DayBucket, day_of
 from sim.regression import logistic_regression
 

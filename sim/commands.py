@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from scoring.model import ScoringModel
+from scoring.scoring_model import ScoringModel
 from sim.backtest import (
     LOGISTIC_BASELINE,
     Backtest,

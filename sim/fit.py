@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from scoring.model import (
+from scoring.scoring_model import (
     Aggregation,
     Measure,
     MissingRule,

@@ -17,11 +17,11 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from alerts.alert import Alert
 from alerts.dedup import DeliveredAlerts
-from alerts.model import Alert
 from alerts.slack import DeliveryPolicy, Outcome, SlackNotifier, WebhookRoutes, log_line
 from streams.connections import kafka_options, redis_client
-from streams.metrics import DLQ_RECORDS
+from streams.prometheus_metrics import DLQ_RECORDS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from alerts.config import AlertRules
 from scoring.audit import Auditor, LocalAudit
 from scoring.audit_report import AuditReport, build_report
 from scoring.events import AccountAttributes, OutcomeEvent
-from scoring.model import ScoringModel
 from scoring.peers import LocalPeers
+from scoring.scoring_model import ScoringModel
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from sim.backtest import Item, iter_sorted, record_time

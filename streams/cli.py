@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from alerts.config import AlertRules, default_rules, load_rules
 from scoring.config import ConfigError
-from scoring.model import (
+from scoring.scoring_model import (
     ModelError,
     ScoringModel,
     default_model,
@@ -126,10 +126,10 @@ def run_api(settings: Settings, model: ScoringModel) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
-    from streams.app import create_app
     from streams.clock import clock_for
-    from streams.faust_app import ChsWorker, UntestedRelease, check_tested_releases
+    from streams.faust_overrides import ChsWorker, UntestedRelease, check_tested_releases
     from streams.topics import ensure_topics
+    from streams.worker import create_app
 
     try:
         check_tested_releases()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from readmodel.redis_view import ScoreView
 from scoring.events import CsmOverride, OverrideAction
-from scoring.model import (
+from scoring.scoring_model import (
     ComponentModel,
     LinearMapping,
     LogMapping,
@@ -24,7 +25,6 @@ from scoring.model import (
 from scoring.update import ScoreUpdate
 from streams.connections import redis_client
 from streams.producer import EventProducer
-from streams.redis_view import ScoreView
 from streams.settings import Settings
 
 

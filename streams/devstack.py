@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from pydantic import SecretStr
 
-from scoring.model import ScoringModel
+from scoring.scoring_model import ScoringModel
 from streams.settings import Settings
 
 DEV_BROKER_SETTINGS: dict[str, Any] = {

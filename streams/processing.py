@@ -1,7 +1,7 @@
 """One message in, one outcome out: validate, apply to the account's state, rescore.
 
 Kept free of Faust so it can be tested with a plain dict standing in for the table; the
-agent in ``streams.app`` does the I/O that the outcome asks for.
+agent in ``streams.worker`` does the I/O that the outcome asks for.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from alerts.alert import Alert
 from alerts.config import AlertRules
-from alerts.model import Alert
 from alerts.rules import Observation, check, pending_until
 from scoring.events import (
     EVENT_MODELS,

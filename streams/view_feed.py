@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from streams.connections import kafka_options
 from streams.settings import Settings
 
@@ -43,7 +43,7 @@ Fetched = Mapping[TopicPartition, Iterable[ConsumerRecord[bytes, bytes]]]
 
 
 class ViewWriter(Protocol):
-    """The read model's port (``streams.redis_view.ScoreView``)."""
+    """The read model's port (``readmodel.redis_view.ScoreView``)."""
 
     def add_published(self, encoded: bytes) -> None: ...
     def remove(self, account_id: str) -> None: ...

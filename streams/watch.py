@@ -14,7 +14,7 @@ from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from alerts.slack import log_line
 from scoring.update import ScoreUpdate
 from streams.connections import kafka_options

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from alerts.alert import Alert
 from alerts.config import default_rules
-from alerts.model import Alert
 from scoring.events import Event
-from scoring.model import default_model
 from scoring.score import evaluate
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from streams.clock import EventClock

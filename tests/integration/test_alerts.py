@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from scoring.events import Event, PaymentStatus
 from streams.devstack import ManagedProcess
 from streams.settings import Settings

@@ -13,16 +13,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from alerts.alert import Alert
 from alerts.config import Severity
-from alerts.model import Alert
 from api.app import MAX_LIMIT, create_api
 from api.store import ReadModel
+from readmodel.redis_view import ScoreView, account_key, band_key, segment_key
 from scoring.audit import Tally
 from scoring.audit_report import build_report
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
-from streams.redis_view import ScoreView, account_key, band_key, segment_key
 from tests.unit.alerts.test_slack import alert as template_alert
 from tests.unit.streams.test_commands import older_view_fields, scored
 

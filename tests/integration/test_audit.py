@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from scoring.events import Event, FeatureUseEvent, LoginEvent, OutcomeEvent, OutcomeKind
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from streams.devstack import ManagedProcess
 from streams.producer import EventProducer
 from streams.settings import Settings

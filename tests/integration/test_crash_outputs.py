@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from alerts.model import Alert
+from alerts.alert import Alert
+from readmodel.redis_view import read_update
 from scoring.events import Event, FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
 from scoring.state import AccountState
 from scoring.update import ScoreUpdate
-from streams.redis_view import read_update
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import Records, read_all, read_until, wait_consumed

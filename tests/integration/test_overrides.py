@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from scoring.model import OVERRIDE_COMPONENT
+from scoring.scoring_model import OVERRIDE_COMPONENT
 from streams.devstack import ManagedProcess, chs_command, settings_env
 from streams.settings import Settings
 from tests.factories import login

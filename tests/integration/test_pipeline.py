@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from scoring.events import AccountAttributes, Event, PaymentStatus, SurveyType, TicketPriority
-from scoring.model import default_model
 from scoring.score import Score, evaluate
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, apply_attributes, fold
 from scoring.update import ScoreUpdate
 from streams.devstack import ManagedProcess

@@ -11,7 +11,7 @@ import pytest
 
 from alerts.config import default_rules
 from scoring.events import AccountAttributes, OutcomeEvent
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from sim.commands import simulate

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from api.store import ReadModel
+from readmodel.redis_view import ScoreView
 from streams.connections import redis_client
 from streams.devstack import (
     ManagedProcess,
@@ -21,7 +22,6 @@ from streams.devstack import (
     start_redis,
     wait_for_port,
 )
-from streams.redis_view import ScoreView
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed

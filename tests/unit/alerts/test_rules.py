@@ -8,11 +8,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from alerts.alert import Alert
 from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severity, SharpDropRule
-from alerts.model import Alert
 from alerts.rules import Observation, check, hysteretic_rank, in_words, pending_until
 from scoring.events import EventKind, PaymentStatus, SurveyType, TicketPriority
-from scoring.model import Threshold
+from scoring.scoring_model import Threshold
 from scoring.state import AlertMemory
 from tests.factories import T0, payment, survey, ticket
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
+from alerts.alert import Alert
 from alerts.config import Severity
-from alerts.model import Alert
 from alerts.slack import (
     DeliveryPolicy,
     Outcome,

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from scoring.explain import Explainer
-from scoring.model import ScoringModel, parse_model
 from scoring.peers import (
     SKETCH_K,
     DaySketches,
@@ -20,6 +19,7 @@ from scoring.peers import (
     peer_group,
 )
 from scoring.score import contribute, evaluate
+from scoring.scoring_model import ScoringModel, parse_model
 from scoring.state import SECONDS_PER_DAY, AccountState, day_of, fold
 from scoring.update import Rescorer, Trigger
 from tests.factories import T0, login

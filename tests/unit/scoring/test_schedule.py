@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from scoring.model import default_model
 from scoring.schedule import next_due
+from scoring.scoring_model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, fold
 from tests.factories import T0, login
 

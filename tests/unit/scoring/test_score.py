@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from scoring.events import AccountAttributes, Event, PaymentStatus
-from scoring.model import OVERRIDE_COMPONENT, ScoringModel, default_model, parse_model
 from scoring.score import RawValues, evaluate, score_value
+from scoring.scoring_model import OVERRIDE_COMPONENT, ScoringModel, default_model, parse_model
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, fold
 from tests.factories import T0, feature, login, payment, ticket
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from scoring.events import CsmOverride, Event, OverrideAction
-from scoring.model import OVERRIDE_COMPONENT
+from scoring.scoring_model import OVERRIDE_COMPONENT
 from scoring.state import SECONDS_PER_DAY, AccountState, apply_override, day_of, fold
 from scoring.update import Rescorer, Trigger
 from tests.factories import T0, at, login, ticket

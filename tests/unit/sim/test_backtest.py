@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scoring.model import LinearMapping, PercentileMapping, default_model, load_model
+from scoring.scoring_model import LinearMapping, PercentileMapping, default_model, load_model
 from sim.backtest import (
     EVENTS_BASELINE,
     LOGISTIC_BASELINE,

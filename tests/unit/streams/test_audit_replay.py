@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from alerts.config import default_rules
 from scoring.events import LoginEvent, OutcomeEvent, OutcomeKind
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from sim.backtest import Item, record_time
 from streams.audit_replay import AuditReplay, report_lines
 from tests.factories import at

@@ -7,12 +7,12 @@ import pytest
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from readmodel.redis_view import update_from_view, view_fields
 from scoring.events import OverrideAction
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, fold
 from scoring.update import Rescorer, ScoreUpdate, Trigger
 from streams.commands import describe_model, describe_update, override_from_args
-from streams.redis_view import update_from_view, view_fields
 from tests.factories import T0, login, payment
 
 COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)

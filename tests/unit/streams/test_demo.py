@@ -4,9 +4,9 @@ import random
 from collections import defaultdict
 
 from scoring.audit import ScoreCounts
-from scoring.model import default_model
 from scoring.peers import LocalPeers
 from scoring.score import contribute, evaluate
+from scoring.scoring_model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, day_of, fold
 from streams.demo import (
     CHURNED_DAYS_AGO,

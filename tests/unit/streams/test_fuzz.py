@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from alerts.config import default_rules
 from scoring.events import EVENT_MODELS, EventKind
-from scoring.model import default_model
+from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from scoring.validation import RejectCode

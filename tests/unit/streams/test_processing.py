@@ -16,7 +16,7 @@ from scoring.events import (
     OverrideAction,
     PaymentStatus,
 )
-from scoring.model import ScoringModel, default_model
+from scoring.scoring_model import ScoringModel, default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, SourcePosition, day_of
 from scoring.update import Rescorer, Trigger
 from scoring.validation import RejectCode

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
+from alerts.alert import Alert, alert_id
 from alerts.config import Severity
-from alerts.model import Alert, alert_id
 from streams.settings import Settings
 from streams.view_feed import ViewFeed
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from scoring.events import EventKind, SurveyType
-from scoring.model import Measure, Metric, ScoringModel
+from scoring.scoring_model import Measure, Metric, ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, day_of
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from scoring.events import AccountAttributes
-from scoring.model import (
+from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
     Aggregation,
     ComponentModel,

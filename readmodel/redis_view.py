@@ -35,7 +35,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from alerts.model import Alert
+from alerts.alert import Alert
 from scoring.state import day_of
 from scoring.update import ScoreUpdate
 

@@ -20,8 +20,8 @@ from scoring.events import (
     TicketAction,
     TicketPriority,
 )
-from scoring.metrics import MetricContext, Windows, metric_value
-from scoring.model import Measure, Metric, ScoringModel, default_model, parse_model
+from scoring.measures import MetricContext, Windows, metric_value
+from scoring.scoring_model import Measure, Metric, ScoringModel, default_model, parse_model
 from scoring.state import URGENT_PRIORITIES, AccountState, day_of, fold
 from tests.factories import T0, feature, login, payment, survey, ticket
 

@@ -4,7 +4,7 @@ and commit handling fixed, whole fetches handed to the scoring task), and the wo
 They override private methods of the exact releases in ``TESTED_RELEASES`` (pinned in
 pyproject.toml); ``check_tested_releases`` keeps the worker from starting on others. Every
 override of a Faust, mode or aiokafka internal lives here; each one, what it changes, and the
-tests that prove it (unit: tests/unit/streams/test_faust_app.py; integration: tests/
+tests that prove it (unit: tests/unit/streams/test_faust_overrides.py; integration: tests/
 integration/):
 
 - ``ChsConsumerThread._create_worker_consumer``: aiokafka's ``_fetch_max_wait_ms`` from the
@@ -71,7 +71,7 @@ def check_tested_releases(installed: Callable[[str], str] = metadata.version) ->
     if wrong:
         raise UntestedRelease(
             "the worker overrides internals of faust-streaming, mode-streaming and aiokafka "
-            "(streams/faust_app.py) that only the tested releases are known to keep, and a "
+            "(streams/faust_overrides.py) that only the tested releases are known to keep, and a "
             "crash or rebalance can lose or stall events on others; installed: "
             + ", ".join(wrong)
             + ". Install chs's pinned versions (pip install with the project's pyproject.toml), "

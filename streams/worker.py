@@ -25,20 +25,21 @@ from faust.serializers import codecs
 from faust.types import TP, Message
 
 from alerts.config import AlertRules
+from readmodel.redis_view import ScoreView
 from scoring.audit import Auditor
 from scoring.audit_report import build_report
-from scoring.model import ScoringModel
 from scoring.schedule import next_due
+from scoring.scoring_model import ScoringModel
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer, ScoreUpdate
-from streams import metrics
+from streams import prometheus_metrics
 from streams.alerting import AlertDelivery
 from streams.audit_feed import LiveAudit
 from streams.batching import AccountBatch, batches, wait_for_producer
 from streams.book_reader import BookReader
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
-from streams.faust_app import ChsApp, CodecTable, RawMessageTopic
+from streams.faust_overrides import ChsApp, CodecTable, RawMessageTopic
 from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
 from streams.peer_feed import LivePeers
 from streams.processing import (
@@ -51,7 +52,6 @@ from streams.processing import (
     Tick,
     TopicRole,
 )
-from streams.redis_view import ScoreView
 from streams.settings import Settings
 from streams.timers import DueSchedule
 from streams.view_feed import ViewFeed
@@ -105,7 +105,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
         self.peers.keep_only(kept)
         self.audit.keep_only(kept)
         self.active_partitions &= kept
-        metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
+        prometheus_metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     def write_changelog(self, key: bytes, partition: int, encoded: bytes | None) -> None:
@@ -137,29 +137,29 @@ class AccountTable(CodecTable[bytes, AccountState]):
             self.audit.rebuild(partition, held, self.auditor)
         # The recovered states live as long as the worker: full collections need not walk them.
         gc.freeze()
-        metrics.REBALANCES.inc()
-        metrics.ACCOUNTS_HELD.set(sum(bands.values()))
+        prometheus_metrics.REBALANCES.inc()
+        prometheus_metrics.ACCOUNTS_HELD.set(sum(bands.values()))
         for band in {b.label for b in self.model.bands} | set(bands):
-            metrics.ACCOUNTS_BY_BAND.labels(band).set(bands[band])
+            prometheus_metrics.ACCOUNTS_BY_BAND.labels(band).set(bands[band])
         log.info("Owning partitions %s: %d accounts scheduled", sorted(owned), len(self.schedule))
 
 
 def count_band_change(update: ScoreUpdate) -> None:
     """Keep the accounts-by-band gauges in step with published scores."""
     if update.previous_band is None:
-        metrics.ACCOUNTS_HELD.inc()
+        prometheus_metrics.ACCOUNTS_HELD.inc()
     elif update.previous_band != update.band:
-        metrics.ACCOUNTS_BY_BAND.labels(update.previous_band).dec()
+        prometheus_metrics.ACCOUNTS_BY_BAND.labels(update.previous_band).dec()
     if update.previous_band != update.band:
-        metrics.ACCOUNTS_BY_BAND.labels(update.band).inc()
-    metrics.SCORE_UPDATES.inc()
+        prometheus_metrics.ACCOUNTS_BY_BAND.labels(update.band).inc()
+    prometheus_metrics.SCORE_UPDATES.inc()
 
 
 def withdraw(state: AccountState) -> None:
     """A churned account leaves the accounts-by-band gauges."""
     if state.published is not None:
-        metrics.ACCOUNTS_BY_BAND.labels(state.published.band).dec()
-        metrics.ACCOUNTS_HELD.dec()
+        prometheus_metrics.ACCOUNTS_BY_BAND.labels(state.published.band).dec()
+        prometheus_metrics.ACCOUNTS_HELD.dec()
 
 
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
@@ -288,19 +288,19 @@ def create_app(
                 continue
             if message.partition not in owned:
                 # Defence in depth: a partition now another worker's must not be written.
-                metrics.INPUTS_SKIPPED.labels(SkipReason.MOVED.value).inc()
+                prometheus_metrics.INPUTS_SKIPPED.labels(SkipReason.MOVED.value).inc()
                 continue
             consumer.track_message(message)
             taken.append(message)
             role = roles.get(message.topic)
             source = SourcePosition(message.topic, message.partition, message.offset)
             outcome = work.add(role, message.key, message.value, source)
-            metrics.EVENTS_CONSUMED.labels(role.value if role else "unknown").inc()
+            prometheus_metrics.EVENTS_CONSUMED.labels(role.value if role else "unknown").inc()
             if isinstance(outcome, Rejected):
                 error = outcome.error
                 log.warning("Rejected %s/%d@%d: %s", *source, error)
-                metrics.EVENTS_REJECTED.labels(error.code.value).inc()
-                metrics.DLQ_RECORDS.labels("events").inc()
+                prometheus_metrics.EVENTS_REJECTED.labels(error.code.value).inc()
+                prometheus_metrics.DLQ_RECORDS.labels("events").inc()
                 dead_letter = dlq_topic.send_soon(
                     key=message.key,
                     value=message.value,
@@ -308,11 +308,13 @@ def create_app(
                 )
                 outputs.append(dead_letter)
             elif isinstance(outcome, Skipped):
-                metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
+                prometheus_metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
             elif outcome.event is not None:
-                metrics.EVENT_LAG.observe(max(0.0, clock.wall() - outcome.event.occurred_ts))
+                prometheus_metrics.EVENT_LAG.observe(
+                    max(0.0, clock.wall() - outcome.event.occurred_ts)
+                )
             elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
-                metrics.OUTCOMES.labels(outcome.state.outcomes[-1].outcome.value).inc()
+                prometheus_metrics.OUTCOMES.labels(outcome.state.outcomes[-1].outcome.value).inc()
         for key, applied in work.settle():
             state = applied.state
             assert state.partition is not None
@@ -330,21 +332,21 @@ def create_app(
                 value = applied.update.model_dump_json().encode()
                 outputs.append(scores_topic.send_soon(key=key, value=value))
             for alert in applied.alerts:
-                metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
+                prometheus_metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
                 value = alert.model_dump_json().encode()
                 outputs.append(alerts_topic.send_soon(key=key, value=value))
             settled.states.append((key, state.partition, encode_state(state)))
         if taken:
-            metrics.LAST_EVENT.set(clock.wall())
+            prometheus_metrics.LAST_EVENT.set(clock.wall())
             last_read = {message.tp: message.offset for message in taken}
             for tp, offset in last_read.items():
                 highwater = consumer.highwater(tp)
                 if highwater is not None:  # unknown until the first fetch response
                     behind = max(0, highwater - offset - 1)
-                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(behind)
+                    prometheus_metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(behind)
                     clock.backlog(tp.topic, tp.partition, behind)
-        metrics.BATCH_INPUTS.observe(len(taken))
-        metrics.BATCH_TIME.observe(time.perf_counter() - began)
+        prometheus_metrics.BATCH_INPUTS.observe(len(taken))
+        prometheus_metrics.BATCH_TIME.observe(time.perf_counter() - began)
         return settled
 
     @app.task  # type: ignore[untyped-decorator]
@@ -365,7 +367,7 @@ def create_app(
     @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
     async def reevaluate_due_accounts() -> None:
         for partition, key, due in schedule.pop_due(clock.now, settings.timer_batch):
-            metrics.TIMER_TICKS.inc()
+            prometheus_metrics.TIMER_TICKS.inc()
             tick = Tick(account_id=key.decode(), due_at=due)
             await ticks_topic.send(
                 key=key, value=tick.model_dump_json().encode(), partition=partition
@@ -382,7 +384,7 @@ def create_app(
     @app.timer(interval=settings.peers_ship_seconds)  # type: ignore[untyped-decorator]
     async def ship_peer_books() -> None:
         """This worker's partitions' peer sketches, for every worker to rank against."""
-        metrics.PEER_BOOKS_SHIPPED.inc(await peers.ship(ship_book))
+        prometheus_metrics.PEER_BOOKS_SHIPPED.inc(await peers.ship(ship_book))
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_peer_books() -> None:
@@ -394,13 +396,13 @@ def create_app(
     @app.timer(interval=settings.audit_ship_seconds)  # type: ignore[untyped-decorator]
     async def ship_audit() -> None:
         """This worker's audit books to every worker; the whole base's figures out."""
-        metrics.AUDIT_RECORDS_SHIPPED.inc(await audit.ship(ship_audit_record))
+        prometheus_metrics.AUDIT_RECORDS_SHIPPED.inc(await audit.ship(ship_audit_record))
         tallies, outcomes = audit.totals()
         computed_at = datetime.fromtimestamp(clock.wall(), UTC)
         report = build_report(
             tallies, outcomes, auditor.versions, settings.audit_window_days, computed_at
         )
-        metrics.show_audit(report)
+        prometheus_metrics.show_audit(report)
         await view.write_audit(report.model_dump_json())
 
     @app.task  # type: ignore[untyped-decorator]

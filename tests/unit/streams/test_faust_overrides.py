@@ -13,10 +13,9 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, FutureMessage, PendingMessage, RecordMetadata
 
 from alerts.config import default_rules
-from scoring.model import default_model
-from streams.app import AccountTable, create_app
+from scoring.scoring_model import default_model
 from streams.clock import WallClock
-from streams.faust_app import (
+from streams.faust_overrides import (
     TESTED_RELEASES,
     ChsApp,
     ChsConsumer,
@@ -26,6 +25,7 @@ from streams.faust_app import (
     check_tested_releases,
 )
 from streams.settings import Settings
+from streams.worker import AccountTable, create_app
 
 
 def app(tmp_path: Path, **settings_changes: object) -> ChsApp:
