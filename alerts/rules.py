@@ -13,8 +13,8 @@ the memory (kept in the account's state) in place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from alerts.alert import Alert, alert_id
@@ -34,6 +34,20 @@ HOUR = 3600.0
 MONTH_OF_DAYS = 31
 
 
+@dataclass(frozen=True, slots=True)
+class Words:
+    """An observation's explanation in words: built only for an alert (``Observation.words``)."""
+
+    reasons: Sequence[str] = ()
+    """Why the score last moved."""
+    drags: Sequence[str] = ()
+    """What pulls the score down: band and drop alerts lead with it."""
+
+
+def _no_words() -> Words:
+    return Words()
+
+
 @dataclass(frozen=True)
 class Observation:
     """One evaluation of one account, as the rules see it."""
@@ -46,8 +60,6 @@ class Observation:
     stale: bool
     segment: str | None
     owner: str | None
-    reasons: list[str]
-    """Why the score last moved, in words."""
     as_of: float
     trigger: str
     model_version: str
@@ -55,8 +67,9 @@ class Observation:
     """Event time of the account's first event: alerts wait for a warm-up."""
     received_at: float | None = None
     """Wall-clock time of the evaluation: alerts about the distant past are not sent."""
-    drags: Sequence[str] = ()
-    """What pulls the score down, in words: band and drop alerts lead with it."""
+    words: Callable[[], Words] = field(default=_no_words)
+    """The explanation, asked for only when an alert is raised (it costs an evaluation's
+    worth of work)."""
 
 
 def hysteretic_rank(current: int, score: float, bands: list[Threshold], margin: float) -> int:
@@ -95,15 +108,17 @@ class _Raiser:
         old: tuple[float | None, str | None],
         cooldown_hours: float,
         trigger: str | None = None,
-        lead: Sequence[str] = (),
+        lead_with_drags: bool = False,
     ) -> None:
-        """``trigger``: the input that raised it, if not the observation's; ``lead``: words
-        that come before the reasons the score last moved."""
+        """``trigger``: the input that raised it, if not the observation's; with
+        ``lead_with_drags``, what pulls the score down comes before why it last moved."""
         if not self.cooled_down(key, cooldown_hours):
             return
         self.memory.last_fired[key] = self.now
         obs = self.obs
         trigger = trigger or obs.trigger
+        words = obs.words()
+        lead = words.drags if lead_with_drags else ()
         self.alerts.append(
             Alert(
                 alert_id=alert_id(obs.account_id, key, trigger),
@@ -115,7 +130,7 @@ class _Raiser:
                 new_score=obs.score,
                 old_band=old[1],
                 new_band=obs.bands[plain_rank(obs.score, obs.bands)].label,
-                drivers=[*lead, *obs.reasons],
+                drivers=[*lead, *words.reasons],
                 owner=obs.owner,
                 segment=obs.segment,
                 occurred_at=datetime.fromtimestamp(obs.as_of, UTC),
@@ -159,7 +174,7 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
             title,
             old,
             rule.cooldown_hours,
-            lead=obs.drags,
+            lead_with_drags=True,
         )
         memory.alerted_rank = max(memory.alerted_rank or 0, target)
         return True
@@ -207,7 +222,7 @@ def _sharp_drop(raiser: _Raiser, rules: AlertRules, announce: bool) -> None:
             title,
             (high, None),
             rule.cooldown_hours,
-            lead=obs.drags,
+            lead_with_drags=True,
         )
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from scoring.events import EventKind, SurveyType
 from scoring.scoring_model import Measure, Metric, ScoringModel
-from scoring.state import SECONDS_PER_DAY, AccountState, day_of
+from scoring.state import ATTRIBUTES, SECONDS_PER_DAY, AccountState, day_of
 
 
 class Windows:
@@ -309,3 +310,51 @@ METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {
 
 def metric_value(ctx: MetricContext, measure: Measure) -> float | None:
     return METRICS[measure.metric](ctx, measure)
+
+
+@dataclass(frozen=True, slots=True)
+class Moves:
+    """What can move a metric's value: the inputs (event kinds whose fold changes what it
+    reads, ``ATTRIBUTES``), the day changing (its windows slide), or the clock at any moment
+    (a time since something, a window's edge passing an answer): such a metric is taken
+    again at every evaluation, the others only once one of their inputs or the day moved."""
+
+    inputs: frozenset[str]
+    clock: bool = False
+
+
+_USAGE_MOVES = Moves(frozenset(_USAGE))
+_SEATS_MOVES = Moves(frozenset({*_USAGE, ATTRIBUTES}))
+_FEATURE_MOVES = Moves(frozenset({EventKind.FEATURE_USE}))
+_TICKET_MOVES = Moves(frozenset({EventKind.TICKET}))
+_PAYMENT_MOVES = Moves(frozenset({EventKind.PAYMENT}))
+_SURVEY_MOVES = Moves(frozenset({EventKind.SURVEY}))
+
+METRIC_MOVES: dict[Metric, Moves] = {
+    Metric.LOGINS: _USAGE_MOVES,
+    Metric.FEATURE_USES: _USAGE_MOVES,
+    Metric.ACTIVE_DAYS: _USAGE_MOVES,
+    Metric.ACTIVE_USERS: _USAGE_MOVES,
+    Metric.SEAT_UTILISATION: _SEATS_MOVES,
+    Metric.LOGINS_PER_SEAT: _SEATS_MOVES,
+    Metric.DAYS_SINCE_LAST_LOGIN: Moves(frozenset({EventKind.LOGIN}), clock=True),
+    Metric.USAGE_TREND: _USAGE_MOVES,
+    Metric.FEATURE_BREADTH: _FEATURE_MOVES,
+    Metric.FEATURE_DEPTH: _USAGE_MOVES,
+    Metric.USES_PER_LOGIN: _USAGE_MOVES,
+    Metric.STICKY_FEATURES: _FEATURE_MOVES,
+    Metric.TICKETS_OPENED: _TICKET_MOVES,
+    Metric.OPEN_TICKETS: _TICKET_MOVES,
+    Metric.OPEN_URGENT_TICKETS: _TICKET_MOVES,
+    Metric.TIME_TO_RESOLVE_HOURS: _TICKET_MOVES,
+    Metric.PAYMENT_FAILURES: _PAYMENT_MOVES,
+    Metric.DAYS_OVERDUE: _PAYMENT_MOVES,
+    Metric.REFUNDS: _PAYMENT_MOVES,
+    Metric.NPS_LATEST: Moves(_SURVEY_MOVES.inputs, clock=True),
+    Metric.NPS_AVERAGE: _SURVEY_MOVES,
+    Metric.CSAT_LATEST: Moves(_SURVEY_MOVES.inputs, clock=True),
+    Metric.CSAT_AVERAGE: _SURVEY_MOVES,
+    Metric.CES_LATEST: Moves(_SURVEY_MOVES.inputs, clock=True),
+    Metric.CES_AVERAGE: _SURVEY_MOVES,
+    Metric.TENURE_DAYS: Moves(frozenset({ATTRIBUTES, *EventKind}), clock=True),
+}

@@ -4,13 +4,21 @@ measures -> components -> overall, as the model says (``scoring.scoring_model``)
 measures all lack data is left out and its weight shared among the others. An account with no
 data at all for longer than ``stale_after_days`` is *stale*: its score is held at the value it
 had when it went stale, so a data outage does not read as a customer walking away.
+
+An evaluation reuses the previous one's measures that nothing has moved since (its inputs,
+the day, the peers; ``scoring.measures.METRIC_MOVES``) and takes the others again; inside it
+works on plain objects, and the wire models (``MeasureScore``, ``ComponentScore``) are built
+only when a score is published.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import cached_property
+
 from pydantic import BaseModel, ConfigDict
 
-from scoring.measures import MetricContext, metric_value, tenure_days
+from scoring.measures import METRIC_MOVES, MetricContext, metric_value, tenure_days
 from scoring.peers import PeerBook, PeerDistribution, peer_group
 from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
@@ -25,6 +33,8 @@ from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, day_of
 
 
 class MeasureScore(BaseModel):
+    """A measure as a ScoreUpdate shows it (rounded)."""
+
     model_config = ConfigDict(frozen=True)
 
     value: float | None
@@ -38,6 +48,8 @@ class MeasureScore(BaseModel):
 
 
 class ComponentScore(BaseModel):
+    """A component as a ScoreUpdate shows it (rounded)."""
+
     model_config = ConfigDict(frozen=True)
 
     score: float
@@ -47,23 +59,62 @@ class ComponentScore(BaseModel):
     """Points it adds to the overall score: ``weight * score``."""
 
 
-class Score(BaseModel):
-    """The result of one evaluation."""
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One measure of one evaluation, exact: its raw value (None: no data, and its missing
+    rule made it neutral) and score; a peer-relative measure ranked among peers has its rank
+    and the peers' median."""
 
-    model_config = ConfigDict(frozen=True)
+    value: float | None
+    score: float
+    percentile: float | None = None
+    peers_median: float | None = None
+
+    def wire(self) -> MeasureScore:
+        return MeasureScore(
+            value=None if self.value is None else round(self.value, 2),
+            score=round(self.score, 1),
+            percentile=None if self.percentile is None else round(self.percentile, 1),
+            peers_median=None if self.peers_median is None else round(self.peers_median, 2),
+        )
+
+
+@dataclass(eq=False)
+class Score:
+    """The result of one evaluation (plain: built for every evaluation, published or not)."""
 
     value: float
     band: str
     grade: str
     segment: str | None
     stale: bool
-    components: dict[str, ComponentScore]
-    measures: dict[str, MeasureScore]
+    component_scores: dict[str, float]
+    """Each present component's exact score (the override's among them)."""
+    shares: dict[str, float]
+    """Each present component's share of the overall score (they sum to 1)."""
+    measured: dict[str, Measured]
     override: ActiveOverride | None
     peer_group: str
     """The peers it ranks among (``scoring.peers.peer_group``)."""
-    peer_values: dict[str, float]
+    peer_values: dict[str, float] = field(default_factory=dict)
     """Raw values of its peer-relative measures, unrounded: what it adds to the sketches."""
+
+    @cached_property
+    def components(self) -> dict[str, ComponentScore]:
+        """The components as published (rounded)."""
+        return {
+            name: ComponentScore(
+                score=round(score, 1),
+                weight=round(self.shares[name], 4),
+                contribution=round(self.shares[name] * score, 1),
+            )
+            for name, score in self.component_scores.items()
+        }
+
+    @cached_property
+    def measures(self) -> dict[str, MeasureScore]:
+        """The measures as published (rounded)."""
+        return {name: measured.wire() for name, measured in self.measured.items()}
 
 
 def is_stale(state: AccountState, model: ScoringModel, now: float) -> bool:
@@ -93,7 +144,8 @@ def evaluate(
     raws: RawValues | None = None,
 ) -> Score | None:
     """Score ``state`` as of ``now`` (POSIX seconds), peer-relative measures against
-    ``peers`` (their absolute fallback without).
+    ``peers`` (their absolute fallback without); ``raws``, when given, collects the raw
+    values it took (a shadow model reuses them).
 
     None before the account's first product event (attributes or an override alone say
     nothing about its health) and when no component has data.
@@ -103,35 +155,36 @@ def evaluate(
     profile = model.profile_for(state.attributes)
     stale, as_of = _staleness(state, model, now)
     group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
-    measures: dict[str, MeasureScore] = {}
-    peer_values: dict[str, float] = {}
+    reuse = _reusable(state, model, day_of(as_of), peers, group)
+    measured: dict[str, Measured] = {}
     component_scores = _component_scores(
-        state, model, as_of, group, peers, {} if raws is None else raws, measures, peer_values
+        state, model, as_of, group, peers, {} if raws is None else raws, measured, reuse
     )
     override = active_override(state, model, now)
     if override is not None:
         component_scores[OVERRIDE_COMPONENT] = override.score
     if not component_scores:
         return None
-    total_weight = sum(profile.weights[name] for name in component_scores)
-    components = {}
-    for name, score in component_scores.items():
-        share = profile.weights[name] / total_weight
-        components[name] = ComponentScore(
-            score=round(score, 1), weight=round(share, 4), contribution=round(share * score, 1)
-        )
-    value = _overall(component_scores, profile.weights)
+    weights = profile.weights
+    total_weight = sum(weights[name] for name in component_scores)
+    value = _overall(component_scores, weights)
+    relative = model.peer_measures
     return Score(
         value=value,
         band=label_for(profile.bands, value),
         grade=label_for(model.grades, value),
         segment=profile.segment,
         stale=stale,
-        components=components,
-        measures=measures,
+        component_scores=component_scores,
+        shares={name: weights[name] / total_weight for name in component_scores},
+        measured=measured,
         override=override,
         peer_group=group,
-        peer_values=peer_values,
+        peer_values={
+            m.name: found.value
+            for m in relative
+            if (found := measured.get(m.name)) is not None and found.value is not None
+        },
     )
 
 
@@ -142,14 +195,14 @@ def score_value(
     peers: PeerDistribution | None,
     raws: RawValues,
 ) -> float | None:
-    """``evaluate``'s score value alone, with no explanation built: what a shadow model needs
+    """``evaluate``'s score value alone, nothing kept for the next: what a shadow model needs
     (its cost is mostly the mappings, ``raws`` holding what the live model measured)."""
     if state.watermark is None:
         return None
     profile = model.profile_for(state.attributes)
     _, as_of = _staleness(state, model, now)
     group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
-    component_scores = _component_scores(state, model, as_of, group, peers, raws, None, None)
+    component_scores = _component_scores(state, model, as_of, group, peers, raws, {}, None)
     override = active_override(state, model, now)
     if override is not None:
         component_scores[OVERRIDE_COMPONENT] = override.score
@@ -170,6 +223,64 @@ def _overall(component_scores: dict[str, float], weights: dict[str, float]) -> f
     return round(sum(weights[n] * s for n, s in component_scores.items()) / total_weight, 1)
 
 
+class _Reuse:
+    """Measures of an account's last evaluation that only their inputs or the day can move,
+    for the model, day, peers and peer group they were taken with (kept in the state)."""
+
+    __slots__ = ("day", "group", "measured", "model", "peers")
+
+    def __init__(
+        self, model: ScoringModel, day: int, peers: PeerDistribution | None, group: str
+    ) -> None:
+        self.model = model
+        self.day = day
+        self.peers = peers
+        self.group = group
+        self.measured: dict[str, Measured | None] = {}
+        """Measure name -> its result (None: no data and skipped)."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _Reuse:
+        """A copied state reuses against the same model and peers (shared, not copied)."""
+        copied = _Reuse(self.model, self.day, self.peers, self.group)
+        copied.measured = dict(self.measured)
+        return copied
+
+
+def _reusable(
+    state: AccountState,
+    model: ScoringModel,
+    day: int,
+    peers: PeerDistribution | None,
+    group: str,
+) -> _Reuse:
+    """What this evaluation may reuse of the last: none of it when the model, the day, the
+    peers or the group changed, else all but the measures the inputs folded since move."""
+    reuse: _Reuse | None = state._measured
+    moved = state._moved
+    if (
+        reuse is None
+        or reuse.model is not model
+        or reuse.day != day
+        or reuse.peers is not peers
+        or reuse.group != group
+    ):
+        reuse = state._measured = _Reuse(model, day, peers, group)
+    elif moved:
+        kept = reuse.measured
+        for measure_name in [name for name in kept if not moved.isdisjoint(_moved_by(model, name))]:
+            del kept[measure_name]
+    moved.clear()
+    return reuse
+
+
+def _moved_by(model: ScoringModel, measure_name: str) -> frozenset[str]:
+    return METRIC_MOVES[model.measure_metrics[measure_name]].inputs
+
+
+_ABSENT = Measured(None, 0.0)
+"""Marks a measure the reuse does not hold."""
+
+
 def _component_scores(
     state: AccountState,
     model: ScoringModel,
@@ -177,64 +288,55 @@ def _component_scores(
     group: str,
     peers: PeerDistribution | None,
     raws: RawValues,
-    measures: dict[str, MeasureScore] | None,
-    peer_values: dict[str, float] | None,
+    measured: dict[str, Measured],
+    reuse: _Reuse | None,
 ) -> dict[str, float]:
-    """Each component's score from its measures; ``measures`` and ``peer_values``, when
-    given, collect each measure's explanation and the raw values of peer-relative ones."""
+    """Each component's score from its measures, each measure's result into ``measured``;
+    a measure ``reuse`` holds is not taken again, and what is taken goes into it."""
     ctx: MetricContext | None = None
+    kept = reuse.measured if reuse is not None else None
     component_scores: dict[str, float] = {}
     for name, component in model.components.items():
         scored = []
         for measure in component.measures:
-            key = (measure.metric, measure.window_days, measure.baseline_days)
-            if key in raws:
-                raw = raws[key]
-            else:
-                ctx = ctx or MetricContext(state, model, as_of)
-                raw = raws[key] = metric_value(ctx, measure)
-            if raw is not None:
-                if peer_values is not None and isinstance(measure.mapping, PercentileMapping):
-                    peer_values[measure.name] = raw
-                measured, score = _measure_score(measure, raw, group, peers, measures is not None)
-            elif measure.missing is MissingRule.NEUTRAL:
-                score = measure.neutral_score
-                measured = MeasureScore(value=None, score=score) if measures is not None else None
-            else:
+            found = kept.get(measure.name, _ABSENT) if kept is not None else _ABSENT
+            if found is _ABSENT:
+                key = (measure.metric, measure.window_days, measure.baseline_days)
+                if key in raws:
+                    raw = raws[key]
+                else:
+                    ctx = ctx or MetricContext(state, model, as_of)
+                    raw = raws[key] = metric_value(ctx, measure)
+                found = _measure(measure, raw, group, peers)
+                if kept is not None and not METRIC_MOVES[measure.metric].clock:
+                    kept[measure.name] = found
+            elif found is not None:
+                raws.setdefault(
+                    (measure.metric, measure.window_days, measure.baseline_days), found.value
+                )
+            if found is None:
                 continue
-            if measures is not None and measured is not None:
-                measures[measure.name] = measured
-            scored.append((measure, score))
+            measured[measure.name] = found
+            scored.append((measure, found.score))
         if scored:
             component_scores[name] = component.aggregate(scored)
     return component_scores
 
 
-def _measure_score(
-    measure: Measure, raw: float, group: str, peers: PeerDistribution | None, explain: bool
-) -> tuple[MeasureScore | None, float]:
-    """The measure's score in the update (rounded; None unless ``explain``) and exact (what
-    the component uses)."""
+def _measure(
+    measure: Measure, raw: float | None, group: str, peers: PeerDistribution | None
+) -> Measured | None:
+    """The measure's result for ``raw`` (None: no data and its missing rule skips it)."""
+    if raw is None:
+        if measure.missing is MissingRule.NEUTRAL:
+            return Measured(None, measure.neutral_score)
+        return None
     mapping = measure.mapping
-    rank = None
     if isinstance(mapping, PercentileMapping) and peers is not None:
         rank = peers.rank(group, measure.name, raw)
-    if rank is None:
-        score = mapping.score(raw)
-        if not explain:
-            return None, score
-        return MeasureScore(value=round(raw, 2), score=round(score, 1)), score
-    assert isinstance(mapping, PercentileMapping)
-    score = mapping.score_rank(rank.percentile)
-    if not explain:
-        return None, score
-    measured = MeasureScore(
-        value=round(raw, 2),
-        score=round(score, 1),
-        percentile=round(rank.percentile, 1),
-        peers_median=round(rank.median, 2),
-    )
-    return measured, score
+        if rank is not None:
+            return Measured(raw, mapping.score_rank(rank.percentile), rank.percentile, rank.median)
+    return Measured(raw, mapping.score(raw))
 
 
 def contribute(state: AccountState, score: Score, book: PeerBook, now: float) -> None:

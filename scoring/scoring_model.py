@@ -425,6 +425,11 @@ class ScoringModel(_Strict):
         )
 
     @cached_property
+    def measure_metrics(self) -> dict[str, Metric]:
+        """Each measure's metric, by the measure's name."""
+        return {m.name: m.metric for c in self.components.values() for m in c.measures}
+
+    @cached_property
     def _default_profile(self) -> Profile:
         weights = {name: c.weight for name, c in self.components.items()}
         if self.override is not None:

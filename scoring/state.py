@@ -47,6 +47,8 @@ MAX_OPEN_TICKETS = 200
 MAX_UNPAID_INVOICES = 100
 RECENT_EVENT_IDS = 64
 """How many recent event ids are remembered to drop producer-side duplicates."""
+ATTRIBUTES = "attributes"
+"""What an attributes snapshot moves, beside the event kinds (``AccountState._moved``)."""
 
 
 def day_of(ts: float) -> int:
@@ -236,6 +238,13 @@ class AccountState(BaseModel):
     """(day, sums of the day buckets before it) kept by the evaluation (``scoring.measures``),
     which then adds only that day's bucket; never stored. Dropped when a bucket before that
     day changes or leaves the horizon."""
+    _measured: Any = PrivateAttr(default=None)
+    """The last evaluation's measures that only inputs or the day can move
+    (``scoring.score``), reused by the next; never stored. Dropped when a bucket leaves the
+    horizon."""
+    _moved: set[str] = PrivateAttr(default_factory=set)
+    """The inputs (event kinds, ``ATTRIBUTES``) folded since ``_measured`` was taken: the
+    measures the next evaluation must take again. Never stored."""
 
     @field_serializer("days", when_used="json")
     def _days_as_rows(self, days: dict[int, DayBucket]) -> dict[int, DayRow]:
@@ -303,6 +312,7 @@ def fold(state: AccountState, event: Event, source: SourcePosition | None = None
     if past is not None and day < past[0]:
         state._past_windows = None  # a late event changed a day the sums hold
     _apply(state, event, _bucket_for(state, day), day, ts)
+    _moved(state, event.kind)
     previous = state.last_seen.get(event.kind)
     if previous is None or ts > previous:
         state.last_seen[event.kind] = ts
@@ -324,6 +334,7 @@ def apply_attributes(
     if current is not None and current.updated_at >= attributes.updated_at:
         return False
     state.attributes = attributes
+    _moved(state, ATTRIBUTES)
     return True
 
 
@@ -387,6 +398,12 @@ def record_closing_score(state: AccountState, score: float, now: float) -> None:
     state.history[today] = score
 
 
+def _moved(state: AccountState, what: str) -> None:
+    """Tell the evaluation's reused measures (if any) that ``what`` moved."""
+    if state._measured is not None:
+        state._moved.add(what)
+
+
 def _advance_clock(state: AccountState, ts: float) -> None:
     if state.watermark is None or ts > state.watermark:
         state.watermark = ts
@@ -397,7 +414,7 @@ def _advance_clock(state: AccountState, ts: float) -> None:
         oldest_kept = day - HORIZON_DAYS + 1
         for stale in [d for d in state.days if d < oldest_kept]:
             del state.days[stale]
-            state._past_windows = None
+            state._past_windows = state._measured = None
 
 
 def _bucket_for(state: AccountState, day: int) -> DayBucket | None:

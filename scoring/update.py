@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -14,12 +15,16 @@ from scoring.score import (
     ComponentScore,
     MeasureScore,
     RawValues,
+    Score,
     contribute,
     evaluate,
     score_value,
 )
-from scoring.scoring_model import ScoringModel
+from scoring.scoring_model import ScoringModel, label_for
 from scoring.state import AccountState, Published, day_of, record_closing_score
+
+PUBLISH_MIN_DELTA = 1.0
+"""Points a score must move to be published when nothing else changed (docs/events.md)."""
 
 
 class Trigger(StrEnum):
@@ -43,7 +48,8 @@ class OverrideInfo(BaseModel):
 
 
 class ScoreUpdate(BaseModel):
-    """Published on the scores topic, keyed by account, whenever an account's score moves."""
+    """Published on the scores topic, keyed by account, when an account's score changed in a
+    way that matters (``Rescorer.publishes``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -91,11 +97,36 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+@dataclass(slots=True)
+class Explanation:
+    """Why a score is where it is (drags) and why it moved since the last update (notes and
+    drivers): built only for what is published or alerted on."""
+
+    drivers: list[Driver]
+    notes: list[str]
+    drags: list[Drag]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [*self.notes, *(driver.text for driver in self.drivers)]
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """One evaluation of an account, before anything is published."""
+
+    score: Score
+    previous_score: float | None
+    """The score of the evaluation before (published or not)."""
+    explanation: Explanation | None = None
+    """Kept once built (``Rescorer.explain``)."""
+
+
 class Rescorer:
-    """Evaluates an account and, when its score, band, staleness, segment or override moved,
-    records the new score in the state and returns the explained update. Peer-relative
-    measures rank against ``peers`` (their absolute fallback without), and every evaluation
-    adds the account's values to its partition's book (once a day)."""
+    """Evaluates an account and, when the change matters (``publishes``), records the new
+    score in the state and returns the explained update. Peer-relative measures rank against
+    ``peers`` (their absolute fallback without), and every evaluation adds the account's
+    values to its partition's book (once a day) and its closing scores to the audit."""
 
     def __init__(
         self,
@@ -103,6 +134,7 @@ class Rescorer:
         peers: PeerPort | None = None,
         auditor: Auditor | None = None,
         shadows: tuple[ScoringModel, ...] = (),
+        publish_min_delta: float = PUBLISH_MIN_DELTA,
     ) -> None:
         self.model = model
         self.peers = peers if model.peer_measures else None
@@ -111,6 +143,8 @@ class Rescorer:
         """Evaluated beside the model for the audit only: they publish and alert nothing."""
         self._shadows = [(shadow, _measures_alike(model, shadow)) for shadow in shadows]
         self._explainer = Explainer(model)
+        self.publish_min_delta = publish_min_delta
+        """A score that moved less than this (and nothing else changed) is not published."""
 
     def rescore(
         self,
@@ -120,6 +154,15 @@ class Rescorer:
         event_id: str | None,
         computed_at: datetime,
     ) -> ScoreUpdate | None:
+        """Evaluate, and publish what matters, with no alert in between."""
+        evaluation = self.evaluate(state, now)
+        if evaluation is None:
+            return None
+        return self.publish(state, evaluation, now, trigger, event_id, computed_at)
+
+    def evaluate(self, state: AccountState, now: float) -> Evaluation | None:
+        """Score the account at ``now``; its peers' book, the audit and its closing score of
+        the day take it whether or not it is published."""
         peers = self.peers
         distribution = peers.distribution(day_of(now)) if peers is not None else None
         raws: RawValues = {}
@@ -135,20 +178,63 @@ class Rescorer:
                 if value is not None:
                     scores[shadow.version] = value
             self.auditor.observe(state, scores, now)
+        history = state.history
+        previous = next(reversed(history.values())) if history else None
         record_closing_score(state, score.value, now)
-        previous = state.published
+        return Evaluation(score, previous)
+
+    def publishes(
+        self, previous: Published | None, score: Score, now: float, alerted: bool
+    ) -> bool:
+        """Whether consumers need this score: the first one, an alert, a new day (one update
+        per account and day evaluated at least), a change of band, grade, staleness,
+        segment or override, or a move of at least ``publish_min_delta`` points."""
+        if previous is None or alerted or day_of(previous.at) != day_of(now):
+            return True
         override_id = score.override.override_id if score.override else None
-        if previous is not None and (
-            previous.score,
-            previous.band,
-            previous.stale,
-            previous.segment,
-            previous.override_id,
-        ) == (score.value, score.band, score.stale, score.segment, override_id):
+        if (previous.band, previous.stale, previous.segment, previous.override_id) != (
+            score.band,
+            score.stale,
+            score.segment,
+            override_id,
+        ):
+            return True
+        moved = abs(score.value - previous.score)
+        if not moved:
+            return False
+        grades = self.model.grades
+        return moved >= self.publish_min_delta or (label_for(grades, previous.score) != score.grade)
+
+    def explain(self, state: AccountState, evaluation: Evaluation) -> Explanation:
+        """What moved since the last update and what pulls the score down (built once)."""
+        if evaluation.explanation is None:
+            previous, score = state.published, evaluation.score
+            evaluation.explanation = Explanation(
+                drivers=self._explainer.drivers(previous, score),
+                notes=self._explainer.notes(previous, score),
+                drags=self._explainer.drags(score),
+            )
+        return evaluation.explanation
+
+    def publish(
+        self,
+        state: AccountState,
+        evaluation: Evaluation,
+        now: float,
+        trigger: Trigger,
+        event_id: str | None,
+        computed_at: datetime,
+        alerted: bool = False,
+    ) -> ScoreUpdate | None:
+        """The update for ``evaluation`` when it ``publishes``, recorded as the account's
+        published score; None when it does not."""
+        previous, score = state.published, evaluation.score
+        if not self.publishes(previous, score, now, alerted):
             return None
-        drivers = self._explainer.drivers(previous, score)
-        notes = self._explainer.notes(previous, score)
+        explanation = self.explain(state, evaluation)
+        reasons = explanation.reasons
         attributes = state.attributes
+        override_id = score.override.override_id if score.override else None
         update = ScoreUpdate(
             account_id=state.account_id,
             score=score.value,
@@ -160,9 +246,9 @@ class Rescorer:
             previous_band=previous.band if previous else None,
             components=score.components,
             measures=score.measures,
-            drivers=drivers,
-            drags=self._explainer.drags(score),
-            summary="; ".join([*notes, *(d.text for d in drivers)]),
+            drivers=explanation.drivers,
+            drags=explanation.drags,
+            summary="; ".join(reasons),
             change_7d=change_since(state, score.value, now, 7),
             change_30d=change_since(state, score.value, now, 30),
             override=None
@@ -181,16 +267,17 @@ class Rescorer:
             trigger=trigger,
             event_id=event_id,
         )
+        components = update.components
         state.published = Published(
             score=score.value,
             band=score.band,
             stale=score.stale,
             segment=score.segment,
-            components={n: c.score for n, c in score.components.items()},
-            contributions={n: c.contribution for n, c in score.components.items()},
-            measures={n: m.value for n, m in score.measures.items() if m.value is not None},
+            components={n: c.score for n, c in components.items()},
+            contributions={n: c.contribution for n, c in components.items()},
+            measures={n: m.value for n, m in update.measures.items() if m.value is not None},
             override_id=override_id,
             at=now,
-            reasons=[*notes, *(d.text for d in drivers)],
+            reasons=reasons,
         )
         return update

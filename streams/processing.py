@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerts.alert import Alert
 from alerts.config import AlertRules
-from alerts.rules import Observation, check, pending_until
+from alerts.rules import Observation, Words, check, pending_until
 from scoring.events import (
     EVENT_MODELS,
     AccountAttributes,
@@ -41,7 +41,7 @@ from scoring.state import (
     apply_override,
     fold,
 )
-from scoring.update import Rescorer, ScoreUpdate, Trigger
+from scoring.update import Evaluation, Rescorer, ScoreUpdate, Trigger
 from scoring.validation import InvalidInput, RejectCode, check_event_time, parse_message
 from streams.clock import Clock
 
@@ -261,16 +261,24 @@ class Processor:
 
     def settle(self, inputs: list[Folded]) -> Applied:
         """Rescore an account once after ``inputs`` (its inputs of one batch, in order, all
-        folded into the same state): one ScoreUpdate for all of them, and their alerts."""
+        folded into the same state): at most one ScoreUpdate for all of them, and their
+        alerts."""
         last = inputs[-1]
         state, now = last.state, max(folded.now for folded in inputs)
         if state.churned_day is not None:
             return self._settle_churned(last.role, state, now, any(f.churned for f in inputs))
-        computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
+        rescorer = self.rescorer
         try:
-            update = self.rescorer.rescore(state, now, last.trigger, last.input_id, computed_at)
-            events = [folded.event for folded in inputs if folded.event is not None]
-            alerts = self._alerts(state, update, now, last.trigger_key, events)
+            evaluation = rescorer.evaluate(state, now)
+            if evaluation is None:
+                update, alerts = None, []
+            else:
+                events = [folded.event for folded in inputs if folded.event is not None]
+                alerts = self._alerts(state, evaluation, now, last.trigger_key, events)
+                computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
+                update = rescorer.publish(
+                    state, evaluation, now, last.trigger, last.input_id, computed_at, bool(alerts)
+                )
         except Exception:
             # The inputs are applied and kept; a bug in scoring must not lose them nor stop
             # every other account. The next input or tick tries again.
@@ -294,31 +302,36 @@ class Processor:
     def _alerts(
         self,
         state: AccountState,
-        update: ScoreUpdate | None,
+        evaluation: Evaluation,
         now: float,
         trigger: str,
         events: list[BaseEvent],
     ) -> list[Alert]:
-        published = state.published
-        if published is None:
-            return []
         model = self.rescorer.model
         attributes = state.attributes
+        score = evaluation.score
+
+        def words() -> Words:
+            explanation = self.rescorer.explain(state, evaluation)
+            published = state.published
+            # Nothing moved since the last update (an event alert): its reasons still hold.
+            reasons = explanation.reasons or (published.reasons if published else [])
+            return Words(reasons, [drag.text for drag in explanation.drags])
+
         observation = Observation(
             account_id=state.account_id,
-            score=published.score,
-            previous_score=update.previous_score if update is not None else published.score,
+            score=score.value,
+            previous_score=evaluation.previous_score,
             bands=model.profile_for(attributes).bands,
-            stale=published.stale,
-            segment=published.segment,
+            stale=score.stale,
+            segment=score.segment,
             owner=attributes.csm_owner if attributes else None,
-            reasons=published.reasons,
             as_of=now,
             trigger=trigger,
             model_version=model.version,
             data_since=state.first_seen,
             received_at=self.clock.wall(),
-            drags=[drag.text for drag in update.drags] if update is not None else [],
+            words=words,
         )
         return check(state.alerts, observation, self.rules, now, events)
 

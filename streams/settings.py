@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from scoring.events import EventKind
+from scoring.update import PUBLISH_MIN_DELTA
 
 SECRETS = (
     "broker_sasl_password",
@@ -164,6 +165,12 @@ class Settings(BaseSettings):
     model_file: Path | None = Field(default=None, description="scoring model YAML")
     clock: Literal["wall", "event"] = Field(
         default="wall", description="scoring time: wall clock, or newest event time (replays)"
+    )
+    publish_min_delta: float = Field(
+        default=PUBLISH_MIN_DELTA,
+        ge=0,
+        le=100,
+        description="a score that moved fewer points (nothing else changed) is not published",
     )
     max_future_seconds: float = Field(
         default=600.0, ge=0, description="events further ahead of the wall clock go to the DLQ"

@@ -254,7 +254,7 @@ def create_app(
         segments=[segment.name for segment in model.segments],
     )
     processor = Processor(
-        Rescorer(model, peers, auditor, shadows),
+        Rescorer(model, peers, auditor, shadows, settings.publish_min_delta),
         rules,
         clock,
         settings.max_future_seconds,

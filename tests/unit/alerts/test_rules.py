@@ -6,11 +6,12 @@ Bands: healthy >= 70, at-risk >= 40, critical. Default hysteresis 3 points.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from alerts.alert import Alert
 from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severity, SharpDropRule
-from alerts.rules import Observation, check, hysteretic_rank, in_words, pending_until
+from alerts.rules import Observation, Words, check, hysteretic_rank, in_words, pending_until
 from scoring.events import EventKind, PaymentStatus, SurveyType, TicketPriority
 from scoring.scoring_model import Threshold
 from scoring.state import AlertMemory
@@ -57,13 +58,14 @@ class Account:
             stale=fields.pop("stale", False),
             segment=self.segment,
             owner="ana",
-            reasons=["usage -9: days since last login 2 -> 16"],
             as_of=self.now,
             trigger=f"e{self.count}",
             model_version="default@x",
             data_since=self.data_since,
             received_at=fields.pop("received_at", self.now),
-            drags=fields.pop("drags", ()),
+            words=partial(
+                Words, ["usage -9: days since last login 2 -> 16"], fields.pop("drags", ())
+            ),
         )
         self.previous = value
         event = fields.pop("event", None)

@@ -86,7 +86,12 @@ def test_staleness_is_announced_once() -> None:
     assert update is not None
     assert update.stale
     assert update.summary.startswith("stale: no data for over 10 days")
-    assert rescorer.rescore(state, NOW + 30 * DAY, Trigger.TIMER, None, COMPUTED) is None
+    # A new day has its update (one per account and day), which does not tell it again.
+    daily = rescorer.rescore(state, NOW + 30 * DAY, Trigger.TIMER, None, COMPUTED)
+    assert daily is not None
+    assert daily.score == update.score
+    assert "stale" not in daily.summary
+    assert rescorer.rescore(state, NOW + 30 * DAY + 60, Trigger.TIMER, None, COMPUTED) is None
 
 
 def test_trend_compares_with_closing_scores_7_and_30_days_back() -> None:

@@ -284,7 +284,7 @@ def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
 
 
 class BrokenRescorer(Rescorer):
-    def rescore(self, *args: object, **kwargs: object) -> None:
+    def evaluate(self, *args: object, **kwargs: object) -> None:
         raise RuntimeError("scoring bug")
 
 
