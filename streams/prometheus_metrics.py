@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from alerts.alert import Alert
 from scoring.audit_report import AuditReport
+from scoring.update import ScoreUpdate
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -103,3 +105,51 @@ def show_audit(report: AuditReport) -> None:
             if lead.auc is not None and lead.lift is not None:
                 MODEL_AUC.labels(*labels).set(lead.auc)
                 MODEL_LIFT.labels(*labels).set(lead.lift)
+
+
+class PrometheusMetrics:
+    """The scoring step's counts as the metrics above (``streams.scoring_step.StepMetrics``)."""
+
+    def consumed(self, role: str) -> None:
+        EVENTS_CONSUMED.labels(role).inc()
+
+    def rejected(self, code: str) -> None:
+        EVENTS_REJECTED.labels(code).inc()
+        DLQ_RECORDS.labels("events").inc()
+
+    def skipped(self, reason: str) -> None:
+        INPUTS_SKIPPED.labels(reason).inc()
+
+    def event_lag(self, seconds: float) -> None:
+        EVENT_LAG.observe(seconds)
+
+    def outcome(self, outcome: str) -> None:
+        OUTCOMES.labels(outcome).inc()
+
+    def published(self, update: ScoreUpdate) -> None:
+        """Keep the accounts-by-band gauges in step with published scores."""
+        if update.previous_band is None:
+            ACCOUNTS_HELD.inc()
+        elif update.previous_band != update.band:
+            ACCOUNTS_BY_BAND.labels(update.previous_band).dec()
+        if update.previous_band != update.band:
+            ACCOUNTS_BY_BAND.labels(update.band).inc()
+        SCORE_UPDATES.inc()
+
+    def withdrawn(self, band: str | None) -> None:
+        """A churned account leaves the accounts-by-band gauges."""
+        if band is not None:
+            ACCOUNTS_BY_BAND.labels(band).dec()
+            ACCOUNTS_HELD.dec()
+
+    def alerted(self, alert: Alert) -> None:
+        ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
+
+    def consumer_lag(self, topic: str, partition: int, behind: int) -> None:
+        CONSUMER_LAG.labels(topic, str(partition)).set(behind)
+
+    def batch(self, inputs: int, seconds: float, wall: float) -> None:
+        if inputs:
+            LAST_EVENT.set(wall)
+        BATCH_INPUTS.observe(inputs)
+        BATCH_TIME.observe(seconds)

@@ -1,8 +1,9 @@
-"""The Faust app: topics, the account table, the scoring task and the timers. Thin glue.
+"""The Faust app: topics, the account table, the scoring task and the timers. Wiring only.
 
 Path of one input: event / accounts / overrides / ticks topic -> ``score_inputs``, in batches
-(validate and fold each message; then rescore and publish each touched account once,
-``streams/batching.py``) -> ``chs.scores`` when the score moved, ``chs.alerts``, and, once
+(the application step ``streams/scoring_step.py``: validate and fold each message; then
+rescore and publish each touched account once) -> ``chs.scores`` when the change matters
+(docs/events.md), ``chs.alerts``, and, once
 those are delivered, the table's changelog (``streams/outputs_first.py``). Invalid messages
 go to ``chs.events.dlq`` with their original key and bytes and the reason in headers. The
 Redis view is written from ``chs.scores`` and ``chs.alerts`` by a consumer of its own
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections import Counter
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,28 +31,27 @@ from scoring.audit import Auditor
 from scoring.audit_report import build_report
 from scoring.schedule import next_due
 from scoring.scoring_model import ScoringModel
-from scoring.state import AccountState, SourcePosition
-from scoring.update import Rescorer, ScoreUpdate
+from scoring.state import AccountState
+from scoring.update import Rescorer
 from streams import prometheus_metrics
 from streams.alerting import AlertDelivery
 from streams.audit_feed import LiveAudit
-from streams.batching import AccountBatch, batches, wait_for_producer
+from streams.batching import batches, wait_for_producer
 from streams.book_reader import BookReader
 from streams.clock import Clock
 from streams.connections import broker_credentials, redis_client
 from streams.faust_overrides import ChsApp, CodecTable, RawMessageTopic
-from streams.outputs_first import OutputLost, OutputsFirst, SettledBatch
+from streams.outputs_first import OutputLost, OutputsFirst
 from streams.peer_feed import LivePeers
 from streams.processing import (
     Control,
-    Folded,
     Processor,
-    Rejected,
-    Skipped,
     SkipReason,
     Tick,
     TopicRole,
 )
+from streams.prometheus_metrics import PrometheusMetrics
+from streams.scoring_step import Delivery, ScoringPorts, encode_state, score_batch
 from streams.settings import Settings
 from streams.timers import DueSchedule
 from streams.view_feed import ViewFeed
@@ -60,11 +60,6 @@ from streams.web import add_web_views
 log = logging.getLogger(__name__)
 
 ACCOUNT_STATE_CODEC = "chs_account_state"
-
-
-def encode_state(state: AccountState) -> bytes:
-    """An account's state as its changelog records it: compact JSON."""
-    return state.model_dump_json(exclude_defaults=True).encode()
 
 
 class AccountStateCodec(codecs.Codec):
@@ -144,32 +139,39 @@ class AccountTable(CodecTable[bytes, AccountState]):
         log.info("Owning partitions %s: %d accounts scheduled", sorted(owned), len(self.schedule))
 
 
-def count_band_change(update: ScoreUpdate) -> None:
-    """Keep the accounts-by-band gauges in step with published scores."""
-    if update.previous_band is None:
-        prometheus_metrics.ACCOUNTS_HELD.inc()
-    elif update.previous_band != update.band:
-        prometheus_metrics.ACCOUNTS_BY_BAND.labels(update.previous_band).dec()
-    if update.previous_band != update.band:
-        prometheus_metrics.ACCOUNTS_BY_BAND.labels(update.band).inc()
-    prometheus_metrics.SCORE_UPDATES.inc()
+class TableStore:
+    """The account table's in-memory data as the scoring step's ``AccountStore``."""
+
+    def __init__(self, data: MutableMapping[bytes, AccountState]) -> None:
+        self._data = data
+
+    def get(self, key: bytes) -> AccountState | None:
+        return self._data.get(key)
+
+    def put(self, key: bytes, state: AccountState) -> None:
+        self._data[key] = state
+
+    def delete(self, key: bytes) -> None:
+        self._data.pop(key, None)
 
 
-def withdraw(state: AccountState) -> None:
-    """A churned account leaves the accounts-by-band gauges."""
-    if state.published is not None:
-        prometheus_metrics.ACCOUNTS_BY_BAND.labels(state.published.band).dec()
-        prometheus_metrics.ACCOUNTS_HELD.dec()
+class TopicPublisher:
+    """The output topics as the scoring step's ``Publisher``: sends through the producer
+    buffer, delivered in the background."""
 
+    def __init__(self, scores: faust.Topic, alerts: faust.Topic, dlq: faust.Topic) -> None:
+        self._scores, self._alerts, self._dlq = scores, alerts, dlq
 
-def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
-    return [
-        ("chs-reason-code", reason_code.encode()),
-        ("chs-reason", reason.encode()),
-        ("chs-source-topic", source.topic.encode()),
-        ("chs-source-partition", str(source.partition).encode()),
-        ("chs-source-offset", str(source.offset).encode()),
-    ]
+    def score(self, key: bytes, value: bytes | None) -> Delivery:
+        return self._scores.send_soon(key=key, value=value)
+
+    def alert(self, key: bytes, value: bytes) -> Delivery:
+        return self._alerts.send_soon(key=key, value=value)
+
+    def dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Delivery:
+        return self._dlq.send_soon(key=key, value=value, headers=headers)
 
 
 def topic_roles(settings: Settings) -> dict[str, TopicRole]:
@@ -268,19 +270,25 @@ def create_app(
         message.ack(app.consumer)
 
     writer: OutputsFirst[Message] = OutputsFirst(accounts.write_changelog, ack)
+    metrics = PrometheusMetrics()
+    ports = ScoringPorts(
+        processor=processor,
+        roles=roles,
+        store=TableStore(accounts.data),
+        publisher=TopicPublisher(scores_topic, alerts_topic, dlq_topic),
+        schedule=schedule,
+        clock=clock,
+        metrics=metrics,
+        highwater=lambda topic, partition: app.consumer.highwater(TP(topic, partition)),
+    )
 
-    def handle(batch: list[Message]) -> SettledBatch[Message]:
-        """Fold the batch, then rescore and publish each touched account once; what is left
-        (the states to write once the outputs are delivered, the inputs to acknowledge) is
-        the writer's."""
-        began = time.perf_counter()
+    def taken(batch: list[Message]) -> list[Message]:
+        """The messages this worker may score now, tracked for acknowledgement."""
         consumer = app.consumer
         generation = app.consumer_generation_id
         flowing = app.flow_control.is_active()
         owned = accounts.active_partitions
-        work = AccountBatch(processor, accounts.data.get)
-        settled: SettledBatch[Message] = SettledBatch()
-        outputs, taken = settled.outputs, settled.inputs
+        kept = []
         for message in batch:
             if not flowing or message.generation_id != generation:
                 # Fetched before a rebalance: read again from the last commit (as Faust's
@@ -288,71 +296,16 @@ def create_app(
                 continue
             if message.partition not in owned:
                 # Defence in depth: a partition now another worker's must not be written.
-                prometheus_metrics.INPUTS_SKIPPED.labels(SkipReason.MOVED.value).inc()
+                metrics.skipped(SkipReason.MOVED.value)
                 continue
             consumer.track_message(message)
-            taken.append(message)
-            role = roles.get(message.topic)
-            source = SourcePosition(message.topic, message.partition, message.offset)
-            outcome = work.add(role, message.key, message.value, source)
-            prometheus_metrics.EVENTS_CONSUMED.labels(role.value if role else "unknown").inc()
-            if isinstance(outcome, Rejected):
-                error = outcome.error
-                log.warning("Rejected %s/%d@%d: %s", *source, error)
-                prometheus_metrics.EVENTS_REJECTED.labels(error.code.value).inc()
-                prometheus_metrics.DLQ_RECORDS.labels("events").inc()
-                dead_letter = dlq_topic.send_soon(
-                    key=message.key,
-                    value=message.value,
-                    headers=dlq_headers(error.code.value, error.reason, source),
-                )
-                outputs.append(dead_letter)
-            elif isinstance(outcome, Skipped):
-                prometheus_metrics.INPUTS_SKIPPED.labels(outcome.reason.value).inc()
-            elif outcome.event is not None:
-                prometheus_metrics.EVENT_LAG.observe(
-                    max(0.0, clock.wall() - outcome.event.occurred_ts)
-                )
-            elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
-                prometheus_metrics.OUTCOMES.labels(outcome.state.outcomes[-1].outcome.value).inc()
-        for key, applied in work.settle():
-            state = applied.state
-            assert state.partition is not None
-            schedule.set(state.partition, key, applied.next_due)
-            if applied.withdrawn:
-                withdraw(state)
-                outputs.append(scores_topic.send_soon(key=key, value=None))
-            if applied.forget:
-                accounts.data.pop(key, None)
-                settled.states.append((key, state.partition, None))
-                continue
-            accounts.data[key] = state
-            if applied.update is not None:
-                count_band_change(applied.update)
-                value = applied.update.model_dump_json().encode()
-                outputs.append(scores_topic.send_soon(key=key, value=value))
-            for alert in applied.alerts:
-                prometheus_metrics.ALERTS_RAISED.labels(alert.rule, alert.severity.value).inc()
-                value = alert.model_dump_json().encode()
-                outputs.append(alerts_topic.send_soon(key=key, value=value))
-            settled.states.append((key, state.partition, encode_state(state)))
-        if taken:
-            prometheus_metrics.LAST_EVENT.set(clock.wall())
-            last_read = {message.tp: message.offset for message in taken}
-            for tp, offset in last_read.items():
-                highwater = consumer.highwater(tp)
-                if highwater is not None:  # unknown until the first fetch response
-                    behind = max(0, highwater - offset - 1)
-                    prometheus_metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(behind)
-                    clock.backlog(tp.topic, tp.partition, behind)
-        prometheus_metrics.BATCH_INPUTS.observe(len(taken))
-        prometheus_metrics.BATCH_TIME.observe(time.perf_counter() - began)
-        return settled
+            kept.append(message)
+        return kept
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
         async for batch in batches(input_channel.queue, settings.input_batch_max):
-            await writer.put(handle(batch))
+            await writer.put(score_batch(ports, taken(batch)))
             await wait_for_producer(app.producer.buffer)
 
     @app.task  # type: ignore[untyped-decorator]
