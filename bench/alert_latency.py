@@ -14,6 +14,7 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from alerts.alert import Alert
+from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
 from bench.stack import dev_services, start_worker, wait_split
 from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
 from streams.connections import kafka_options
@@ -108,8 +110,11 @@ async def _probes(settings: Settings) -> list[float]:
     return latencies
 
 
-async def _measure(settings: Settings, load_per_second: float) -> tuple[list[float], float, float]:
-    """Probe latencies, the background load achieved (events/s) and the probing time."""
+async def _measure(
+    settings: Settings, load_per_second: float
+) -> tuple[list[float], float, float, int]:
+    """Probe latencies, the background load achieved (events/s), the probing time and the
+    events produced (load and probes)."""
     stop = asyncio.Event()
     started = time.monotonic()
     load = asyncio.create_task(_load(settings, stop, load_per_second))
@@ -119,7 +124,7 @@ async def _measure(settings: Settings, load_per_second: float) -> tuple[list[flo
     elapsed = time.monotonic() - began
     stop.set()
     sent = await load
-    return latencies, sent / (time.monotonic() - started), elapsed
+    return latencies, sent / (time.monotonic() - started), elapsed, sent + PROBES
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -127,29 +132,47 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _run(load_per_second: float) -> tuple[list[float], float, float]:
-    """Probe latencies in ms, the background load achieved and the probing time, on a
-    fresh broker, Redis and worker."""
+@dataclass(frozen=True)
+class LatencyRun:
+    latencies_ms: list[float]
+    load: float
+    """Background events/s achieved."""
+    elapsed: float
+    events: int
+    written: OutputBytes
+
+
+SETTLE_SECONDS = 5.0
+"""After the probes, time for the worker to write what it still holds."""
+
+
+def _run(load_per_second: float) -> LatencyRun:
+    """Probe latencies, the load achieved, the probing time and the bytes the worker wrote,
+    on a fresh broker, Redis and worker."""
     with tempfile.TemporaryDirectory() as tmp, dev_services(Path(tmp)) as (settings, services):
         asyncio.run(ensure_topics(settings))
         member, worker = start_worker(settings, "worker", Path(tmp))
         services.append(worker)
         wait_split([member], settings.topic_partitions)
-        latencies, load, elapsed = asyncio.run(_measure(settings, load_per_second))
-    return [1000 * value for value in latencies], load, elapsed
+        latencies, load, elapsed, events = asyncio.run(_measure(settings, load_per_second))
+        time.sleep(SETTLE_SECONDS)
+        written = asyncio.run(output_bytes(member))
+    return LatencyRun([1000 * value for value in latencies], load, elapsed, events, written)
 
 
 def report(max_throughput: float = 2 * DEFAULT_LOAD) -> str:
     """At half of ``max_throughput`` (the target's load) and at a quarter of it."""
-    rows = []
+    rows, written = [], []
     for share in (0.5, 0.25):
         asked = share * max_throughput
-        ms, load, elapsed = _run(asked)
+        run = _run(asked)
+        ms = run.latencies_ms
+        load = f"{run.load:,.0f} events/s (asked: {asked:,.0f}, {share:.0%} of the maximum)"
         rows.append(
-            f"| {load:,.0f} events/s (asked: {asked:,.0f}, {share:.0%} of the maximum) | "
-            f"{statistics.median(ms):.0f} ms | {_percentile(ms, 0.99):.0f} ms | "
-            f"{max(ms):.0f} ms | {len(ms)} in {elapsed:.0f} s |"
+            f"| {load} | {statistics.median(ms):.0f} ms | {_percentile(ms, 0.99):.0f} ms | "
+            f"{max(ms):.0f} ms | {len(ms)} in {run.elapsed:.0f} s |"
         )
+        written.append(run.written.row(f"live, {load}", run.events))
     return "\n".join(
         [
             "## Latency from an event to its alert",
@@ -170,6 +193,12 @@ def report(max_throughput: float = 2 * DEFAULT_LOAD) -> str:
             "cores with the worker, which keeps up with less live load than the backlog above "
             "(smaller batches); near that point events queue and the latency grows. Slack "
             "delivery is not included (it runs after the alert is on the topic).",
+            "",
+            "Bytes per input event under this light live load (batches of one or a few "
+            "events; counted as in the throughput section):",
+            "",
+            *TABLE_HEADER,
+            *written,
         ]
     )
 

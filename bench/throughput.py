@@ -19,6 +19,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from bench.ceiling import raw_consumer_rate
+from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
 from bench.stack import dev_services, peak_rss, start_worker
 from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
 from streams.connections import kafka_options
@@ -35,7 +36,9 @@ class Rates:
     ceiling: float
     naive_faust: float
     quix: float | None
+    quix_same_work: float | None
     worker: float
+    written: OutputBytes
 
 
 def _member(settings: Settings, group: str, logs: Path) -> Settings:
@@ -72,17 +75,17 @@ def naive_faust_rate(settings: Settings, total: int, logs: Path) -> float:
         process.stop()
 
 
-def quix_rate(settings: Settings, total: int, logs: Path) -> float | None:
-    member = _member(settings, "quix", logs)
+def quix_rate(settings: Settings, total: int, logs: Path, peer: str = "quix") -> float | None:
+    """A Quix Streams peer's events/s (``bench/peers/{peer}.py``), as it reports it."""
+    member = _member(settings, peer.replace("_", "-"), logs)
     env = {**settings_env(member), "CHS_BENCH_EVENTS": str(total)}
-    process = start_process(
-        "quix", [sys.executable, "-m", "bench.peers.quix"], logs / "quix.log", env
-    )
+    log = logs / f"{peer}.log"
+    process = start_process(peer, [sys.executable, "-m", f"bench.peers.{peer}"], log, env)
     try:
         process.process.wait(timeout=1800)
     finally:
         process.stop()
-    found = re.search(r"quix: (\d+) events/s", (logs / "quix.log").read_text())
+    found = re.search(r"quix[a-z ]*: (\d+) events/s", log.read_text())
     return float(found.group(1)) if found else None
 
 
@@ -110,14 +113,20 @@ async def _score_updates_rate(settings: Settings, total: int) -> float:
     return total / (last - first)
 
 
-def worker_rate(settings: Settings, total: int, logs: Path) -> tuple[float, int]:
-    """Our worker end to end; also its peak RSS in bytes."""
+SETTLE_SECONDS = 5.0
+"""After the last ScoreUpdate, time for the last batches' changelog records to be written."""
+
+
+def worker_rate(settings: Settings, total: int, logs: Path) -> tuple[float, int, OutputBytes]:
+    """Our worker end to end; also its peak RSS in bytes and what it wrote to Kafka."""
     member = _member(settings, "chs-worker", logs)
     asyncio.run(ensure_topics(member))
     member, process = start_worker(member, "chs-worker", logs)
     try:
         rate = asyncio.run(_score_updates_rate(member, total))
-        return rate, peak_rss(process.process.pid)
+        rss = peak_rss(process.process.pid)
+        time.sleep(SETTLE_SECONDS)
+        return rate, rss, asyncio.run(output_bytes(member))
     finally:
         process.stop()
 
@@ -135,13 +144,19 @@ def measure() -> Rates:
         ceiling = asyncio.run(raw_consumer_rate(settings, total))
         naive = naive_faust_rate(settings, total, logs)
         quix = quix_rate(settings, total, logs)
-        ours, _ = worker_rate(settings, total, logs)
-        return Rates(total, ceiling, naive, quix, ours)
+        same_work = quix_rate(settings, total, logs, "quix_same_work")
+        ours, _, written = worker_rate(settings, total, logs)
+        return Rates(total, ceiling, naive, quix, same_work, ours, written)
+
+
+def _rate(rate: float | None) -> str:
+    return f"{rate:,.0f}" if rate else "did not finish (see its log)"
 
 
 def report(rates: Rates) -> str:
-    quix = f"{rates.quix:,.0f}" if rates.quix else "did not finish (see its log)"
-    ratio = (lambda other: f"x{rates.worker / other:.2f}") if rates.worker else str
+    def ratio(other: float | None) -> str:
+        return f"x{rates.worker / other:.2f}" if other else "-"
+
     return "\n".join(
         [
             "## Throughput, side by side",
@@ -158,13 +173,27 @@ def report(rates: Rates) -> str:
             f"{ratio(rates.ceiling)} |",
             f"| naive Faust agent, one table write per event (`bench/peers/naive_faust.py`) | "
             f"{rates.naive_faust:,.0f} | {ratio(rates.naive_faust)} |",
-            f"| Quix Streams 3, RocksDB state with changelog (`bench/peers/quix.py`) | {quix} | "
-            f"{ratio(rates.quix) if rates.quix else '-'} |",
+            f"| Quix Streams 3, RocksDB state with changelog, a count (`bench/peers/quix.py`) | "
+            f"{_rate(rates.quix)} | {ratio(rates.quix)} |",
+            "| Quix Streams 3, **same work**: our scoring core (validate, fold, evaluate, "
+            "publish decision) in its stateful processing, the state encoded per event "
+            f"(`bench/peers/quix_same_work.py`) | {_rate(rates.quix_same_work)} | "
+            f"{ratio(rates.quix_same_work)} |",
             f"| our worker, end to end (first to last ScoreUpdate) | {rates.worker:,.0f} | x1 |",
             "",
             "The Faust rates are from the first commit of the group to the last; ours is the "
             "number of events over the time from the first ScoreUpdate on `chs.scores` to "
-            "the last.",
+            "the last; the Quix peers report theirs from their first event to their last.",
+            "",
+            "### Bytes per input event",
+            "",
+            "What our worker wrote to Kafka for this workload (keys and values of every record "
+            "on `chs.scores`, `chs.alerts` and its table's changelog, read back once it was "
+            "done; Kafka's own record overhead is not counted). The alert-latency section "
+            "below gives the same under a light live load.",
+            "",
+            *TABLE_HEADER,
+            rates.written.row("throughput backlog", rates.events),
         ]
     )
 

@@ -1,0 +1,76 @@
+"""The "same work" Quix Streams peer: our scoring core (validate, fold, evaluate, publish
+decision and explanation: ``streams.processing.Processor``) in Quix Streams' stateful
+processing, each account's state written to its RocksDB state (and so its changelog) after
+every event, as our table's changelog is per batch. Beside ``bench/peers/quix.py`` (a count),
+it separates what our core costs from what the framework costs. ScoreUpdates are built but
+not produced. Run as ``python -m bench.peers.quix_same_work`` with the ``CHS_*``
+environment; it stops after ``CHS_BENCH_EVENTS`` events and prints the events/s from its
+first event to its last.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from quixstreams import Application, State
+
+from alerts.config import default_rules
+from scoring.scoring_model import default_model
+from scoring.state import AccountState, SourcePosition
+from scoring.update import Rescorer
+from streams.clock import EventClock
+from streams.processing import Processor, TopicRole
+from streams.scoring_step import encode_state
+from streams.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    expected = int(os.environ["CHS_BENCH_EVENTS"])
+    app = Application(
+        broker_address=",".join(settings.bootstrap_servers),
+        consumer_group=settings.app_id,
+        auto_offset_reset="earliest",
+        state_dir=str(settings.data_dir / "quix-state"),
+        loglevel="WARNING",
+    )
+    processor = Processor(
+        Rescorer(default_model()), default_rules(), EventClock(), settings.max_future_seconds
+    )
+    states: dict[bytes, AccountState] = {}
+    """The accounts' states in memory, as our worker's table keeps them; Quix's state holds
+    their encoding (restored from its changelog after a restart)."""
+    seen = {"n": 0, "first": 0.0}
+
+    def scorer(topic: str, role: TopicRole) -> Callable[..., None]:
+        offsets = iter(range(10**12))
+
+        def score(
+            value: bytes, key: bytes, timestamp: int, headers: Any, state: State[str, bytes]
+        ) -> None:
+            if seen["n"] == 0:
+                seen["first"] = time.monotonic()
+            source = SourcePosition(topic, 0, next(offsets))
+            processor.process(states, role, key, value, source)
+            account = states.get(key)
+            if account is not None:
+                state.set("account", encode_state(account))
+            seen["n"] += 1
+            if seen["n"] >= expected:
+                rate = expected / (time.monotonic() - seen["first"])
+                print(f"quix same work: {rate:.0f} events/s", flush=True)
+                app.stop()
+
+        return score
+
+    for name, role in settings.event_topics.items():
+        topic = app.topic(name, key_deserializer="bytes", value_deserializer="bytes")
+        app.dataframe(topic).update(scorer(name, role), stateful=True, metadata=True)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()
