@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=256)]
+AccountId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00]")]
+"""An account id never starts with a NUL: the table keeps records of its own under keys that
+do (``streams/state_records.py``)."""
 
 
 def _finite(value: Decimal) -> Decimal:
@@ -83,7 +86,7 @@ class BaseEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     event_id: NonEmptyId
-    account_id: NonEmptyId
+    account_id: AccountId
     occurred_at: AwareDatetime = Field(strict=True)
     """Event time, ISO-8601 with a time zone; strict: no bare numbers."""
 
@@ -157,7 +160,7 @@ class AccountAttributes(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
-    account_id: NonEmptyId
+    account_id: AccountId
     updated_at: AwareDatetime = Field(strict=True)
     segment: str | None = Field(default=None, max_length=100)
     plan: str | None = Field(default=None, max_length=100)
@@ -185,7 +188,7 @@ class CsmOverride(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     event_id: NonEmptyId
-    account_id: NonEmptyId
+    account_id: AccountId
     occurred_at: AwareDatetime = Field(strict=True)
     action: OverrideAction
     author: NonEmptyId

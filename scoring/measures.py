@@ -89,15 +89,23 @@ class _PastSums:
 class MetricContext:
     """What the metric functions read: the state, the window sums, the model and the time."""
 
-    __slots__ = ("_distinct", "model", "now", "state", "today", "windows")
+    __slots__ = ("_distinct", "_windows", "model", "now", "state", "today")
 
     def __init__(self, state: AccountState, model: ScoringModel, now: float) -> None:
         self.state = state
         self.model = model
         self.now = now
         self.today = day_of(now)
-        self.windows = Windows(state, model.windows, self.today)
+        self._windows: Windows | None = None
         self._distinct: dict[tuple[int, int], int] = {}
+
+    @property
+    def windows(self) -> Windows:
+        """Built on first use: an evaluation that takes again only the measures the clock
+        moves needs none."""
+        if self._windows is None:
+            self._windows = Windows(self.state, self.model.windows, self.today)
+        return self._windows
 
     def has(self, *kinds: EventKind) -> bool:
         seen = self.state.last_seen

@@ -39,8 +39,8 @@ class SettledBatch(Generic[InputT]):
     outputs: list[Awaitable[Any]] = field(default_factory=list)
     """Deliveries of what the batch published (each fails if its record was not delivered)."""
     states: list[tuple[bytes, int, bytes | None]] = field(default_factory=list)
-    """Account key, changelog partition and the encoded state as the batch left it (None:
-    the account is deleted)."""
+    """The changelog records of the states as the batch left them: record key, changelog
+    partition and value (None deletes; ``streams/state_records.py``), in order."""
     inputs: list[InputT] = field(default_factory=list)
     """The batch's input messages, acknowledged last."""
 

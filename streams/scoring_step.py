@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -24,11 +24,6 @@ from streams.outputs_first import SettledBatch
 from streams.processing import Control, Folded, Processor, Rejected, Skipped, TopicRole
 
 log = logging.getLogger(__name__)
-
-
-def encode_state(state: AccountState) -> bytes:
-    """An account's state as its changelog records it: compact JSON."""
-    return state.model_dump_json(exclude_defaults=True).encode()
 
 
 class InputMessage(Protocol):
@@ -74,6 +69,13 @@ class Publisher(Protocol):
     ) -> Delivery: ...
 
 
+class StateRecords(Protocol):
+    """An account's state as changelog records (``streams.state_records.StateWriter``)."""
+
+    def records(self, key: bytes, state: AccountState) -> Iterable[tuple[bytes, bytes]]: ...
+    def deleted(self, key: bytes) -> Iterable[bytes]: ...
+
+
 class Schedule(Protocol):
     def set(self, partition: int, key: bytes, due: float | None) -> None: ...
 
@@ -108,6 +110,7 @@ class ScoringPorts:
     processor: Processor
     roles: Mapping[str, TopicRole]
     store: AccountStore
+    state_records: StateRecords
     publisher: Publisher
     schedule: Schedule
     clock: Clock
@@ -152,7 +155,8 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
             outputs.append(publisher.score(key, None))
         if applied.forget:
             ports.store.delete(key)
-            settled.states.append((key, state.partition, None))
+            deleted = ports.state_records.deleted(key)
+            settled.states.extend((record, state.partition, None) for record in deleted)
             continue
         ports.store.put(key, state)
         if applied.update is not None:
@@ -161,7 +165,8 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
         for alert in applied.alerts:
             metrics.alerted(alert)
             outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
-        settled.states.append((key, state.partition, encode_state(state)))
+        records = ports.state_records.records(key, state)
+        settled.states.extend((record, state.partition, value) for record, value in records)
     last_read = {(message.topic, message.partition): message.offset for message in batch}
     for (topic, partition), offset in last_read.items():
         highwater = ports.highwater(topic, partition)

@@ -51,8 +51,9 @@ from streams.processing import (
     TopicRole,
 )
 from streams.prometheus_metrics import PrometheusMetrics
-from streams.scoring_step import Delivery, ScoringPorts, encode_state, score_batch
+from streams.scoring_step import Delivery, ScoringPorts, score_batch
 from streams.settings import Settings
+from streams.state_records import StateWriter, decode, merge_recovered
 from streams.timers import DueSchedule
 from streams.view_feed import ViewFeed
 from streams.web import add_web_views
@@ -63,14 +64,15 @@ ACCOUNT_STATE_CODEC = "chs_account_state"
 
 
 class AccountStateCodec(codecs.Codec):
-    """Table values are ``AccountState`` in memory and compact JSON in the changelog."""
+    """Table values are ``AccountState`` in memory; in the changelog, an input record and parts
+    (``streams/state_records.py``), merged after a recovery."""
 
     def _dumps(self, obj: Any) -> bytes:
         assert isinstance(obj, AccountState)
-        return encode_state(obj)
+        return obj.model_dump_json(exclude_defaults=True).encode()  # the older, whole form
 
     def _loads(self, s: bytes) -> Any:
-        return AccountState.model_validate_json(s)
+        return decode(s)  # merged into states once recovered (``on_recovery_completed``)
 
 
 codecs.register(ACCOUNT_STATE_CODEC, AccountStateCodec())
@@ -84,6 +86,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
     schedule: DueSchedule
     model: ScoringModel
     clock: Clock
+    state_writer: StateWriter
     peers: LivePeers
     audit: LiveAudit
     auditor: Auditor
@@ -104,14 +107,15 @@ class AccountTable(CodecTable[bytes, AccountState]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     def write_changelog(self, key: bytes, partition: int, encoded: bytes | None) -> None:
-        """The changelog record of ``key``'s state, ``encoded`` already (``encode_state``;
-        None deletes it), outside Faust's stream iteration (which ``table[key] = ...`` needs
+        """A changelog record of an account's state (``streams/state_records.py``; None
+        deletes it), outside Faust's stream iteration (which ``table[key] = ...`` needs
         to find the partition); the store itself is set by the scoring task."""
         self.send_changelog(partition, key, encoded, value_serializer="raw")
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """After every rebalance: schedule the accounts of the partitions we now own, only."""
         await super().on_recovery_completed(active_tps, standby_tps)
+        merge_recovered(self.data, self.state_writer)
         owned = {tp.partition for tp in active_tps}
         self.active_partitions = frozenset(owned)
         self.standby_partitions = frozenset(tp.partition for tp in standby_tps)
@@ -246,6 +250,7 @@ def create_app(
     schedule = DueSchedule()
     peers = LivePeers(model.peers.min_accounts)
     accounts.schedule, accounts.model, accounts.clock = schedule, model, clock
+    accounts.state_writer = state_writer = StateWriter()
     accounts.peers = peers
     audit = LiveAudit()
     auditor = Auditor.for_models(model, shadows, audit, settings.audit_window_days)
@@ -275,6 +280,7 @@ def create_app(
         processor=processor,
         roles=roles,
         store=TableStore(accounts.data),
+        state_records=state_writer,
         publisher=TopicPublisher(scores_topic, alerts_topic, dlq_topic),
         schedule=schedule,
         clock=clock,

@@ -1,11 +1,11 @@
 """The "same work" Quix Streams peer: our scoring core (validate, fold, evaluate, publish
 decision and explanation: ``streams.processing.Processor``) in Quix Streams' stateful
-processing, each account's state written to its RocksDB state (and so its changelog) after
-every event, as our table's changelog is per batch. Beside ``bench/peers/quix.py`` (a count),
-it separates what our core costs from what the framework costs. ScoreUpdates are built but
-not produced. Run as ``python -m bench.peers.quix_same_work`` with the ``CHS_*``
-environment; it stops after ``CHS_BENCH_EVENTS`` events and prints the events/s from its
-first event to its last.
+processing, each account's state records (``streams/state_records.py``) written to its
+RocksDB state (and so its changelog) after every event, as our table's changelog is per
+batch. Beside ``bench/peers/quix.py`` (a count), it separates what our core costs from what
+the framework costs. ScoreUpdates are built but not produced. Run as
+``python -m bench.peers.quix_same_work`` with the ``CHS_*`` environment; it stops after
+``CHS_BENCH_EVENTS`` events and prints the events/s from its first event to its last.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from streams.clock import EventClock
 from streams.processing import Processor, TopicRole
-from streams.scoring_step import encode_state
 from streams.settings import Settings
+from streams.state_records import StateWriter
 
 
 def main() -> None:
@@ -41,6 +41,7 @@ def main() -> None:
         Rescorer(default_model()), default_rules(), EventClock(), settings.max_future_seconds
     )
     states: dict[bytes, AccountState] = {}
+    writer = StateWriter()
     """The accounts' states in memory, as our worker's table keeps them; Quix's state holds
     their encoding (restored from its changelog after a restart)."""
     seen = {"n": 0, "first": 0.0}
@@ -49,7 +50,7 @@ def main() -> None:
         offsets = iter(range(10**12))
 
         def score(
-            value: bytes, key: bytes, timestamp: int, headers: Any, state: State[str, bytes]
+            value: bytes, key: bytes, timestamp: int, headers: Any, state: State[str, str]
         ) -> None:
             if seen["n"] == 0:
                 seen["first"] = time.monotonic()
@@ -57,7 +58,9 @@ def main() -> None:
             processor.process(states, role, key, value, source)
             account = states.get(key)
             if account is not None:
-                state.set("account", encode_state(account))
+                for record, encoded in writer.records(key, account):
+                    # Quix's state serialises values as JSON: the record as text.
+                    state.set(record.decode("latin-1"), encoded.decode("latin-1"))
             seen["n"] += 1
             if seen["n"] >= expected:
                 rate = expected / (time.monotonic() - seen["first"])

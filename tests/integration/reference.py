@@ -21,6 +21,7 @@ from streams.clock import EventClock
 from streams.demo import DemoOptions, history_events
 from streams.processing import Applied, Processor
 from streams.settings import Settings
+from streams.state_records import replay
 from tests.integration.kafka import read_all
 
 AGGREGATES = (
@@ -67,11 +68,8 @@ def reference_run(events: list[Event]) -> tuple[dict[str, AccountState], list[Al
 async def changelog_states(settings: Settings) -> dict[str, AccountState]:
     """Every account's last state in the worker group's table changelog."""
     records = await read_all(settings, f"{settings.app_id}-accounts-changelog")
-    return {
-        record.key.decode(): AccountState.model_validate_json(record.value)
-        for record in records
-        if record.key is not None and record.value is not None
-    }
+    states = replay((record.key, record.value) for record in records if record.key is not None)
+    return {key.decode(): state for key, state in states.items()}
 
 
 def aggregates(state: AccountState) -> dict[str, Any]:

@@ -1,0 +1,241 @@
+"""An account's state in the table's changelog: a small record of what every input changes,
+and the slower parts apart, each written only when it changed.
+
+An account's whole state took about 4 KB (90 days of a busy account) and was written for
+every batch that touched it, though an input changes little of it: today's day bucket, the
+offset fence, the last seen times, the alert memory, the closing score of the day. So:
+
+- under the account's key, the *input record*: everything but the parts below (of the day
+  buckets, the newest day's; of the closing scores and the audit's trails, the last day's);
+- under keys of their own, five *parts*, each written only when its encoding changed: the
+  closed days (day buckets before the newest day, closing scores and trails before the last
+  day), the users, the features, the other maps (open tickets, unpaid invoices, survey
+  answers), and the account (published score, attributes, outcomes, audit results).
+
+A part is written before the input record that refers to it, in one of two slots by turns;
+the input record says which slot holds each part. A crash between the two leaves the input
+record referring to the slot written before, which the new write did not touch: the state
+read back is always one the worker had after a batch (docs/reliability.md).
+
+A record's first byte says what it is; a value starting with ``{`` is the older form, the
+whole state as JSON, and still loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from scoring.state import AccountState
+
+INPUT_RECORD = 1
+PART_RECORD = 2
+PART_PREFIX = b"\x00"
+"""Part keys start with it (an account id never does: ``account_key_is_valid``)."""
+
+CLOSED_DAYS = "d"
+PART_FIELDS: dict[str, frozenset[str]] = {
+    CLOSED_DAYS: frozenset({"days", "history", "trails"}),
+    "u": frozenset({"active_users"}),
+    "f": frozenset({"features"}),
+    "m": frozenset({"open_tickets", "unpaid_invoices", "latest_surveys"}),
+    "a": frozenset({"published", "attributes", "outcomes", "audit"}),
+}
+"""Each part's fields: each of the maps apart, as a user's or a feature's first use of the
+day changes its map only."""
+PARTS = tuple(PART_FIELDS)
+_SPLIT = PART_FIELDS[CLOSED_DAYS]
+_WHOLE = frozenset().union(*(fields for part, fields in PART_FIELDS.items() if part != "d"))
+
+
+def account_key_is_valid(key: bytes) -> bool:
+    return not key.startswith(PART_PREFIX)
+
+
+def part_key(key: bytes, part: str, slot: int) -> bytes:
+    return PART_PREFIX + f"{part}{slot}".encode() + PART_PREFIX + key
+
+
+def account_of(record_key: bytes) -> bytes:
+    """The account key of a part record's key."""
+    return record_key.split(PART_PREFIX, 2)[2]
+
+
+@dataclass(frozen=True, slots=True)
+class StatePart:
+    """A part record as read back: merged into its account's state after a recovery."""
+
+    part: str
+    slot: int
+    state: AccountState
+    """The part's fields (the others at their defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """An input record as read back, with the slots of its parts."""
+
+    state: AccountState
+    slots: dict[str, int]
+
+
+def _newest(days: dict[int, Any]) -> int | None:
+    return max(days) if days else None
+
+
+def _closed(state: AccountState) -> AccountState:
+    """The closed days' part: day buckets before the newest, closing scores and trails
+    before the last day."""
+    newest = state.newest_day
+    last = _newest(state.history)
+    return AccountState.model_construct(
+        account_id=state.account_id,
+        days={d: b for d, b in state.days.items() if newest is None or d < newest},
+        history={d: s for d, s in state.history.items() if last is None or d < last},
+        trails={version: trail[:-1] for version, trail in state.trails.items()},
+    )
+
+
+def _open(state: AccountState) -> dict[str, Any]:
+    """What of the closed days' fields goes with the input record."""
+    newest = state.newest_day
+    last = _newest(state.history)
+    return {
+        "days": {d: b for d, b in state.days.items() if newest is not None and d >= newest},
+        "history": {d: s for d, s in state.history.items() if d == last},
+        "trails": {version: trail[-1:] for version, trail in state.trails.items()},
+    }
+
+
+_INCLUDE = {part: {"account_id", *fields} for part, fields in PART_FIELDS.items()}
+
+
+def encode_part(state: AccountState, part: str) -> bytes:
+    """The part's fields as JSON (the slot goes in front when it is written)."""
+    source = _closed(state) if part == CLOSED_DAYS else state
+    return source.model_dump_json(include=_INCLUDE[part], exclude_defaults=True).encode()
+
+
+def part_record(part: str, slot: int, body: bytes) -> bytes:
+    return bytes([PART_RECORD]) + f"{part}{slot}".encode() + body
+
+
+def encode_input_record(state: AccountState, slots: dict[str, int]) -> bytes:
+    head = bytes([INPUT_RECORD]) + "".join(f"{p}{slots.get(p, 0)}" for p in PARTS).encode()
+    opened = state.model_copy(update=_open(state))
+    body = opened.model_dump_json(exclude=set(_WHOLE), exclude_defaults=True)
+    return head + b"|" + body.encode()
+
+
+Recovered = AccountState | InputRecord | StatePart
+"""A changelog record's value as read back."""
+
+
+def decode(value: bytes) -> Recovered:
+    kind = value[0]
+    if kind == INPUT_RECORD:
+        head, body = value[1:].split(b"|", 1)
+        text = head.decode()
+        slots = {text[i]: int(text[i + 1]) for i in range(0, len(text), 2)}
+        return InputRecord(AccountState.model_validate_json(body), slots)
+    if kind == PART_RECORD:
+        part, slot = value[1:2].decode(), int(value[2:3].decode())
+        return StatePart(part, slot, AccountState.model_validate_json(value[3:]))
+    return AccountState.model_validate_json(value)  # the older form: the whole state
+
+
+def merge(record: InputRecord, parts: dict[tuple[str, int], AccountState]) -> AccountState:
+    """The account's state from its input record and the parts in the slots it names."""
+    state = record.state
+    for part, slot in record.slots.items():
+        found = parts.get((part, slot))
+        if found is None:
+            continue  # never written: the part is at its defaults
+        if part == CLOSED_DAYS:
+            state.days = {**found.days, **state.days}
+            state.history = {**found.history, **state.history}
+            state.trails = {
+                version: [*found.trails.get(version, []), *trail]
+                for version, trail in state.trails.items()
+            }
+        else:
+            for field in PART_FIELDS[part]:
+                setattr(state, field, getattr(found, field))
+    return state
+
+
+def _digest(encoded: bytes) -> bytes:
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+class StateWriter:
+    """The records to write for each account's state after a batch: the parts whose encoding
+    changed since last written (into the other slot), then the input record."""
+
+    def __init__(self) -> None:
+        self._written: dict[bytes, dict[str, tuple[int, bytes | None]]] = {}
+        """Account key -> part -> (slot, digest of the encoding) last written; digest None
+        after a recovery (the slot is known, not what it holds)."""
+
+    def records(self, key: bytes, state: AccountState) -> Iterator[tuple[bytes, bytes]]:
+        written = self._written.setdefault(key, {})
+        slots = {}
+        for part in PARTS:
+            encoded = encode_part(state, part)
+            digest = _digest(encoded)
+            last = written.get(part)
+            if last is not None and last[1] == digest:
+                slots[part] = last[0]
+                continue
+            slot = 0 if last is None or last[0] == 1 else 1
+            written[part] = (slot, digest)
+            slots[part] = slot
+            yield part_key(key, part, slot), part_record(part, slot, encoded)
+        yield key, encode_input_record(state, slots)
+
+    def deleted(self, key: bytes) -> Iterator[bytes]:
+        """Every record key of a deleted account (tombstones for all)."""
+        self._written.pop(key, None)
+        yield key
+        for part in PARTS:
+            for slot in (0, 1):
+                yield part_key(key, part, slot)
+
+    def recovered(self, key: bytes, slots: dict[str, int]) -> None:
+        """After a recovery: the slots the account's input record names hold its parts (the
+        next write of a part goes to the other)."""
+        self._written[key] = {part: (slot, None) for part, slot in slots.items()}
+
+
+def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None) -> None:
+    """Turn the records a recovery read into ``data`` (record key -> ``decode``'s value)
+    into account states: each input record merged with the parts it names; the part records
+    leave ``data``."""
+    parts: dict[bytes, dict[tuple[str, int], AccountState]] = {}
+    inputs: dict[bytes, InputRecord] = {}
+    for key, value in list(data.items()):
+        if isinstance(value, StatePart):
+            parts.setdefault(account_of(key), {})[(value.part, value.slot)] = value.state
+            del data[key]
+        elif isinstance(value, InputRecord):
+            inputs[key] = value
+        elif writer is not None:
+            writer.recovered(key, {})  # the older form: it names no part
+    for key, record in inputs.items():
+        data[key] = merge(record, parts.get(key, {}))
+        if writer is not None:
+            writer.recovered(key, record.slots)
+
+
+def replay(records: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, AccountState]:
+    """The accounts' states a changelog's records (key, value; None deletes) leave."""
+    data: dict[bytes, Any] = {}
+    for key, value in records:
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = decode(value)
+    merge_recovered(data, None)
+    return data

@@ -1,0 +1,142 @@
+"""An account's state as changelog records: read back whole, parts written only when they
+changed, and never a mix of two batches after a crash between a part and its input record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from scoring.audit import Auditor, LocalAudit
+from scoring.events import AccountAttributes, PaymentStatus
+from scoring.scoring_model import default_model
+from scoring.state import SECONDS_PER_DAY, AccountState, fold
+from scoring.update import Rescorer, Trigger
+from streams.state_records import (
+    PART_PREFIX,
+    StateWriter,
+    account_key_is_valid,
+    decode,
+    merge_recovered,
+    replay,
+)
+from tests.factories import T0, feature, login, payment, survey, ticket
+
+NOW = T0.timestamp()
+KEY = b"acme"
+MODEL = default_model()
+
+
+def rescorer() -> Rescorer:
+    auditor = Auditor.for_models(MODEL, (), LocalAudit(), 180)
+    return Rescorer(MODEL, None, auditor)
+
+
+def busy_state(days: int = 40) -> AccountState:
+    """An account with day buckets, users, features, tickets, invoices, surveys, closing
+    scores, audit trails and a published score."""
+    state = AccountState(account_id="acme", partition=0)
+    scorer = rescorer()
+    for d in range(-days, 1):
+        fold(state, login(days=d, user=f"u{d % 5}"))
+        fold(state, feature(days=d + 0.01, name=f"f{d % 7}", user=f"u{d % 4}"))
+        if d % 9 == 0:
+            fold(state, ticket(days=d + 0.02, ticket_id=f"t{d}"))
+        if d % 11 == 0:
+            fold(state, payment(days=d + 0.03, invoice=f"i{d}", status=PaymentStatus.FAILED))
+        scorer.rescore(state, NOW + d * SECONDS_PER_DAY + 3600, Trigger.EVENT, None, T0)
+    fold(state, survey(days=-1))
+    state.attributes = AccountAttributes(account_id="acme", updated_at=T0, seats=12)
+    return state
+
+
+def read_back(records: Sequence[tuple[bytes, bytes | None]]) -> AccountState:
+    return replay(records)[KEY]
+
+
+def same(a: AccountState, b: AccountState) -> bool:
+    return a.model_dump() == b.model_dump()
+
+
+def test_a_state_read_back_from_its_records_is_the_state() -> None:
+    state = busy_state()
+    assert state.trails
+    assert state.published is not None
+    assert len(state.days) > 30
+    records = list(StateWriter().records(KEY, state))
+    assert records[-1][0] == KEY  # the input record last, after the parts it names
+    assert all(key.startswith(PART_PREFIX) for key, _ in records[:-1])
+    assert same(read_back(records), state)
+
+
+def test_an_input_that_changes_only_today_writes_a_small_input_record() -> None:
+    state = busy_state()
+    writer = StateWriter()
+    whole = sum(len(value) for _, value in writer.records(KEY, state))
+    fold(state, login(days=0.1, user="u0"))  # a user already seen today
+    again = list(writer.records(KEY, state))
+    assert [key for key, _ in again] == [KEY]
+    assert len(again[0][1]) * 3 < whole
+    assert len(again[0][1]) < len(state.model_dump_json(exclude_defaults=True)) / 3
+
+
+def test_a_part_that_changed_goes_to_the_other_slot() -> None:
+    state = busy_state()
+    writer = StateWriter()
+    first = dict(writer.records(KEY, state))
+    fold(state, login(days=1, user="u1"))  # a new day: yesterday's bucket is closed now
+    second = dict(writer.records(KEY, state))
+    changed = [key for key in second if key != KEY]
+    assert changed
+    assert not set(changed) & set(first)  # written into the slots not in use
+    assert same(read_back([*first.items(), *second.items()]), state)
+
+
+def test_a_crash_between_a_part_and_its_input_record_reads_back_the_batch_before() -> None:
+    state = busy_state()
+    writer = StateWriter()
+    first = list(writer.records(KEY, state))
+    before = AccountState.model_validate(state.model_dump())
+    fold(state, login(days=1, user="u9"))
+    fold(state, feature(days=1, name="new-feature", user="u9"))
+    second = list(writer.records(KEY, state))
+    assert len(second) > 1
+    cut = second[:-1]  # the parts reached the changelog, the input record did not
+    assert same(read_back([*first, *cut]), before)
+    assert same(read_back([*first, *second]), state)
+
+
+def test_a_recovered_account_writes_its_next_parts_to_the_slots_not_in_use() -> None:
+    state = busy_state()
+    first = list(StateWriter().records(KEY, state))
+    data: dict[bytes, Any] = {key: decode(value) for key, value in first}
+    writer = StateWriter()
+    merge_recovered(data, writer)
+    assert set(data) == {KEY}
+    recovered = data[KEY]
+    fold(recovered, feature(days=1, name="after-restart"))
+    second = list(writer.records(KEY, recovered))
+    assert not {key for key, _ in second[:-1]} & {key for key, _ in first}
+    assert same(read_back([*first, *second[:-1]]), state)  # crash before the input record
+    assert same(read_back([*first, *second]), recovered)
+
+
+def test_a_deleted_account_leaves_no_record() -> None:
+    state = busy_state(5)
+    writer = StateWriter()
+    records: list[tuple[bytes, bytes | None]] = list(writer.records(KEY, state))
+    fold(state, login(days=1))
+    records += list(writer.records(KEY, state))
+    records += [(key, None) for key in writer.deleted(KEY)]
+    assert replay(records) == {}
+
+
+def test_the_older_form_of_a_whole_state_still_loads() -> None:
+    state = busy_state(5)
+    older = state.model_dump_json(exclude_defaults=True).encode()
+    assert same(read_back([(KEY, older)]), state)
+
+
+def test_part_keys_cannot_be_account_keys() -> None:
+    writer = StateWriter()
+    keys = [key for key, _ in writer.records(KEY, busy_state(3))]
+    assert [account_key_is_valid(key) for key in keys] == [False] * (len(keys) - 1) + [True]
