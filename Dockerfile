@@ -12,6 +12,7 @@ COPY alerts ./alerts
 COPY streams ./streams
 COPY api ./api
 COPY sim ./sim
+COPY readmodel ./readmodel
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -49,10 +49,10 @@ async def pair(worker_settings: Settings, tmp_path: Path) -> AsyncIterator[Group
         await workers.stop()
 
 
-def logins(account: int, days: list[int], hour: int) -> list[Event]:
+def logins(account: int, days: list[int], hour: float) -> list[Event]:
     return [
         LoginEvent(
-            event_id=f"p{account}-{day}-{hour}",
+            event_id=f"p{account}-{day}-{hour:.4f}",
             account_id=f"peer-{account:03d}",
             occurred_at=TODAY + timedelta(days=day, hours=hour),
             user_id=f"u{account}",
@@ -93,7 +93,9 @@ async def test_workers_rank_their_accounts_against_every_partitions_peers(pair: 
 
     await read_until(settings, settings.topic_peers, complete, within=60)
     await asyncio.sleep(3)  # the workers' own readers of chs.peers catch up
-    await produce(settings, [e for a in range(ACCOUNTS) for e in logins(a, [0], 8)])
+    # Today's logins a moment ago (a fixed hour of today may still be ahead of the wall clock).
+    just_now = max(0.0, (datetime.now(UTC) - TODAY).total_seconds() / 3600 - 0.01)
+    await produce(settings, [e for a in range(ACCOUNTS) for e in logins(a, [0], just_now)])
     await wait_consumed(settings, list(settings.event_topics), within=60)
 
     latest: dict[str, ScoreUpdate] = {}
