@@ -31,9 +31,10 @@ from scoring.events import (
 )
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
-from scoring.update import Rescorer
+from scoring.update import PUBLISH_MIN_DELTA, Rescorer
+from streams.clock import EventClock
 from streams.demo import DemoOptions, history_events
-from streams.processing import Processor
+from streams.processing import Applied, Processor
 from streams.state_records import StateWriter
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -175,6 +176,94 @@ def demo_state_sizes() -> list[int]:
     return sorted(len(state.model_dump_json(exclude_defaults=True)) for state in states.values())
 
 
+@dataclass
+class DemoBytes:
+    """Bytes per input event over the demo's last week, one event per batch (a light load)."""
+
+    events: int
+    whole_state: float
+    """The account's whole state, as the table's changelog got it before (one per batch)."""
+    state_records: float
+    """The input record and the parts that changed (``streams/state_records.py``)."""
+    scores_every_move: float
+    """ScoreUpdates when every move is published (``CHS_PUBLISH_MIN_DELTA=0``, as before)."""
+    scores: float
+    """ScoreUpdates under the default publishing rule (docs/events.md)."""
+    updates_every_move: int
+    updates: int
+
+
+def _demo_pass(min_delta: float, last_week: float, writer: StateWriter | None) -> list[int]:
+    """The demo's days through the worker's path with the event clock; for each event of the
+    last week: ScoreUpdate bytes, then (with ``writer``) whole-state and record bytes."""
+    states: dict[bytes, AccountState] = {}
+    processor = Processor(
+        Rescorer(default_model(), publish_min_delta=min_delta),
+        default_rules(),
+        EventClock(),
+        max_future_seconds=600,
+    )
+    options = DemoOptions(accounts=DEMO_ACCOUNTS, history_days=DEMO_DAYS, seed=3)
+    sizes = []
+    for i, event in enumerate(history_events(options, NOW.timestamp())):
+        payload = event.model_dump_json(exclude={"kind"}).encode()
+        key = event.account_id.encode()
+        outcome = processor.process(states, event.kind, key, payload, SourcePosition("t", 0, i))
+        state = states.get(key)
+        records = list(writer.records(key, state)) if writer is not None and state else []
+        if event.occurred_ts < last_week or not isinstance(outcome, Applied):
+            continue
+        update = outcome.update
+        sizes.append(len(update.model_dump_json()) if update is not None else -1)
+        if state is not None:
+            sizes += [len(state.model_dump_json(exclude_defaults=True))]
+            sizes += [sum(len(value) for _, value in records)]
+    return sizes
+
+
+def demo_bytes() -> DemoBytes:
+    last_week = NOW.timestamp() - 7 * 86_400
+    every_rows = _demo_pass(0.0, last_week, None)
+    every = [every_rows[i] for i in range(0, len(every_rows), 3)]
+    rows = _demo_pass(PUBLISH_MIN_DELTA, last_week, StateWriter())
+    triples = [rows[i : i + 3] for i in range(0, len(rows), 3)]
+    events = len(triples)
+    return DemoBytes(
+        events=events,
+        whole_state=sum(t[1] for t in triples) / events,
+        state_records=sum(t[2] for t in triples) / events,
+        scores_every_move=sum(max(0, n) for n in every) / events,
+        scores=sum(max(0, t[0]) for t in triples) / events,
+        updates_every_move=sum(1 for n in every if n >= 0),
+        updates=sum(1 for t in triples if t[0] >= 0),
+    )
+
+
+def demo_bytes_lines() -> list[str]:
+    b = demo_bytes()
+    before = b.whole_state + b.scores_every_move
+    after = b.state_records + b.scores
+    return [
+        "",
+        "### Bytes per input event, the pure path",
+        "",
+        f"The demo's {DEMO_ACCOUNTS} accounts over {DEMO_DAYS} days through the worker's path "
+        "with the event clock, one event per batch (a light live load: each event its own "
+        f"table write); figures over the {b.events:,} events of the last week. 'Before' is "
+        "what the worker wrote until this change (the whole state per write, every move "
+        "published), computed in the same run.",
+        "",
+        "| | table changelog | `chs.scores` | together | ScoreUpdates |",
+        "|---|---|---|---|---|",
+        f"| before: whole state, every move published | {b.whole_state:,.0f} B | "
+        f"{b.scores_every_move:,.0f} B | {before:,.0f} B | {b.updates_every_move:,} |",
+        f"| now: input record and changed parts, `CHS_PUBLISH_MIN_DELTA={PUBLISH_MIN_DELTA}` | "
+        f"{b.state_records:,.0f} B | {b.scores:,.0f} B | {after:,.0f} B | {b.updates:,} |",
+        f"| now against before | x{b.state_records / b.whole_state:.2f} | "
+        f"x{b.scores / b.scores_every_move:.2f} | x{after / before:.2f} | |",
+    ]
+
+
 AUDIT_HISTORY = 1_000
 SHADOWS = (None, 0, 1, 2)
 
@@ -258,6 +347,7 @@ def report() -> str:
             f"{sizes[-1] / 1024:.1f} KiB. Besides the 90 day buckets (about 2 KiB), the most "
             "is the last 64 event ids kept against duplicates and the last ScoreUpdate's "
             "measures and reasons (about 1 KiB each).",
+            *demo_bytes_lines(),
             *audit_lines(),
         ]
     )

@@ -11,6 +11,7 @@ Time is always a parameter (POSIX seconds); nothing here reads a clock.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import Counter
 from typing import Any, NamedTuple
@@ -47,6 +48,10 @@ MAX_OPEN_TICKETS = 200
 MAX_UNPAID_INVOICES = 100
 RECENT_EVENT_IDS = 64
 """How many recent event ids are remembered to drop producer-side duplicates."""
+ID_DIGEST_CHARS = 8
+"""An event id is remembered as 8 characters: the base64 of a 48-bit digest. Ids are often
+longer (a UUID is 36), and the list is written with every change of the state; the chance
+that a new event's digest matches one of the 64 kept is about 2e-13."""
 ATTRIBUTES = "attributes"
 """What an attributes snapshot moves, beside the event kinds (``AccountState._moved``)."""
 
@@ -206,7 +211,9 @@ class AccountState(BaseModel):
     override: ActiveOverride | None = None
     applied_offsets: dict[str, int] = Field(default_factory=dict)
     """``topic/partition`` -> highest source offset applied (the redelivery fence)."""
-    recent_event_ids: list[str] = Field(default_factory=list)
+    recent_event_ids: str = ""
+    """Digests of the last ``RECENT_EVENT_IDS`` event ids (``id_digest``), oldest first, run
+    together. A list of the ids themselves (the older form) loads as their digests."""
     events_applied: int = 0
     published: Published | None = None
     history: dict[int, float] = Field(default_factory=dict)
@@ -242,6 +249,9 @@ class AccountState(BaseModel):
     """The last evaluation's measures that only inputs or the day can move
     (``scoring.score``), reused by the next; never stored. Dropped when a bucket leaves the
     horizon."""
+    _late_folds: int = PrivateAttr(default=0)
+    """Events folded into a day before the newest: what, beside the days moving, changes the
+    closed days (``streams/state_records.py`` writes them again only then). Never stored."""
     _moved: set[str] = PrivateAttr(default_factory=set)
     """The inputs (event kinds, ``ATTRIBUTES``) folded since ``_measured`` was taken: the
     measures the next evaluation must take again. Never stored."""
@@ -251,6 +261,13 @@ class AccountState(BaseModel):
         """Rows, not objects, in the table: 90 days of a busy account took about 6 KB as
         objects with their field names, and about 1.5 KB as rows."""
         return {day: day_row(bucket) for day, bucket in days.items()}
+
+    @field_validator("recent_event_ids", mode="before")
+    @classmethod
+    def _ids_as_digests(cls, ids: object) -> object:
+        if isinstance(ids, list):
+            return "".join(id_digest(str(i)) for i in ids[-RECENT_EVENT_IDS:])
+        return ids
 
     @field_validator("days", mode="before")
     @classmethod
@@ -276,13 +293,28 @@ class AccountState(BaseModel):
         return self._urgent_open
 
 
+def id_digest(event_id: str) -> str:
+    digest = hashlib.blake2b(event_id.encode(), digest_size=6).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _seen(recent: str, digest: str) -> bool:
+    """Whether ``digest`` is one of the digests run together in ``recent``."""
+    at = recent.find(digest)
+    while at != -1:
+        if at % ID_DIGEST_CHARS == 0:
+            return True
+        at = recent.find(digest, at + 1)
+    return False
+
+
 def admits(state: AccountState, source: SourcePosition | None, input_id: str | None) -> bool:
     """False for an input already applied: a redelivered offset or a repeated id."""
     if source is not None:
         applied = state.applied_offsets.get(f"{source.topic}/{source.partition}", -1)
         if applied >= source.offset:
             return False
-    return input_id is None or input_id not in state.recent_event_ids
+    return input_id is None or not _seen(state.recent_event_ids, id_digest(input_id))
 
 
 def record(state: AccountState, source: SourcePosition | None, input_id: str | None) -> None:
@@ -291,9 +323,8 @@ def record(state: AccountState, source: SourcePosition | None, input_id: str | N
         state.applied_offsets[f"{source.topic}/{source.partition}"] = source.offset
         state.partition = source.partition
     if input_id is not None:
-        state.recent_event_ids.append(input_id)
-        if len(state.recent_event_ids) > RECENT_EVENT_IDS:
-            del state.recent_event_ids[0]
+        kept = state.recent_event_ids[-(RECENT_EVENT_IDS - 1) * ID_DIGEST_CHARS :]
+        state.recent_event_ids = kept + id_digest(input_id)
 
 
 def fold(state: AccountState, event: Event, source: SourcePosition | None = None) -> bool:
@@ -312,6 +343,8 @@ def fold(state: AccountState, event: Event, source: SourcePosition | None = None
     if past is not None and day < past[0]:
         state._past_windows = None  # a late event changed a day the sums hold
     _apply(state, event, _bucket_for(state, day), day, ts)
+    if state.newest_day is not None and day < state.newest_day:
+        state._late_folds += 1
     _moved(state, event.kind)
     previous = state.last_seen.get(event.kind)
     if previous is None or ts > previous:

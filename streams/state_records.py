@@ -90,11 +90,14 @@ def _closed(state: AccountState) -> AccountState:
     before the last day."""
     newest = state.newest_day
     last = _newest(state.history)
-    return AccountState.model_construct(
-        account_id=state.account_id,
-        days={d: b for d, b in state.days.items() if newest is None or d < newest},
-        history={d: s for d, s in state.history.items() if last is None or d < last},
-        trails={version: trail[:-1] for version, trail in state.trails.items()},
+    # A shallow copy: building a model afresh resolves every field's default, which cost
+    # more than the encoding.
+    return state.model_copy(
+        update={
+            "days": {d: b for d, b in state.days.items() if newest is None or d < newest},
+            "history": {d: s for d, s in state.history.items() if last is None or d < last},
+            "trails": {version: trail[:-1] for version, trail in state.trails.items()},
+        }
     )
 
 
@@ -110,6 +113,22 @@ def _open(state: AccountState) -> dict[str, Any]:
 
 
 _INCLUDE = {part: {"account_id", *fields} for part, fields in PART_FIELDS.items()}
+
+
+def closed_days_mark(state: AccountState) -> tuple[Any, ...]:
+    """What moves when the closed days' part changes: the newest day (buckets close and
+    leave), late events, the closing scores' last day and count, the trails' end and
+    lengths. The same mark, the same part: it need not be encoded to be compared."""
+    history = state.history
+    return (
+        state.newest_day,
+        len(state.days),
+        state._late_folds,
+        _newest(history),
+        len(history),
+        state.trail_end,
+        tuple((version, len(trail)) for version, trail in state.trails.items()),
+    )
 
 
 def encode_part(state: AccountState, part: str) -> bytes:
@@ -178,14 +197,20 @@ class StateWriter:
         self._written: dict[bytes, dict[str, tuple[int, bytes | None]]] = {}
         """Account key -> part -> (slot, digest of the encoding) last written; digest None
         after a recovery (the slot is known, not what it holds)."""
+        self._closed_marks: dict[bytes, tuple[Any, ...]] = {}
+        """Account key -> ``closed_days_mark`` when its closed days were last written."""
 
     def records(self, key: bytes, state: AccountState) -> Iterator[tuple[bytes, bytes]]:
         written = self._written.setdefault(key, {})
         slots = {}
+        mark = closed_days_mark(state)
         for part in PARTS:
+            last = written.get(part)
+            if part == CLOSED_DAYS and last is not None and self._closed_marks.get(key) == mark:
+                slots[part] = last[0]  # encoding the closed days was most of the cost
+                continue
             encoded = encode_part(state, part)
             digest = _digest(encoded)
-            last = written.get(part)
             if last is not None and last[1] == digest:
                 slots[part] = last[0]
                 continue
@@ -193,11 +218,13 @@ class StateWriter:
             written[part] = (slot, digest)
             slots[part] = slot
             yield part_key(key, part, slot), part_record(part, slot, encoded)
+        self._closed_marks[key] = mark
         yield key, encode_input_record(state, slots)
 
     def deleted(self, key: bytes) -> Iterator[bytes]:
         """Every record key of a deleted account (tombstones for all)."""
         self._written.pop(key, None)
+        self._closed_marks.pop(key, None)
         yield key
         for part in PARTS:
             for slot in (0, 1):
@@ -207,6 +234,7 @@ class StateWriter:
         """After a recovery: the slots the account's input record names hold its parts (the
         next write of a part goes to the other)."""
         self._written[key] = {part: (slot, None) for part, slot in slots.items()}
+        self._closed_marks.pop(key, None)
 
 
 def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None) -> None:

@@ -19,6 +19,7 @@ from scoring.events import (
 )
 from scoring.state import (
     HORIZON_DAYS,
+    ID_DIGEST_CHARS,
     MAX_TRACKED_USERS,
     RECENT_EVENT_IDS,
     AccountState,
@@ -104,7 +105,23 @@ def test_recent_event_ids_are_bounded() -> None:
     state = new_state()
     for _ in range(RECENT_EVENT_IDS * 3):
         fold(state, login())
-    assert len(state.recent_event_ids) == RECENT_EVENT_IDS
+    assert len(state.recent_event_ids) == RECENT_EVENT_IDS * ID_DIGEST_CHARS
+
+
+def test_an_id_is_remembered_for_the_next_63_events_and_in_the_older_form() -> None:
+    state = new_state()
+    first = login()
+    assert fold(state, first)
+    for _ in range(RECENT_EVENT_IDS - 1):
+        fold(state, login())
+    assert not fold(state, first)  # still among the last 64
+    fold(state, login())
+    assert fold(state, first)  # 65 ids ago: forgotten
+    older = json.loads(state.model_dump_json())
+    older["recent_event_ids"] = ["a", "b", first.event_id]  # stored as the ids themselves
+    loaded = AccountState.model_validate(older)
+    assert len(loaded.recent_event_ids) == 3 * ID_DIGEST_CHARS
+    assert not fold(loaded, first)
 
 
 def test_distinct_users_are_bounded_keeping_the_most_recent() -> None:

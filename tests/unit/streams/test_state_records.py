@@ -6,16 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from scoring.audit import Auditor, LocalAudit
 from scoring.events import AccountAttributes, PaymentStatus
 from scoring.scoring_model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, fold
 from scoring.update import Rescorer, Trigger
 from streams.state_records import (
+    CLOSED_DAYS,
     PART_PREFIX,
     StateWriter,
     account_key_is_valid,
+    closed_days_mark,
     decode,
+    encode_part,
     merge_recovered,
     replay,
 )
@@ -140,3 +146,38 @@ def test_part_keys_cannot_be_account_keys() -> None:
     writer = StateWriter()
     keys = [key for key, _ in writer.records(KEY, busy_state(3))]
     assert [account_key_is_valid(key) for key in keys] == [False] * (len(keys) - 1) + [True]
+
+
+steps = st.lists(
+    st.tuples(st.sampled_from(["login", "feature", "late", "rescore", "day"]), st.integers(0, 5)),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_the_closed_days_part_changes_only_with_its_mark(script: list[tuple[str, int]]) -> None:
+    """The writer skips encoding the closed days while their mark stays: the mark must move
+    whenever their encoding would."""
+    state = busy_state(12)
+    scorer = rescorer()
+    day = 0.0
+    mark, encoded = closed_days_mark(state), encode_part(state, CLOSED_DAYS)
+    for action, n in script:
+        match action:
+            case "login":
+                fold(state, login(days=day + n / 100, user=f"u{n}"))
+            case "feature":
+                fold(state, feature(days=day + n / 100, name=f"g{n}"))
+            case "late":
+                fold(state, login(days=day - 1 - n, user=f"late{n}"))
+            case "rescore":
+                scorer.rescore(
+                    state, NOW + day * SECONDS_PER_DAY + n * 600, Trigger.TIMER, None, T0
+                )
+            case _:
+                day += 1 + n % 3
+        now_mark, now_encoded = closed_days_mark(state), encode_part(state, CLOSED_DAYS)
+        if now_mark == mark:
+            assert now_encoded == encoded, action
+        mark, encoded = now_mark, now_encoded
