@@ -137,7 +137,6 @@ class Published(BaseModel):
     band: str
     stale: bool = False
     segment: str | None = None
-    components: dict[str, float] = Field(default_factory=dict)
     contributions: dict[str, float] = Field(default_factory=dict)
     measures: dict[str, float] = Field(default_factory=dict)
     """Raw value of each measure that had data."""

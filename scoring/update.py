@@ -273,7 +273,6 @@ class Rescorer:
             band=score.band,
             stale=score.stale,
             segment=score.segment,
-            components={n: c.score for n, c in components.items()},
             contributions={n: c.contribution for n, c in components.items()},
             measures={n: m.value for n, m in update.measures.items() if m.value is not None},
             override_id=override_id,

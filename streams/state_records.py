@@ -6,11 +6,13 @@ every batch that touched it, though an input changes little of it: today's day b
 offset fence, the last seen times, the alert memory, the closing score of the day. So:
 
 - under the account's key, the *input record*: everything but the parts below (of the day
-  buckets, the newest day's; of the closing scores and the audit's trails, the last day's);
+  buckets, the newest day's; of the closing scores, the audit's trails and the alert rules'
+  daily highs, the last day's);
 - under keys of their own, five *parts*, each written only when its encoding changed: the
-  closed days (day buckets before the newest day, closing scores and trails before the last
-  day), the users, the features, the other maps (open tickets, unpaid invoices, survey
-  answers), and the account (published score, attributes, outcomes, audit results).
+  closed days (day buckets before the newest day; closing scores, trails and daily highs
+  before the last day), the users, the features, the other maps (open tickets, unpaid
+  invoices, survey answers), and the account (published score, attributes, outcomes, audit
+  results).
 
 A part is written before the input record that refers to it, in one of two slots by turns;
 the input record says which slot holds each part. A crash between the two leaves the input
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.state import AccountState
+from scoring.state import AccountState, AlertMemory
 
 INPUT_RECORD = 1
 PART_RECORD = 2
@@ -37,7 +39,7 @@ PART_PREFIX = b"\x00"
 
 CLOSED_DAYS = "d"
 PART_FIELDS: dict[str, frozenset[str]] = {
-    CLOSED_DAYS: frozenset({"days", "history", "trails"}),
+    CLOSED_DAYS: frozenset({"days", "history", "trails", "alerts"}),
     "u": frozenset({"active_users"}),
     "f": frozenset({"features"}),
     "m": frozenset({"open_tickets", "unpaid_invoices", "latest_surveys"}),
@@ -48,6 +50,7 @@ day changes its map only."""
 PARTS = tuple(PART_FIELDS)
 _SPLIT = PART_FIELDS[CLOSED_DAYS]
 _WHOLE = frozenset().union(*(fields for part, fields in PART_FIELDS.items() if part != "d"))
+"""The fields the input record leaves out (the closed days' fields it holds in part)."""
 
 
 def account_key_is_valid(key: bytes) -> bool:
@@ -86,10 +89,12 @@ def _newest(days: dict[int, Any]) -> int | None:
 
 
 def _closed(state: AccountState) -> AccountState:
-    """The closed days' part: day buckets before the newest, closing scores and trails
-    before the last day."""
+    """The closed days' part: day buckets before the newest, closing scores, trails and the
+    alert rules' daily highs before the last day."""
     newest = state.newest_day
     last = _newest(state.history)
+    highs = state.alerts.daily_highs
+    high_day = _newest(highs)
     # A shallow copy: building a model afresh resolves every field's default, which cost
     # more than the encoding.
     return state.model_copy(
@@ -97,6 +102,7 @@ def _closed(state: AccountState) -> AccountState:
             "days": {d: b for d, b in state.days.items() if newest is None or d < newest},
             "history": {d: s for d, s in state.history.items() if last is None or d < last},
             "trails": {version: trail[:-1] for version, trail in state.trails.items()},
+            "alerts": AlertMemory(daily_highs={d: h for d, h in highs.items() if d != high_day}),
         }
     )
 
@@ -105,10 +111,15 @@ def _open(state: AccountState) -> dict[str, Any]:
     """What of the closed days' fields goes with the input record."""
     newest = state.newest_day
     last = _newest(state.history)
+    highs = state.alerts.daily_highs
+    high_day = _newest(highs)
     return {
         "days": {d: b for d, b in state.days.items() if newest is not None and d >= newest},
         "history": {d: s for d, s in state.history.items() if d == last},
         "trails": {version: trail[-1:] for version, trail in state.trails.items()},
+        "alerts": state.alerts.model_copy(
+            update={"daily_highs": {d: h for d, h in highs.items() if d == high_day}}
+        ),
     }
 
 
@@ -118,8 +129,9 @@ _INCLUDE = {part: {"account_id", *fields} for part, fields in PART_FIELDS.items(
 def closed_days_mark(state: AccountState) -> tuple[Any, ...]:
     """What moves when the closed days' part changes: the newest day (buckets close and
     leave), late events, the closing scores' last day and count, the trails' end and
-    lengths. The same mark, the same part: it need not be encoded to be compared."""
-    history = state.history
+    lengths, the daily highs' last day and count. The same mark, the same part: it need not
+    be encoded to be compared."""
+    history, highs = state.history, state.alerts.daily_highs
     return (
         state.newest_day,
         len(state.days),
@@ -128,6 +140,8 @@ def closed_days_mark(state: AccountState) -> tuple[Any, ...]:
         len(history),
         state.trail_end,
         tuple((version, len(trail)) for version, trail in state.trails.items()),
+        _newest(highs),
+        len(highs),
     )
 
 
@@ -179,6 +193,8 @@ def merge(record: InputRecord, parts: dict[tuple[str, int], AccountState]) -> Ac
                 version: [*found.trails.get(version, []), *trail]
                 for version, trail in state.trails.items()
             }
+            highs = {**found.alerts.daily_highs, **state.alerts.daily_highs}
+            state.alerts.daily_highs = highs
         else:
             for field in PART_FIELDS[part]:
                 setattr(state, field, getattr(found, field))

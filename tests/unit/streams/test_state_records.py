@@ -9,6 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alerts.config import default_rules
+from alerts.rules import Observation, check
 from scoring.audit import Auditor, LocalAudit
 from scoring.events import AccountAttributes, PaymentStatus
 from scoring.scoring_model import default_model
@@ -51,8 +53,27 @@ def busy_state(days: int = 40) -> AccountState:
             fold(state, payment(days=d + 0.03, invoice=f"i{d}", status=PaymentStatus.FAILED))
         scorer.rescore(state, NOW + d * SECONDS_PER_DAY + 3600, Trigger.EVENT, None, T0)
     fold(state, survey(days=-1))
+    for d in range(-days, 1):
+        observe(state, 60.0 + d % 7, NOW + d * SECONDS_PER_DAY)
     state.attributes = AccountAttributes(account_id="acme", updated_at=T0, seats=12)
     return state
+
+
+def observe(state: AccountState, score: float, at: float) -> None:
+    """The alert rules see a score (they keep the day's high in the state)."""
+    observation = Observation(
+        account_id="acme",
+        score=score,
+        previous_score=score - 1,
+        bands=MODEL.bands,
+        stale=False,
+        segment=None,
+        owner=None,
+        as_of=at,
+        trigger="t",
+        model_version=MODEL.version,
+    )
+    check(state.alerts, observation, default_rules(), at)
 
 
 def read_back(records: Sequence[tuple[bytes, bytes | None]]) -> AccountState:
@@ -66,6 +87,7 @@ def same(a: AccountState, b: AccountState) -> bool:
 def test_a_state_read_back_from_its_records_is_the_state() -> None:
     state = busy_state()
     assert state.trails
+    assert len(state.alerts.daily_highs) > 20
     assert state.published is not None
     assert len(state.days) > 30
     records = list(StateWriter().records(KEY, state))
@@ -149,7 +171,10 @@ def test_part_keys_cannot_be_account_keys() -> None:
 
 
 steps = st.lists(
-    st.tuples(st.sampled_from(["login", "feature", "late", "rescore", "day"]), st.integers(0, 5)),
+    st.tuples(
+        st.sampled_from(["login", "feature", "late", "rescore", "alerts", "day"]),
+        st.integers(0, 5),
+    ),
     max_size=60,
 )
 
@@ -171,6 +196,9 @@ def test_the_closed_days_part_changes_only_with_its_mark(script: list[tuple[str,
                 fold(state, feature(days=day + n / 100, name=f"g{n}"))
             case "late":
                 fold(state, login(days=day - 1 - n, user=f"late{n}"))
+            case "alerts":  # the rules keep the day's high score
+                at = NOW + day * SECONDS_PER_DAY + n * 600
+                observe(state, 50.0 + n, at)
             case "rescore":
                 scorer.rescore(
                     state, NOW + day * SECONDS_PER_DAY + n * 600, Trigger.TIMER, None, T0
