@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -227,7 +228,7 @@ class _Reuse:
     """Measures of an account's last evaluation that only their inputs or the day can move,
     for the model, day, peers and peer group they were taken with (kept in the state)."""
 
-    __slots__ = ("day", "group", "measured", "model", "peers")
+    __slots__ = ("components", "day", "group", "measured", "model", "peers")
 
     def __init__(
         self, model: ScoringModel, day: int, peers: PeerDistribution | None, group: str
@@ -238,12 +239,21 @@ class _Reuse:
         self.group = group
         self.measured: dict[str, Measured | None] = {}
         """Measure name -> its result (None: no data and skipped)."""
+        self.components: dict[str, _KeptComponent] = {}
+        """Components none of whose measures moves with the clock, while all their measures
+        are kept: their score and measures, taken as they are."""
 
     def __deepcopy__(self, memo: dict[int, object]) -> _Reuse:
         """A copied state reuses against the same model and peers (shared, not copied)."""
         copied = _Reuse(self.model, self.day, self.peers, self.group)
         copied.measured = dict(self.measured)
+        copied.components = dict(self.components)
         return copied
+
+
+_KeptComponent = tuple[float | None, tuple[tuple[str, Any, Measured], ...]]
+"""A component's score (None: no measure had data) and its measures (name, raw value key,
+result)."""
 
 
 def _reusable(
@@ -266,15 +276,30 @@ def _reusable(
     ):
         reuse = state._measured = _Reuse(model, day, peers, group)
     elif moved:
-        kept = reuse.measured
-        for measure_name in [name for name in kept if not moved.isdisjoint(_moved_by(model, name))]:
-            del kept[measure_name]
+        kept, components = reuse.measured, reuse.components
+        moved_by = _moved_by(model)
+        for what in moved:
+            for measure_name, component in moved_by.get(what, ()):
+                kept.pop(measure_name, None)
+                components.pop(component, None)
     moved.clear()
     return reuse
 
 
-def _moved_by(model: ScoringModel, measure_name: str) -> frozenset[str]:
-    return METRIC_MOVES[model.measure_metrics[measure_name]].inputs
+def _moved_by(model: ScoringModel) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Input -> the (measure, component) pairs it moves, for ``model`` (computed once)."""
+    found = _MOVED_BY.get(model.version)
+    if found is None:
+        pairs: dict[str, list[tuple[str, str]]] = {}
+        for component_name, component in model.components.items():
+            for measure in component.measures:
+                for what in METRIC_MOVES[measure.metric].inputs:
+                    pairs.setdefault(what, []).append((measure.name, component_name))
+        found = _MOVED_BY[model.version] = {what: tuple(p) for what, p in pairs.items()}
+    return found
+
+
+_MOVED_BY: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
 
 
 _ABSENT = Measured(None, 0.0)
@@ -295,31 +320,47 @@ def _component_scores(
     a measure ``reuse`` holds is not taken again, and what is taken goes into it."""
     ctx: MetricContext | None = None
     kept = reuse.measured if reuse is not None else None
+    kept_components = reuse.components if reuse is not None else None
     component_scores: dict[str, float] = {}
     for name, component in model.components.items():
+        whole = kept_components.get(name) if kept_components is not None else None
+        if whole is not None:
+            score, entries = whole
+            for measure_name, raw_key, result in entries:
+                measured[measure_name] = result
+                raws.setdefault(raw_key, result.value)
+            if score is not None:
+                component_scores[name] = score
+            continue
         scored = []
+        taken: list[tuple[str, Any, Measured]] = []
+        clocked = False
         for measure in component.measures:
+            key = (measure.metric, measure.window_days, measure.baseline_days)
             found = kept.get(measure.name, _ABSENT) if kept is not None else _ABSENT
             if found is _ABSENT:
-                key = (measure.metric, measure.window_days, measure.baseline_days)
                 if key in raws:
                     raw = raws[key]
                 else:
                     ctx = ctx or MetricContext(state, model, as_of)
                     raw = raws[key] = metric_value(ctx, measure)
                 found = _measure(measure, raw, group, peers)
-                if kept is not None and not METRIC_MOVES[measure.metric].clock:
+                if METRIC_MOVES[measure.metric].clock:
+                    clocked = True
+                elif kept is not None:
                     kept[measure.name] = found
             elif found is not None:
-                raws.setdefault(
-                    (measure.metric, measure.window_days, measure.baseline_days), found.value
-                )
+                raws.setdefault(key, found.value)
             if found is None:
                 continue
             measured[measure.name] = found
             scored.append((measure, found.score))
-        if scored:
-            component_scores[name] = component.aggregate(scored)
+            taken.append((measure.name, key, found))
+        value = component.aggregate(scored) if scored else None
+        if value is not None:
+            component_scores[name] = value
+        if kept_components is not None and not clocked:
+            kept_components[name] = (value, tuple(taken))
     return component_scores
 
 
