@@ -15,9 +15,10 @@ from quixstreams import Application, State
 from streams.settings import Settings
 
 
-def main() -> None:
+def quix_application() -> tuple[Settings, Application, int]:
+    """The settings, a Quix Streams application as the ``CHS_*`` environment describes it,
+    and the events to stop after (``CHS_BENCH_EVENTS``)."""
     settings = Settings()
-    expected = int(os.environ["CHS_BENCH_EVENTS"])
     app = Application(
         broker_address=",".join(settings.bootstrap_servers),
         consumer_group=settings.app_id,
@@ -25,6 +26,11 @@ def main() -> None:
         state_dir=str(settings.data_dir / "quix-state"),
         loglevel="WARNING",
     )
+    return settings, app, int(os.environ["CHS_BENCH_EVENTS"])
+
+
+def main() -> None:
+    settings, app, expected = quix_application()
     seen = {"n": 0, "first": 0.0}
 
     def count(value: dict[str, Any], state: State[str, Any]) -> None:

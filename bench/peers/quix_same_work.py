@@ -10,33 +10,24 @@ the framework costs. ScoreUpdates are built but not produced. Run as
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from quixstreams import Application, State
+from quixstreams import State
 
 from alerts.config import default_rules
+from bench.peers.quix import quix_application
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
 from streams.clock import EventClock
 from streams.processing import Processor, TopicRole
-from streams.settings import Settings
 from streams.state_records import StateWriter
 
 
 def main() -> None:
-    settings = Settings()
-    expected = int(os.environ["CHS_BENCH_EVENTS"])
-    app = Application(
-        broker_address=",".join(settings.bootstrap_servers),
-        consumer_group=settings.app_id,
-        auto_offset_reset="earliest",
-        state_dir=str(settings.data_dir / "quix-state"),
-        loglevel="WARNING",
-    )
+    settings, app, expected = quix_application()
     processor = Processor(
         Rescorer(default_model()), default_rules(), EventClock(), settings.max_future_seconds
     )
