@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from alerts.alert import Alert
 from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
 from bench.stack import dev_services, start_worker, wait_split
-from scoring.events import FeatureUseEvent, LoginEvent, PaymentEvent, PaymentStatus
+from bench.workload import failed_payment_probe
+from scoring.events import FeatureUseEvent, LoginEvent
 from streams.connections import kafka_options
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -89,15 +90,7 @@ async def _probes(settings: Settings) -> list[float]:
         async with EventProducer(settings) as producer:
             for i in range(PROBES):
                 account = f"probe-{i}"
-                event = PaymentEvent(
-                    event_id=f"probe-{i}",
-                    account_id=account,
-                    occurred_at=datetime.now(UTC),
-                    invoice_id=f"inv-{i}",
-                    status=PaymentStatus.FAILED,
-                    amount="99.00",
-                    currency="EUR",
-                )
+                event = failed_payment_probe(account, f"probe-{i}")
                 sent_at[account] = time.monotonic()
                 await producer.send(event)
                 await producer.flush()

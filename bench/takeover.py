@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench.stack import dev_services, start_worker, wait_split
-from scoring.events import LoginEvent, PaymentEvent, PaymentStatus
+from bench.workload import failed_payment_probe
+from scoring.events import LoginEvent
 from scoring.update import ScoreUpdate
 from streams.connections import kafka_options
 from streams.demo import DemoOptions, history_events
@@ -40,20 +41,6 @@ THROUGHPUT_EVENTS = 60_000
 def _login(account: str, event_id: str) -> LoginEvent:
     return LoginEvent(
         event_id=event_id, account_id=account, occurred_at=datetime.now(UTC), user_id="u1"
-    )
-
-
-def _failed_payment(account: str, event_id: str) -> PaymentEvent:
-    """A probe that always yields a ScoreUpdate: its critical-event alert is published with
-    one (a login moves the score too little to be published, docs/events.md)."""
-    return PaymentEvent(
-        event_id=event_id,
-        account_id=account,
-        occurred_at=datetime.now(UTC),
-        invoice_id=f"inv-{event_id}",
-        status=PaymentStatus.FAILED,
-        amount="99.00",
-        currency="EUR",
     )
 
 
@@ -105,7 +92,7 @@ async def _scored_again(
         await asyncio.to_thread(kill)
         async with EventProducer(settings) as producer:
             for account in probes:
-                await producer.send(_failed_payment(account, f"probe-{account}"))
+                await producer.send(failed_payment_probe(account, f"probe-{account}"))
             await producer.flush()
         async with asyncio.timeout(600):
             while waiting:

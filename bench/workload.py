@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from scoring.events import Event
+from scoring.events import Event, PaymentEvent, PaymentStatus
 from streams.connections import kafka_options
 from streams.demo import DemoOptions, history_events
 from streams.producer import EventProducer
@@ -58,3 +59,17 @@ async def produce(settings: Settings, events: Sequence[Event]) -> None:
         for event in events:
             await producer.send(event)
         await producer.flush()
+
+
+def failed_payment_probe(account: str, event_id: str) -> PaymentEvent:
+    """A probe that always yields an alert and, with it, a ScoreUpdate: a failed payment now
+    (a login moves a score too little to be published, docs/events.md)."""
+    return PaymentEvent(
+        event_id=event_id,
+        account_id=account,
+        occurred_at=datetime.now(UTC),
+        invoice_id=f"inv-{event_id}",
+        status=PaymentStatus.FAILED,
+        amount="99.00",
+        currency="EUR",
+    )
