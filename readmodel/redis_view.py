@@ -10,8 +10,9 @@
 - ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time);
 - ``chs:audit``: the live audit's latest figures (``scoring.audit_report.AuditReport`` JSON).
 
-An account whose score is withdrawn (a tombstone on ``chs.scores``: it churned) leaves the
-view: its hash, its history and every ranking.
+An account whose score is withdrawn (a tombstone on ``chs.scores``: it churned or was erased)
+leaves the view: its hash, its history and every ranking; an erased one's alerts leave the
+latest alerts too.
 
 The view's own consumer of ``chs.scores`` and ``chs.alerts`` (``streams/view_feed.py``) adds
 each update and alert as it reads them and writes what is pending in one pipelined round trip,
@@ -183,6 +184,22 @@ per account was most of the view's cost. The hash is replaced, not merged, so no
 older form of it stays behind."""
 
 
+ERASE_ALERTS = """
+-- KEYS: the latest alerts. ARGV: the ids of the erased accounts.
+local erased = {}
+for _, account in ipairs(ARGV) do erased[account] = true end
+local removed = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local ok, alert = pcall(cjson.decode, member)
+  if ok and erased[alert['account_id']] then
+    removed = removed + redis.call('ZREM', KEYS[1], member)
+  end
+end
+return removed
+"""
+"""The alerts of erased accounts out of the latest alerts (``MAX_ALERTS`` at most to read)."""
+
+
 def _rank(pipe: Pipeline, groups: dict[str, dict[str, float]], scores: dict[str, float]) -> None:
     """Each account of ``scores`` into the sorted set of its group and out of the others':
     two commands per group for a whole batch, not per account (Redis answers each command,
@@ -214,6 +231,7 @@ class ScoreView:
         self._bands = set(bands)
         self._segments = {segment or NO_SEGMENT for segment in segments} | {NO_SEGMENT}
         self._write_account = client.register_script(WRITE_ACCOUNT)
+        self._erase_alerts = client.register_script(ERASE_ALERTS)
         self._pending: dict[str, tuple[UpdateGlance, bytes]] = {}
         """Account -> its latest update and the update's JSON."""
         self._closing: dict[str, dict[int, float]] = {}
@@ -222,6 +240,8 @@ class ScoreView:
         self._alerts: list[Alert] = []
         self._removed: set[str] = set()
         """Accounts whose score was withdrawn, to take out of the view."""
+        self._erased: set[str] = set()
+        """Erased accounts (among the removed), whose alerts go too."""
 
     def add(self, update: ScoreUpdate) -> None:
         """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
@@ -238,11 +258,16 @@ class ScoreView:
         days = self._closing.setdefault(update.account_id, {})
         days[day_of(update.as_of.timestamp())] = update.score
 
-    def remove(self, account_id: str) -> None:
-        """Queue the account's removal from the view (its score was withdrawn)."""
+    def remove(self, account_id: str, erased: bool = False) -> None:
+        """Queue the account's removal from the view (its score was withdrawn; ``erased``:
+        its alerts go too)."""
         self._pending.pop(account_id, None)
         self._closing.pop(account_id, None)
         self._removed.add(account_id)
+        if erased:
+            self._erased.add(account_id)
+        # An alert of it still queued must not be written after the erasure.
+        self._alerts = [a for a in self._alerts if a.account_id not in self._erased]
 
     async def write_audit(self, report: str) -> None:
         """The audit's latest figures; a failure is logged, and the next ones come soon."""
@@ -265,6 +290,7 @@ class ScoreView:
         if not self._pending and not self._alerts and not self._removed:
             return True
         removed = list(self._removed)
+        erased = list(self._erased)
         batch = list(self._pending.values())
         closing = {u.account_id: self._closing.get(u.account_id, {}) for u, _ in batch}
         alerts = self._alerts
@@ -292,6 +318,8 @@ class ScoreView:
         if alerts:
             pipe.zadd(ALERTS, {a.model_dump_json(): a.occurred_at.timestamp() for a in alerts})
             pipe.zremrangebyrank(ALERTS, 0, -MAX_ALERTS - 1)
+        if erased:
+            await self._erase_alerts([ALERTS], erased, pipe)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:
@@ -309,6 +337,7 @@ class ScoreView:
                 self._closing.pop(account, None)
         del self._alerts[: len(alerts)]
         self._removed.difference_update(removed)
+        self._erased.difference_update(erased)
         return True
 
     async def _write_update(

@@ -171,6 +171,15 @@ class AccountAttributes(BaseModel):
     renewal_date: date | None = None
     csm_owner: str | None = Field(default=None, max_length=200)
     customer_since: date | None = None
+    parent_account_id: AccountId | None = None
+    """The account this one belongs to (a holding's subsidiary, a company's workspace): the
+    parent is scored as a roll-up of its children (``scoring.rollup``)."""
+
+    @model_validator(mode="after")
+    def _not_own_parent(self) -> AccountAttributes:
+        if self.parent_account_id == self.account_id:
+            raise ValueError("parent_account_id: an account cannot be its own parent")
+        return self
 
 
 class OverrideAction(StrEnum):

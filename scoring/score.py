@@ -27,6 +27,7 @@ from scoring.scoring_model import (
     Metric,
     MissingRule,
     PercentileMapping,
+    RollupMethod,
     ScoringModel,
     label_for,
 )
@@ -58,6 +59,22 @@ class ComponentScore(BaseModel):
     """This component's share of the overall score (the shares of present components sum to 1)."""
     contribution: float
     """Points it adds to the overall score: ``weight * score``."""
+
+
+class RollupInfo(BaseModel):
+    """A parent's score as a roll-up of its children's (``scoring.rollup``): its components
+    are its members, ``child:<account id>`` (and ``own`` for its own score), each with its
+    weight and the points it contributes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: RollupMethod
+    children: int
+    """Children it has (scored or not)."""
+    scored_children: int
+    """Children with a score: those in the roll-up."""
+    own_score: bool
+    """Whether the parent's own score (from its own events) is one of the members."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +116,8 @@ class Score:
     """The peers it ranks among (``scoring.peers.peer_group``)."""
     peer_values: dict[str, float] = field(default_factory=dict)
     """Raw values of its peer-relative measures, unrounded: what it adds to the sketches."""
+    rollup: RollupInfo | None = None
+    """Set when the score is a parent's roll-up of its children."""
 
     @cached_property
     def components(self) -> dict[str, ComponentScore]:

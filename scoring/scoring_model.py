@@ -332,6 +332,30 @@ class OverrideModel(_Strict):
     label: str = "CSM override"
 
 
+class RollupMethod(StrEnum):
+    """How a parent's score is rolled up from its children's (``scoring.rollup``)."""
+
+    MRR_WEIGHTED = "mrr_weighted"
+    """Weighted by each child's MRR; a child without MRR weighs as the average child."""
+    MEAN = "mean"
+    MIN = "min"
+    """The worst child's score: a group is as healthy as its weakest member."""
+
+
+class ParentScoring(StrEnum):
+    """What a parent that also has events of its own is scored by."""
+
+    ROLLUP = "rollup"
+    OWN = "own"
+    BOTH = "both"
+    """Its own score as one more member of the roll-up, weighted by its own MRR."""
+
+
+class RollupSettings(_Strict):
+    method: RollupMethod = RollupMethod.MRR_WEIGHTED
+    parents: ParentScoring = ParentScoring.ROLLUP
+
+
 class Profile(BaseModel):
     """What applies to one account: the default model or a segment's changes to it."""
 
@@ -360,6 +384,7 @@ class ScoringModel(_Strict):
     bands: Bands
     grades: Bands
     segments: list[Segment] = Field(default_factory=list)
+    rollup: RollupSettings = Field(default_factory=RollupSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringModel:
@@ -393,7 +418,11 @@ class ScoringModel(_Strict):
 
     @cached_property
     def version(self) -> str:
-        digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        # The default roll-up is left out: models written before roll-ups keep their version
+        # (the audit's figures are kept by version).
+        default_rollup = self.rollup == RollupSettings()
+        dumped = self.model_dump_json(exclude={"rollup"} if default_rollup else None)
+        digest = hashlib.sha256(dumped.encode()).hexdigest()[:12]
         return f"{self.name}@{digest}"
 
     @cached_property

@@ -146,6 +146,18 @@ class Published(BaseModel):
     """The notes and drivers of the last change in words, for alerts raised later."""
 
 
+class ChildEntry(BaseModel):
+    """A child's latest report to its parent (``scoring.rollup.ChildReport``)."""
+
+    score: float | None = None
+    """None while the child has no score yet."""
+    band: str | None = None
+    stale: bool = False
+    mrr: float | None = None
+    at: float = 0.0
+    """The child's evaluation time of the report: an older report is ignored."""
+
+
 class AlertMemory(BaseModel):
     """What the alert rules remember about an account (``alerts.rules``)."""
 
@@ -233,6 +245,10 @@ class AccountState(BaseModel):
     are in none (before its first complete day, and once it churned)."""
     audit: dict[str, dict[int, LeadResult]] = Field(default_factory=dict)
     """A churner's results once its churn is settled: model version -> lead days -> result."""
+    children: dict[str, ChildEntry] = Field(default_factory=dict)
+    """A parent's children (account id -> its latest report): what its roll-up is of."""
+    reported_parent: str | None = None
+    """The parent this account last reported to: told when the account leaves it."""
     _user_days: Counter[int] | None = PrivateAttr(default=None)
     _feature_days: Counter[int] | None = PrivateAttr(default=None)
     """Last day -> how many users (features) have it as their last: counting those seen in a

@@ -11,16 +11,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from scoring.audit import Auditor
 from scoring.explain import Drag, Driver, Explainer, change_since
 from scoring.peers import PeerPort
+from scoring.rollup import rollup_drags, rollup_drivers, rollup_score, scores_as_rollup
 from scoring.score import (
     ComponentScore,
     MeasureScore,
     RawValues,
+    RollupInfo,
     Score,
     contribute,
     evaluate,
     score_value,
 )
-from scoring.scoring_model import ScoringModel, label_for
+from scoring.scoring_model import ParentScoring, ScoringModel, label_for
 from scoring.state import AccountState, Published, day_of, record_closing_score
 
 PUBLISH_MIN_DELTA = 1.0
@@ -34,6 +36,8 @@ class Trigger(StrEnum):
     ATTRIBUTES = "attributes"
     OVERRIDE = "override"
     OUTCOME = "outcome"
+    CHILD = "child"
+    """A child's report to its parent (``scoring.rollup``)."""
     TIMER = "timer"
 
 
@@ -74,6 +78,11 @@ class ScoreUpdate(BaseModel):
     override: OverrideInfo | None
     owner: str | None
     """The account's CSM, from its attributes."""
+    parent: str | None = None
+    """The account's parent, from its attributes (``parent_account_id``)."""
+    rollup: RollupInfo | None = None
+    """Set when the score is a roll-up of the account's children; its components are then
+    the children (``child:<account id>``) and its drags and drivers name them."""
     model_version: str
     as_of: AwareDatetime
     """The time the score is computed for."""
@@ -161,8 +170,27 @@ class Rescorer:
         return self.publish(state, evaluation, now, trigger, event_id, computed_at)
 
     def evaluate(self, state: AccountState, now: float) -> Evaluation | None:
-        """Score the account at ``now``; its peers' book, the audit and its closing score of
-        the day take it whether or not it is published."""
+        """Score the account at ``now`` (a parent as the roll-up of its children,
+        ``scoring.rollup``); its closing score of the day is kept whether or not it is
+        published."""
+        own: Score | None = None
+        taken = False
+        score = None
+        if scores_as_rollup(state, self.model):
+            if self.model.rollup.parents is ParentScoring.BOTH:
+                own, taken = self._own(state, now), True
+            score = rollup_score(state, self.model, own)
+        if score is None:
+            score = own if taken else self._own(state, now)
+        if score is None:
+            return None
+        history = state.history
+        previous = next(reversed(history.values())) if history else None
+        record_closing_score(state, score.value, now)
+        return Evaluation(score, previous)
+
+    def _own(self, state: AccountState, now: float) -> Score | None:
+        """The account's score from its own inputs; its peers' book and the audit take it."""
         peers = self.peers
         distribution = peers.distribution(day_of(now)) if peers is not None else None
         raws: RawValues = {}
@@ -178,10 +206,7 @@ class Rescorer:
                 if value is not None:
                     scores[shadow.version] = value
             self.auditor.observe(state, scores, now)
-        history = state.history
-        previous = next(reversed(history.values())) if history else None
-        record_closing_score(state, score.value, now)
-        return Evaluation(score, previous)
+        return score
 
     def publishes(
         self, previous: Published | None, score: Score, now: float, alerted: bool
@@ -209,10 +234,12 @@ class Rescorer:
         """What moved since the last update and what pulls the score down (built once)."""
         if evaluation.explanation is None:
             previous, score = state.published, evaluation.score
+            explainer = self._explainer
+            rolled_up = score.rollup is not None
             evaluation.explanation = Explanation(
-                drivers=self._explainer.drivers(previous, score),
-                notes=self._explainer.notes(previous, score),
-                drags=self._explainer.drags(score),
+                drivers=(rollup_drivers if rolled_up else explainer.drivers)(previous, score),
+                notes=explainer.notes(previous, score),
+                drags=rollup_drags(score) if rolled_up else explainer.drags(score),
             )
         return evaluation.explanation
 
@@ -261,6 +288,8 @@ class Rescorer:
                 expires_at=_utc(score.override.expires_at),
             ),
             owner=attributes.csm_owner if attributes else None,
+            parent=attributes.parent_account_id if attributes else None,
+            rollup=score.rollup,
             model_version=self.model.version,
             as_of=_utc(now),
             computed_at=computed_at,

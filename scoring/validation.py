@@ -29,6 +29,9 @@ class RejectCode(StrEnum):
     TOO_OLD = "too_old"
     IN_FUTURE = "in_future"
     OVERRIDE_CONFLICT = "override_conflict"
+    PARENT_CYCLE = "parent_cycle"
+    HIERARCHY_TOO_DEEP = "hierarchy_too_deep"
+    TOO_MANY_CHILDREN = "too_many_children"
     PROCESSING_ERROR = "processing_error"
     """A valid input the worker failed to apply (a bug): kept in the DLQ for replay."""
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from faust.types.transports import ProducerBufferT
 
 from scoring.state import AccountState, SourcePosition
-from streams.processing import Applied, Folded, FoldOutcome, Processor, TopicRole
+from streams.processing import Applied, Erasure, Folded, FoldOutcome, Processor, TopicRole
 
 T = TypeVar("T")
 
@@ -50,7 +50,8 @@ async def wait_for_producer(buffer: ProducerBufferT) -> None:
 
 class AccountBatch:
     """The inputs of one batch, folded per account as they come; ``settle`` rescores each
-    account once, after its last input of the batch."""
+    account once, after its last input of the batch. An account erased in the batch is
+    erased first; inputs after its erasure start it anew."""
 
     def __init__(
         self, processor: Processor, lookup: Callable[[bytes], AccountState | None]
@@ -58,6 +59,7 @@ class AccountBatch:
         self._processor = processor
         self._lookup = lookup
         self._folded: dict[bytes, list[Folded]] = {}
+        self._erased: dict[bytes, Erasure] = {}
 
     def add(
         self,
@@ -70,13 +72,20 @@ class AccountBatch:
         if isinstance(outcome, Folded):
             assert key is not None
             self._folded.setdefault(key, []).append(outcome)
+        elif isinstance(outcome, Erasure):
+            assert key is not None
+            self._folded.pop(key, None)
+            self._erased.setdefault(key, outcome)  # the first holds the state held before
         return outcome
 
     def _state(self, key: bytes) -> AccountState | None:
         """The account's state as this batch has left it so far."""
         inputs = self._folded.get(key)
-        return inputs[-1].state if inputs else self._lookup(key)
+        if inputs:
+            return inputs[-1].state
+        return None if key in self._erased else self._lookup(key)
 
     def settle(self) -> list[tuple[bytes, Applied]]:
-        settle = self._processor.settle
-        return [(key, settle(inputs)) for key, inputs in self._folded.items()]
+        processor = self._processor
+        erased = [(key, processor.erase(erasure)) for key, erasure in self._erased.items()]
+        return erased + [(key, processor.settle(inputs)) for key, inputs in self._folded.items()]

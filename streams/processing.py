@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from alerts.alert import Alert
 from alerts.config import AlertRules
@@ -20,6 +20,7 @@ from alerts.rules import Observation, Words, check, pending_until
 from scoring.events import (
     EVENT_MODELS,
     AccountAttributes,
+    AccountId,
     BaseEvent,
     CsmOverride,
     EventKind,
@@ -29,6 +30,13 @@ from scoring.events import (
     PaymentEvent,
     SurveyEvent,
     TicketEvent,
+)
+from scoring.rollup import (
+    ChildReport,
+    HierarchyRefused,
+    apply_report,
+    leaving_report,
+    report_to_parent,
 )
 from scoring.schedule import next_due
 from scoring.state import (
@@ -40,6 +48,7 @@ from scoring.state import (
     apply_outcome,
     apply_override,
     fold,
+    id_digest,
 )
 from scoring.update import Evaluation, Rescorer, ScoreUpdate, Trigger
 from scoring.validation import InvalidInput, RejectCode, check_event_time, parse_message
@@ -55,6 +64,8 @@ class Control(StrEnum):
     OVERRIDES = "overrides"
     OUTCOMES = "outcomes"
     TICKS = "ticks"
+    ROLLUP = "rollup"
+    """Internal: children's reports to their parents (``scoring.rollup``)."""
 
 
 TopicRole = EventKind | Control
@@ -75,7 +86,14 @@ INPUT_MODELS: dict[TopicRole, type[BaseModel]] = {
     Control.OVERRIDES: CsmOverride,
     Control.OUTCOMES: OutcomeEvent,
     Control.TICKS: Tick,
+    Control.ROLLUP: ChildReport,
 }
+
+_ACCOUNT_ID: TypeAdapter[str] = TypeAdapter(AccountId)
+
+MAX_ERASURES_REMEMBERED = 100_000
+"""Erased accounts whose erasure time a worker remembers (a digest of the id, in memory):
+an input older than the erasure is dropped, not taken for a new account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +118,18 @@ class Folded:
     """The evaluation time this input asks for (event time with the event clock)."""
     churned: bool = False
     """This input is the churn that stops the account's scoring."""
+    path: tuple[str, ...] = ()
+    """A child's report: the accounts it came up through (``ChildReport.path``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A tombstone on the accounts topic: everything of the account is to go."""
+
+    role: TopicRole
+    state: AccountState
+    """The account's state (a blank one when the worker held none)."""
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +145,14 @@ class Applied:
     next_due: float | None
     """When the account must be re-evaluated with no input (None: never)."""
     withdrawn: bool = False
-    """The account churned in this batch: its published score is withdrawn."""
+    """The account churned (or was erased) in this batch: its published score is
+    withdrawn."""
     forget: bool = False
-    """A churned account the audit needs no more: its state is deleted."""
+    """A churned account the audit needs no more, or an erased one: its state is deleted."""
+    reports: tuple[ChildReport, ...] = ()
+    """What it tells its parents (``scoring.rollup.report_to_parent``)."""
+    erased: bool = False
+    """A tombstone erased the account: its outputs are erased too."""
 
 
 class SkipReason(StrEnum):
@@ -134,6 +169,8 @@ class SkipReason(StrEnum):
     again from the last commit."""
     CHURNED = "churned"
     """An input for an account that churned: no longer scored."""
+    ERASED = "erased"
+    """An input older than its account's erasure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +182,7 @@ class Skipped:
 
 
 Outcome = Rejected | Applied | Skipped
-FoldOutcome = Rejected | Folded | Skipped
+FoldOutcome = Rejected | Folded | Skipped | Erasure
 
 
 class Processor:
@@ -162,6 +199,9 @@ class Processor:
         self.clock = clock
         self.max_future_seconds = max_future_seconds
         self.max_event_bytes = max_event_bytes
+        self._erased: dict[str, float] = {}
+        """Digest of an erased account's id -> its erasure time (``MAX_ERASURES_REMEMBERED``
+        at most, oldest forgotten first)."""
 
     def process(
         self,
@@ -173,6 +213,10 @@ class Processor:
     ) -> Outcome:
         """One raw message applied to ``states`` and rescored at once: a batch of one."""
         outcome = self.fold(states.get, role, key, payload, source)
+        if isinstance(outcome, Erasure):
+            assert key is not None
+            states.pop(key, None)
+            return self.erase(outcome)
         if not isinstance(outcome, Folded):
             return outcome
         assert key is not None
@@ -189,6 +233,8 @@ class Processor:
     ) -> FoldOutcome:
         """Validate one raw message and apply it to the account's state from ``lookup``
         (None for an account not seen yet): changed in place or created, not rescored."""
+        if role is Control.ACCOUNTS and payload is None:
+            return self._erasure(lookup, key, source)
         try:
             model = INPUT_MODELS.get(role) if role else None
             parsed = parse_message(model, key, payload, self.max_event_bytes)
@@ -204,6 +250,8 @@ class Processor:
             return self._fold(lookup(key), role, parsed, source)
         except OverrideConflict as conflict:
             return Rejected(InvalidInput(RejectCode.OVERRIDE_CONFLICT, str(conflict)))
+        except HierarchyRefused as refused:
+            return Rejected(InvalidInput(RejectCode(refused.code), refused.reason))
         except Exception as error:
             # A bug must not stop the scoring of every other account, nor lose the input: it
             # goes to the dead-letter topic, and the traceback to the log.
@@ -219,6 +267,9 @@ class Processor:
         source: SourcePosition,
     ) -> FoldOutcome:
         account_id: str = getattr(parsed, "account_id")  # noqa: B009 - every input has one
+        erased_at = self._erased.get(id_digest(account_id)) if self._erased else None
+        if erased_at is not None and _input_time(parsed) < erased_at:
+            return Skipped(role, SkipReason.ERASED)
         if state is None:
             if isinstance(parsed, Tick):
                 return Skipped(role, SkipReason.NO_ACCOUNT)
@@ -231,6 +282,7 @@ class Processor:
         input_id: str | None
         event: BaseEvent | None = None
         churned = False
+        path: tuple[str, ...] = ()
         match parsed:
             case LoginEvent() | FeatureUseEvent() | TicketEvent() | PaymentEvent() | SurveyEvent():
                 applied = fold(state, parsed, source)
@@ -248,6 +300,9 @@ class Processor:
                 churned = not was_churned and state.churned_day is not None
                 if applied and self.rescorer.auditor is not None:
                     self.rescorer.auditor.count_outcome(state)
+            case ChildReport():
+                applied = apply_report(state, parsed, source)
+                trigger, input_id, path = Trigger.CHILD, None, tuple(parsed.path)
             case _:
                 applied, trigger, input_id = True, Trigger.TIMER, None
         if not applied:
@@ -257,7 +312,51 @@ class Processor:
             return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
         key = _trigger_key(parsed, input_id)
-        return Folded(role, state, trigger, input_id, key, event, now, churned)
+        return Folded(role, state, trigger, input_id, key, event, now, churned, path)
+
+    def _erasure(
+        self,
+        lookup: Callable[[bytes], AccountState | None],
+        key: bytes | None,
+        source: SourcePosition,
+    ) -> Erasure | Rejected:
+        """A tombstone keyed by an account id: the account's erasure."""
+        try:
+            account_id = (key or b"").decode()
+            _ACCOUNT_ID.validate_python(account_id)
+        except (UnicodeDecodeError, ValidationError):
+            reason = "a tombstone's key must be the id of the account to erase"
+            return Rejected(InvalidInput(RejectCode.EMPTY_KEY, reason))
+        assert key is not None
+        state = lookup(key) or AccountState(account_id=account_id, partition=source.partition)
+        now = max(self.clock.now(source.partition), state.watermark or 0.0)
+        return Erasure(Control.ACCOUNTS, state, now)
+
+    def erase(self, erasure: Erasure) -> Applied:
+        """Everything of the account goes: its state, its score (withdrawn), its parent's
+        roll-up of it; inputs older than the erasure are dropped from now on."""
+        state, now = erasure.state, erasure.now
+        erased = self._erased
+        erased.pop(id_digest(state.account_id), None)
+        erased[id_digest(state.account_id)] = now
+        if len(erased) > MAX_ERASURES_REMEMBERED:
+            del erased[next(iter(erased))]
+        auditor = self.rescorer.auditor
+        if auditor is not None and state.partition is not None:
+            auditor.forget(state)
+        leaving = leaving_report(state, now)
+        return Applied(
+            erasure.role,
+            state,
+            None,
+            [],
+            now,
+            None,
+            withdrawn=state.churned_day is None and state.published is not None,
+            forget=True,
+            reports=() if leaving is None else (leaving,),
+            erased=True,
+        )
 
     def settle(self, inputs: list[Folded]) -> Applied:
         """Rescore an account once after ``inputs`` (its inputs of one batch, in order, all
@@ -266,7 +365,9 @@ class Processor:
         last = inputs[-1]
         state, now = last.state, max(folded.now for folded in inputs)
         if state.churned_day is not None:
-            return self._settle_churned(last.role, state, now, any(f.churned for f in inputs))
+            applied = self._settle_churned(last.role, state, now, any(f.churned for f in inputs))
+            leaving = report_to_parent(state, now, False, [])
+            return replace(applied, reports=tuple(leaving)) if leaving else applied
         rescorer = self.rescorer
         try:
             evaluation = rescorer.evaluate(state, now)
@@ -284,7 +385,11 @@ class Processor:
             # every other account. The next input or tick tries again.
             log.exception("Rescoring account %s failed", state.account_id)
             update, alerts = None, []
-        return Applied(last.role, state, update, alerts, now, self._next_due(state, now))
+        changed = update is not None or any(f.trigger is Trigger.ATTRIBUTES for f in inputs)
+        path = next((list(f.path) for f in inputs if f.path), [])
+        reports = tuple(report_to_parent(state, now, changed, path))
+        due = self._next_due(state, now)
+        return Applied(last.role, state, update, alerts, now, due, reports=reports)
 
     def _settle_churned(
         self, role: TopicRole, state: AccountState, now: float, withdrawn: bool
@@ -347,11 +452,26 @@ class Processor:
         return min(times) if times else None
 
 
+def _input_time(parsed: BaseModel) -> float:
+    """When an input happened, to tell it from what came after its account's erasure."""
+    match parsed:
+        case BaseEvent() | CsmOverride():
+            return parsed.occurred_at.timestamp()
+        case AccountAttributes():
+            return parsed.updated_at.timestamp()
+        case ChildReport():
+            return parsed.at.timestamp()
+        case _:
+            return float("inf")  # a timer tick: for an account that is held, or skipped
+
+
 def _trigger_key(parsed: BaseModel, input_id: str | None) -> str:
     """What identifies the input for alert ids: replaying it raises the same alert id."""
     if input_id is not None:
         return input_id
     if isinstance(parsed, AccountAttributes):
         return f"attributes:{parsed.updated_at.isoformat()}"
+    if isinstance(parsed, ChildReport):
+        return f"child:{parsed.child_id}:{parsed.at.isoformat()}"
     assert isinstance(parsed, Tick)
     return f"tick:{parsed.due_at:.0f}"

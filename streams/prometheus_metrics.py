@@ -45,8 +45,15 @@ INPUTS_SKIPPED = Counter(
     "chs_inputs_skipped_total",
     "Valid inputs that changed nothing: redelivered (the offset fence), duplicate (same id), "
     "outdated (older attributes), no_account (tick for an unknown account), moved (its "
-    "partition was handed to another worker)",
+    "partition was handed to another worker), churned (its account churned), erased (older "
+    "than its account's erasure)",
     ["reason"],
+)
+ACCOUNTS_ERASED = Counter(
+    "chs_accounts_erased_total", "Accounts erased by a tombstone on the accounts topic"
+)
+CHILD_REPORTS = Counter(
+    "chs_child_reports_total", "Children's reports sent to their parents' roll-ups"
 )
 DLQ_RECORDS = Counter("chs_dlq_records_total", "Records written to a dead-letter topic", ["dlq"])
 CONSUMER_LAG = Gauge(
@@ -136,8 +143,14 @@ class PrometheusMetrics:
             ACCOUNTS_BY_BAND.labels(update.band).inc()
         SCORE_UPDATES.inc()
 
+    def erased(self) -> None:
+        ACCOUNTS_ERASED.inc()
+
+    def reported(self) -> None:
+        CHILD_REPORTS.inc()
+
     def withdrawn(self, band: str | None) -> None:
-        """A churned account leaves the accounts-by-band gauges."""
+        """A churned or erased account leaves the accounts-by-band gauges."""
         if band is not None:
             ACCOUNTS_BY_BAND.labels(band).dec()
             ACCOUNTS_HELD.dec()

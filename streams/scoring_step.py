@@ -21,7 +21,7 @@ from scoring.update import ScoreUpdate
 from streams.batching import AccountBatch
 from streams.clock import Clock
 from streams.outputs_first import SettledBatch
-from streams.processing import Control, Folded, Processor, Rejected, Skipped, TopicRole
+from streams.processing import Control, Erasure, Folded, Processor, Rejected, Skipped, TopicRole
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,25 @@ class InputMessage(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+ERASURE_REASON_HEADER = "chs-reason"
+"""The header of a tombstone on the accounts topic that says why the account is erased."""
+ERASED_HEADER = "chs-erased"
+"""The header of a tombstone on ``chs.scores`` for an erased account (not a churned one): the
+view erases its alerts too."""
+
+
+def header(message: InputMessage, name: str) -> str | None:
+    """A header's value as text (Faust gives headers as a list of pairs or a mapping)."""
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return bytes(value).decode(errors="replace") if value is not None else ""
+    return None
 
 
 M = TypeVar("M", bound=InputMessage)
@@ -59,11 +78,16 @@ Delivery = Awaitable[Any]
 class Publisher(Protocol):
     """The output topics."""
 
-    def score(self, key: bytes, value: bytes | None) -> Delivery:
-        """A ScoreUpdate (None: a tombstone, the score is withdrawn)."""
+    def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Delivery:
+        """A ScoreUpdate (None: a tombstone, the score is withdrawn; ``erased``: because
+        the account was erased)."""
         ...
 
     def alert(self, key: bytes, value: bytes) -> Delivery: ...
+    def rollup(self, key: bytes, value: bytes) -> Delivery:
+        """A child's report, keyed by its parent (``scoring.rollup.ChildReport``)."""
+        ...
+
     def dead_letter(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> Delivery: ...
@@ -90,6 +114,8 @@ class StepMetrics(Protocol):
     def outcome(self, outcome: str) -> None: ...
     def published(self, update: ScoreUpdate) -> None: ...
     def withdrawn(self, band: str | None) -> None: ...
+    def erased(self) -> None: ...
+    def reported(self) -> None: ...
     def alerted(self, alert: Alert) -> None: ...
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None: ...
     def batch(self, inputs: int, seconds: float, wall: float) -> None: ...
@@ -142,6 +168,9 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
             outputs.append(publisher.dead_letter(message.key, message.value, headers))
         elif isinstance(outcome, Skipped):
             metrics.skipped(outcome.reason.value)
+        elif isinstance(outcome, Erasure):
+            reason = header(message, ERASURE_REASON_HEADER) or "none given"
+            log.info("Erasing account %s (reason: %s)", outcome.state.account_id, reason)
         elif outcome.event is not None:
             metrics.event_lag(max(0.0, wall - outcome.event.occurred_ts))
         elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
@@ -150,9 +179,16 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
         state = applied.state
         assert state.partition is not None
         ports.schedule.set(state.partition, key, applied.next_due)
+        for report in applied.reports:
+            value = report.model_dump_json().encode()
+            outputs.append(publisher.rollup(report.account_id.encode(), value))
+            metrics.reported()
         if applied.withdrawn:
             metrics.withdrawn(state.published.band if state.published else None)
-            outputs.append(publisher.score(key, None))
+        if applied.withdrawn or applied.erased:
+            outputs.append(publisher.score(key, None, applied.erased))
+        if applied.erased:
+            metrics.erased()
         if applied.forget:
             ports.store.delete(key)
             deleted = ports.state_records.deleted(key)

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     topic_accounts: str = Field(default="chs.accounts", description="account attributes")
     topic_overrides: str = Field(default="chs.overrides", description="CSM overrides")
     topic_ticks: str = Field(default="chs.ticks", description="internal: timer re-evaluations")
+    topic_rollup: str = Field(
+        default="chs.rollup", description="internal: children's scores, keyed by their parent"
+    )
     topic_scores: str = "chs.scores"
     topic_dlq: str = "chs.events.dlq"
     topic_alerts: str = "chs.alerts"
@@ -286,6 +289,7 @@ class Settings(BaseSettings):
             self.topic_accounts,
             self.topic_overrides,
             self.topic_ticks,
+            self.topic_rollup,
             self.topic_scores,
             self.topic_dlq,
             self.topic_alerts,
@@ -318,6 +322,7 @@ class Settings(BaseSettings):
             self.topic_overrides,
             self.topic_outcomes,
             self.topic_ticks,
+            self.topic_rollup,
         ]
 
     def topic_for(self, kind: EventKind) -> str:

@@ -12,7 +12,7 @@ offset fence, the last seen times, the alert memory, the closing score of the da
   closed days (day buckets before the newest day; closing scores, trails and daily highs
   before the last day), the users, the features, the other maps (open tickets, unpaid
   invoices, survey answers), and the account (published score, attributes, outcomes, audit
-  results).
+  results, a parent's children).
 
 A part is written before the input record that refers to it, in one of two slots by turns;
 the input record says which slot holds each part. A crash between the two leaves the input
@@ -43,7 +43,7 @@ PART_FIELDS: dict[str, frozenset[str]] = {
     "u": frozenset({"active_users"}),
     "f": frozenset({"features"}),
     "m": frozenset({"open_tickets", "unpaid_invoices", "latest_surveys"}),
-    "a": frozenset({"published", "attributes", "outcomes", "audit"}),
+    "a": frozenset({"published", "attributes", "outcomes", "audit", "children"}),
 }
 """Each part's fields: each of the maps apart, as a user's or a feature's first use of the
 day changes its map only."""

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from alerts.alert import Alert
 from streams.connections import kafka_options
+from streams.scoring_step import ERASED_HEADER
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ViewWriter(Protocol):
     """The read model's port (``readmodel.redis_view.ScoreView``)."""
 
     def add_published(self, encoded: bytes) -> None: ...
-    def remove(self, account_id: str) -> None: ...
+    def remove(self, account_id: str, erased: bool = False) -> None: ...
     def add_alert(self, alert: Alert) -> None: ...
     async def flush(self) -> bool: ...
     async def close(self) -> None: ...
@@ -69,7 +70,9 @@ class ViewFeed:
                 self._read[tp] = record.offset + 1
                 try:
                     if tp.topic == scores and record.value is None and record.key is not None:
-                        view.remove(record.key.decode())  # a withdrawn score: it churned
+                        # A withdrawn score: it churned, or it was erased.
+                        erased = any(name == ERASED_HEADER for name, _ in record.headers or ())
+                        view.remove(record.key.decode(), erased)
                     elif tp.topic == scores:
                         view.add_published(record.value or b"")
                     else:

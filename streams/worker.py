@@ -51,7 +51,7 @@ from streams.processing import (
     TopicRole,
 )
 from streams.prometheus_metrics import PrometheusMetrics
-from streams.scoring_step import Delivery, ScoringPorts, score_batch
+from streams.scoring_step import ERASED_HEADER, Delivery, ScoringPorts, score_batch
 from streams.settings import Settings
 from streams.state_records import StateWriter, decode, merge_recovered
 from streams.timers import DueSchedule
@@ -163,14 +163,20 @@ class TopicPublisher:
     """The output topics as the scoring step's ``Publisher``: sends through the producer
     buffer, delivered in the background."""
 
-    def __init__(self, scores: faust.Topic, alerts: faust.Topic, dlq: faust.Topic) -> None:
-        self._scores, self._alerts, self._dlq = scores, alerts, dlq
+    def __init__(
+        self, scores: faust.Topic, alerts: faust.Topic, dlq: faust.Topic, rollup: faust.Topic
+    ) -> None:
+        self._scores, self._alerts, self._dlq, self._rollup = scores, alerts, dlq, rollup
 
-    def score(self, key: bytes, value: bytes | None) -> Delivery:
-        return self._scores.send_soon(key=key, value=value)
+    def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Delivery:
+        headers = [(ERASED_HEADER, b"1")] if erased else None
+        return self._scores.send_soon(key=key, value=value, headers=headers)
 
     def alert(self, key: bytes, value: bytes) -> Delivery:
         return self._alerts.send_soon(key=key, value=value)
+
+    def rollup(self, key: bytes, value: bytes) -> Delivery:
+        return self._rollup.send_soon(key=key, value=value)
 
     def dead_letter(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -185,6 +191,7 @@ def topic_roles(settings: Settings) -> dict[str, TopicRole]:
         settings.topic_overrides: Control.OVERRIDES,
         settings.topic_outcomes: Control.OUTCOMES,
         settings.topic_ticks: Control.TICKS,
+        settings.topic_rollup: Control.ROLLUP,
     }
 
 
@@ -234,6 +241,7 @@ def create_app(
     inputs_topic = raw_topic(*roles, kind=RawMessageTopic)
     ticks_topic = raw_topic(settings.topic_ticks)
     scores_topic = raw_topic(settings.topic_scores)
+    rollup_topic = raw_topic(settings.topic_rollup)
     dlq_topic = raw_topic(settings.topic_dlq)
     peers_topic = raw_topic(settings.topic_peers, partitions=1)
     alerts_topic = raw_topic(settings.topic_alerts)
@@ -281,7 +289,7 @@ def create_app(
         roles=roles,
         store=TableStore(accounts.data),
         state_records=state_writer,
-        publisher=TopicPublisher(scores_topic, alerts_topic, dlq_topic),
+        publisher=TopicPublisher(scores_topic, alerts_topic, dlq_topic, rollup_topic),
         schedule=schedule,
         clock=clock,
         metrics=metrics,

@@ -4,13 +4,16 @@ counts and leaves to write and acknowledge for a batch."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from alerts.alert import Alert
 from alerts.config import default_rules
-from scoring.events import EventKind, PaymentStatus
+from scoring.events import AccountAttributes, EventKind, PaymentStatus
 from scoring.scoring_model import default_model
 from scoring.state import AccountState
 from scoring.update import Rescorer, ScoreUpdate
@@ -18,13 +21,15 @@ from streams.processing import Control, Processor, TopicRole
 from streams.scoring_step import ScoringPorts, score_batch
 from streams.state_records import StateWriter, replay
 from tests.clock import ManualClock
-from tests.factories import T0, login, outcome, payment
+from tests.factories import T0, at, login, outcome, payment
 
 NOW = T0.timestamp()
 ROLES: dict[str, TopicRole] = {
     "chs.events.login": EventKind.LOGIN,
     "chs.events.payment": EventKind.PAYMENT,
     "chs.outcomes": Control.OUTCOMES,
+    "chs.accounts": Control.ACCOUNTS,
+    "chs.rollup": Control.ROLLUP,
 }
 
 
@@ -35,6 +40,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class Sent:
@@ -61,11 +67,19 @@ class FakeStore:
 class FakePublisher:
     def __init__(self) -> None:
         self.scores: list[tuple[bytes, bytes | None]] = []
+        self.erased: list[bytes] = []
         self.alerts: list[tuple[bytes, bytes]] = []
+        self.reports: list[tuple[bytes, bytes]] = []
         self.dead: list[tuple[bytes | None, bytes | None, dict[str, bytes]]] = []
 
-    def score(self, key: bytes, value: bytes | None) -> Sent:
+    def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Sent:
         self.scores.append((key, value))
+        if erased:
+            self.erased.append(key)
+        return Sent()
+
+    def rollup(self, key: bytes, value: bytes) -> Sent:
+        self.reports.append((key, value))
         return Sent()
 
     def alert(self, key: bytes, value: bytes) -> Sent:
@@ -114,6 +128,12 @@ class FakeMetrics:
 
     def withdrawn(self, band: str | None) -> None:
         self.calls.append(("withdrawn", band))
+
+    def erased(self) -> None:
+        self.calls.append(("erased", None))
+
+    def reported(self) -> None:
+        self.calls.append(("reported", None))
 
     def alerted(self, alert: Alert) -> None:
         self.calls.append(("alerted", alert.rule))
@@ -240,3 +260,93 @@ def test_the_lag_behind_each_partition_is_reported_to_metrics_and_clock() -> Non
     score_batch(run.ports, [run.record("chs.events.login", login(), offset=4)])
     assert ("consumer_lag", ("chs.events.login", 0, 5)) in run.metrics.calls
     assert backlog == [("chs.events.login", 0, 5)]
+
+
+def attributes(account: str, parent: str | None, mrr: int = 100, days: float = 0.0) -> bytes:
+    snapshot = AccountAttributes(
+        account_id=account, updated_at=at(days), mrr=mrr, parent_account_id=parent
+    )
+    return snapshot.model_dump_json().encode()
+
+
+def test_a_tombstone_erases_the_account_and_drops_what_is_older(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = Harness()
+    score_batch(run.ports, [run.record("chs.events.login", login(days=-1))])
+    reason = [("chs-reason", b"GDPR request 42")]
+    tombstone = Record("chs.accounts", 0, 99, b"acme", None, reason)
+    with caplog.at_level(logging.INFO):
+        settled = score_batch(run.ports, [tombstone])
+    assert run.store.states == {}
+    assert settled.states
+    assert all(value is None for _, _, value in settled.states)
+    assert b"acme" in {key for key, _, _ in settled.states}
+    assert run.publisher.scores[-1] == (b"acme", None)
+    assert run.publisher.erased == [b"acme"]
+    assert run.schedule.due[b"acme"] is None
+    assert [n for n in run.metrics.names() if n in ("erased", "withdrawn")] == [
+        "withdrawn",
+        "erased",
+    ]
+    assert "Erasing account acme (reason: GDPR request 42)" in caplog.text
+    score_batch(run.ports, [run.record("chs.events.login", login(days=-2))])
+    assert run.store.states == {}  # older than the erasure: not a new account
+    assert ("skipped", "erased") in run.metrics.calls
+    run.clock.advance(3600)
+    score_batch(run.ports, [run.record("chs.events.login", login(days=0.01))])
+    assert run.store.states[b"acme"].events_applied == 1  # newer: a new account
+
+
+def test_events_after_a_tombstone_in_the_same_batch_start_the_account_anew() -> None:
+    run = Harness()
+    score_batch(run.ports, [run.record("chs.events.login", login(days=-1, user="old"))])
+    run.clock.advance(3600)
+    batch = [
+        run.record("chs.events.login", login(days=-0.5, user="before")),
+        Record("chs.accounts", 0, 99, b"acme", None),
+        run.record("chs.events.login", login(days=0.01, user="after")),
+    ]
+    settled = score_batch(run.ports, batch)
+    state = run.store.states[b"acme"]
+    assert state.events_applied == 1
+    assert len(state.active_users) == 1
+    written = [value for key, _, value in settled.states if key == b"acme"]
+    assert written[0] is None
+    assert written[-1] is not None
+    assert run.publisher.scores[-2:][0] == (b"acme", None)
+
+
+def test_a_child_reports_to_its_parent_and_the_parent_rolls_it_up() -> None:
+    run = Harness()
+    score_batch(
+        run.ports,
+        [
+            run.record("chs.accounts", attributes("acme", "group", mrr=300)),
+            run.record("chs.events.login", login()),
+        ],
+    )
+    [(parent_key, report)] = run.publisher.reports
+    assert parent_key == b"group"
+    assert json.loads(report)["score"] == json.loads(run.publisher.scores[-1][1] or b"")["score"]
+    score_batch(run.ports, [run.record("chs.rollup", report, key=b"group")])
+    group = run.store.states[b"group"]
+    assert list(group.children) == ["acme"]
+    update = json.loads(run.publisher.scores[-1][1] or b"")
+    assert update["account_id"] == "group"
+    assert update["rollup"]["scored_children"] == 1
+    assert update["trigger"] == "child"
+    assert ("reported", None) in run.metrics.calls
+
+
+def test_a_report_that_comes_round_to_its_sender_is_refused_as_a_cycle() -> None:
+    run = Harness()
+    report = (
+        b'{"account_id": "a", "child_id": "b", "score": 50, "at": "2026-03-02T12:00:00Z",'
+        b' "path": ["a", "b"]}'
+    )
+    score_batch(run.ports, [run.record("chs.rollup", report, key=b"a")])
+    [(_, _, headers)] = run.publisher.dead
+    assert headers["chs-reason-code"] == b"parent_cycle"
+    assert b"a -> b -> a" in headers["chs-reason"]
+    assert b"a" not in run.store.states

@@ -17,9 +17,12 @@ class FakeView:
         self.updates: list[bytes] = []
         self.alerts: list[Alert] = []
         self.removed: list[str] = []
+        self.erased: list[str] = []
 
-    def remove(self, account_id: str) -> None:
+    def remove(self, account_id: str, erased: bool = False) -> None:
         self.removed.append(account_id)
+        if erased:
+            self.erased.append(account_id)
 
     def add_published(self, encoded: bytes) -> None:
         self.updates.append(encoded)
