@@ -119,6 +119,7 @@ def test_random_messages_never_crash_and_never_slip_through(
     elif isinstance(outcome, Applied):
         assert role is not None
         assert key is not None
+        assert payload is not None
         model = INPUT_MODELS[role]
         parsed = model.model_validate_json(payload)
         assert key == str(parsed.model_dump()["account_id"]).encode()
