@@ -94,10 +94,17 @@ def _since(raw: str | None) -> float:
 
 
 def _flag(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name, "false").lower()
-    if raw not in ("true", "false", "1", "0"):
+    return _either(request, name) or False
+
+
+def _either(request: web.Request, name: str) -> bool | None:
+    """A true-or-false parameter; None when absent."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() not in ("true", "false", "1", "0"):
         raise BadRequest(f"{name} must be true or false, not {raw!r}")
-    return raw in ("true", "1")
+    return raw.lower() in ("true", "1")
 
 
 class ScoreApi:
@@ -123,7 +130,14 @@ class ScoreApi:
             raise BadRequest(f"band must be one of {sorted(self.bands)}, not {band!r}")
         if segment is not None and segment not in self.segments:
             raise BadRequest(f"segment must be one of {sorted(self.segments)}, not {segment!r}")
-        where = AccountFilter(band=band, segment=segment, owner=_param(request, "owner"))
+        where = AccountFilter(
+            band=band,
+            segment=segment,
+            owner=_param(request, "owner"),
+            parent=_param(request, "parent"),
+            top_level=_either(request, "top_level"),
+            rollup=_either(request, "rollup"),
+        )
         cursor = _param(request, "cursor")
         offset = 0 if cursor is None else decode_cursor(cursor)
         with_history = _flag(request, "history")

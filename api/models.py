@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from alerts.alert import Alert
+from scoring.score import RollupInfo
 from scoring.update import ScoreUpdate
 
 
@@ -33,6 +34,10 @@ class AccountSummary(BaseModel):
     drags: list[str] = []
     """What pulls the score down: the measures costing it the most points, in words."""
     as_of: AwareDatetime
+    parent: str | None = None
+    """The account's parent (``parent_account_id``), if it has one."""
+    rollup: RollupInfo | None = None
+    """Set for a parent scored as a roll-up of its children (``GET /accounts?parent=``)."""
     history: list[DailyScore] | None = None
     """Daily closing scores of the last 90 days, when asked for (``history=true``)."""
 

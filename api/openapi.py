@@ -88,6 +88,17 @@ def openapi(max_limit: int, secured: bool, bands: list[str], segments: list[str]
                         _query("band", "a band label of the model", _one_of(bands)),
                         _query("segment", "a segment name, or 'default'", _one_of(segments)),
                         _query("owner", "the CSM owning the account", {"type": "string"}),
+                        _query("parent", "only this account's children", {"type": "string"}),
+                        _query(
+                            "top_level",
+                            "true: only accounts without a parent; false: only children",
+                            {"type": "boolean"},
+                        ),
+                        _query(
+                            "rollup",
+                            "true: only parents scored as roll-ups; false: only the others",
+                            {"type": "boolean"},
+                        ),
                         _query("limit", "page size", limit),
                         _query("cursor", "next_cursor of the previous page", _pattern(CURSOR)),
                         _query("history", "include 90 days of daily scores", {"type": "boolean"}),

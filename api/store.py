@@ -36,12 +36,21 @@ class AccountFilter:
     band: str | None = None
     segment: str | None = None
     owner: str | None = None
+    parent: str | None = None
+    """Only the children of this account."""
+    top_level: bool | None = None
+    """Only accounts without a parent (True), or only those with one (False)."""
+    rollup: bool | None = None
+    """Only parents scored as roll-ups (True), or only the others (False)."""
 
     def admits(self, update: ScoreUpdate) -> bool:
         return (
             (self.band is None or update.band == self.band)
             and (self.segment is None or (update.segment or NO_SEGMENT) == self.segment)
             and (self.owner is None or update.owner == self.owner)
+            and (self.parent is None or update.parent == self.parent)
+            and (self.top_level is None or (update.parent is None) == self.top_level)
+            and (self.rollup is None or (update.rollup is not None) == self.rollup)
         )
 
     def ranking(self) -> str:

@@ -265,6 +265,15 @@ def _parser() -> argparse.ArgumentParser:
     clear_override.add_argument("account")
     clear_override.add_argument("--reason", required=True)
     clear_override.add_argument("--author", required=True)
+
+    account = commands.add_parser("account", help="accounts").add_subparsers(
+        dest="account_command", required=True
+    )
+    delete = account.add_parser(
+        "delete", help="erase an account: its state, score, history and alerts (GDPR)"
+    )
+    delete.add_argument("account")
+    delete.add_argument("--reason", required=True, help="why, for the log (e.g. a ticket id)")
     return parser
 
 
@@ -371,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from streams.commands import send_override
 
         sys.exit(asyncio.run(send_override(settings, args)))
+    elif args.command == "account":
+        from streams.commands import erase_account
+
+        sys.exit(asyncio.run(erase_account(settings, args)))
 
 
 if __name__ == "__main__":

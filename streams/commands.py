@@ -1,4 +1,5 @@
-"""The CLI's small commands: check a model file, explain a score, send a CSM override."""
+"""The CLI's small commands: check a model file, explain a score, send a CSM override, erase
+an account."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from readmodel.redis_view import ScoreView
-from scoring.events import CsmOverride, OverrideAction
+from scoring.events import AccountId, CsmOverride, OverrideAction
 from scoring.scoring_model import (
     ComponentModel,
     LinearMapping,
@@ -25,6 +26,7 @@ from scoring.scoring_model import (
 from scoring.update import ScoreUpdate
 from streams.connections import redis_client
 from streams.producer import EventProducer
+from streams.scoring_step import ERASURE_REASON_HEADER
 from streams.settings import Settings
 
 
@@ -183,5 +185,29 @@ async def send_override(settings: Settings, args: argparse.Namespace) -> int:
     print(
         f"override {override.event_id} sent for {override.account_id}; "
         f"see it with: chs score explain {override.account_id}"
+    )
+    return 0
+
+
+class ErasureRequest(BaseModel):
+    account_id: AccountId
+    reason: str = Field(min_length=1, max_length=500)
+
+
+async def erase_account(settings: Settings, args: argparse.Namespace) -> int:
+    """``chs account delete ACCOUNT --reason R``: a tombstone on the accounts topic."""
+    try:
+        request = ErasureRequest(account_id=args.account, reason=args.reason.strip())
+    except ValidationError as error:
+        print("invalid erasure: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()))
+        return 2
+    async with EventProducer(settings) as producer:
+        headers = [(ERASURE_REASON_HEADER, request.reason.encode())]
+        await producer.send_tombstone(settings.topic_accounts, request.account_id, headers)
+        await producer.flush()
+    print(
+        f"erasure of {request.account_id} sent: the worker deletes its state, score, history "
+        "and alerts, and drops its events older than now. The input topics keep what they "
+        "hold until their retention (docs/security.md)."
     )
     return 0

@@ -369,10 +369,13 @@ class Processor:
             leaving = report_to_parent(state, now, False, [])
             return replace(applied, reports=tuple(leaving)) if leaving else applied
         rescorer = self.rescorer
+        withdrawn = False
         try:
             evaluation = rescorer.evaluate(state, now)
             if evaluation is None:
                 update, alerts = None, []
+                # A parent whose last child left, with no data of its own: nothing to score.
+                withdrawn = state.published is not None and state.watermark is None
             else:
                 events = [folded.event for folded in inputs if folded.event is not None]
                 alerts = self._alerts(state, evaluation, now, last.trigger_key, events)
@@ -389,7 +392,9 @@ class Processor:
         path = next((list(f.path) for f in inputs if f.path), [])
         reports = tuple(report_to_parent(state, now, changed, path))
         due = self._next_due(state, now)
-        return Applied(last.role, state, update, alerts, now, due, reports=reports)
+        return Applied(
+            last.role, state, update, alerts, now, due, withdrawn=withdrawn, reports=reports
+        )
 
     def _settle_churned(
         self, role: TopicRole, state: AccountState, now: float, withdrawn: bool

@@ -49,5 +49,11 @@ class EventProducer:
         """Queue arbitrary bytes, e.g. a malformed message in a test."""
         await self._producer.send(topic, value=value, key=key)
 
+    async def send_tombstone(
+        self, topic: str, account_id: str, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Queue a tombstone (no value) keyed by the account, e.g. its erasure."""
+        await self._producer.send(topic, value=None, key=account_id.encode(), headers=headers)
+
     async def flush(self) -> None:
         await self._producer.flush()

@@ -185,6 +185,7 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
             metrics.reported()
         if applied.withdrawn:
             metrics.withdrawn(state.published.band if state.published else None)
+            state.published = None
         if applied.withdrawn or applied.erased:
             outputs.append(publisher.score(key, None, applied.erased))
         if applied.erased:

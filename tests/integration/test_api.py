@@ -17,10 +17,11 @@ from alerts.alert import Alert
 from alerts.config import Severity
 from api.app import MAX_LIMIT, create_api
 from api.store import ReadModel
-from readmodel.redis_view import ScoreView, account_key, band_key, segment_key
+from readmodel.redis_view import ScoreView, account_key, band_key, history_key, segment_key
 from scoring.audit import Tally
 from scoring.audit_report import build_report
-from scoring.scoring_model import default_model
+from scoring.score import RollupInfo
+from scoring.scoring_model import RollupMethod, default_model
 from scoring.update import ScoreUpdate
 from streams.devstack import free_port
 from tests.unit.alerts.test_slack import alert as template_alert
@@ -306,3 +307,43 @@ async def test_without_redis_health_and_data_answer_503(tmp_path: Path) -> None:
         assert "Redis" in str(body["error"])
     finally:
         await client.close()
+
+
+async def test_parents_and_their_children_filter(api: Client, private_redis: str) -> None:
+    client = aioredis.Redis.from_url(private_redis)
+    model = default_model()
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
+    rolled_up = RollupInfo(
+        method=RollupMethod.MRR_WEIGHTED, children=2, scored_children=2, own_score=False
+    )
+    view.add(update("holding", 40.0, "at-risk", rollup=rolled_up))
+    view.add(update("holding-eu", 30.0, "critical", parent="holding"))
+    view.add(update("holding-us", 70.0, "healthy", parent="holding"))
+    assert await view.flush()
+    await client.aclose()
+    assert ids(await get(api, "/accounts?parent=holding")) == ["holding-eu", "holding-us"]
+    [parent] = (await get(api, "/accounts?rollup=true"))["items"]
+    assert parent["account_id"] == "holding"
+    assert parent["rollup"]["scored_children"] == 2
+    top = ids(await get(api, "/accounts?top_level=true"))
+    assert "holding" in top
+    assert "holding-eu" not in top
+    assert ids(await get(api, "/accounts?top_level=false")) == ["holding-eu", "holding-us"]
+    await get(api, "/accounts?top_level=maybe", 400)
+
+
+async def test_an_erased_account_leaves_the_latest_alerts_too(
+    api: Client, private_redis: str
+) -> None:
+    assert {a["account_id"] for a in (await get(api, "/alerts"))["alerts"]} == {"globex"}
+    client = aioredis.Redis.from_url(private_redis)
+    model = default_model()
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
+    view.add_alert(alert(9, T0).model_copy(update={"account_id": "hooli"}))
+    view.remove("globex", erased=True)
+    assert await view.flush()
+    assert not await client.exists(account_key("globex"), history_key("globex"))
+    assert await client.zscore("chs:rank:all", "globex") is None
+    await client.aclose()
+    await get(api, "/accounts/globex", 404)
+    assert [a["account_id"] for a in (await get(api, "/alerts"))["alerts"]] == ["hooli"]

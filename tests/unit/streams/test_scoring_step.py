@@ -350,3 +350,26 @@ def test_a_report_that_comes_round_to_its_sender_is_refused_as_a_cycle() -> None
     assert headers["chs-reason-code"] == b"parent_cycle"
     assert b"a -> b -> a" in headers["chs-reason"]
     assert b"a" not in run.store.states
+
+
+def test_a_parent_whose_last_child_leaves_is_withdrawn() -> None:
+    run = Harness()
+    score_batch(
+        run.ports,
+        [
+            run.record("chs.accounts", attributes("acme", "group")),
+            run.record("chs.events.login", login()),
+        ],
+    )
+    [(_, joined)] = run.publisher.reports
+    score_batch(run.ports, [run.record("chs.rollup", joined, key=b"group")])
+    parent = json.loads(run.publisher.scores[-1][1] or b"")
+    assert parent["account_id"] == "group"
+    run.clock.advance(60)
+    score_batch(run.ports, [run.record("chs.accounts", attributes("acme", None, days=0.001))])
+    [_, (parent_key, left)] = run.publisher.reports
+    assert json.loads(left)["leaves"]
+    score_batch(run.ports, [run.record("chs.rollup", left, key=parent_key)])
+    assert run.publisher.scores[-1] == (b"group", None)
+    assert run.store.states[b"group"].published is None
+    assert ("withdrawn", parent["band"]) in run.metrics.calls
