@@ -64,6 +64,30 @@ PROFILE_MIX: tuple[tuple[Profile, float], ...] = (
 FEATURES = ("dashboards", "reports", "alerts", "api", "exports", "sso", "workflows", "billing")
 INVOICE_AMOUNT = Decimal("499.00")
 CSM_OWNERS = ("ana@example.com", "ben@example.com", "chloe@example.com", "dev@example.com")
+GROUPS = ("northwind-group", "initrode-holdings", "vandelay-industries")
+"""Parents of a few demo accounts, scored as roll-ups of them (``scoring.rollup``)."""
+GROUP_SPACING = 50
+"""A group's children are accounts this far apart: a mix of the profiles (laid out by index)."""
+
+
+def group_of(index: int) -> str | None:
+    """The parent of the demo account at ``index``, if it has one: group ``g`` takes the
+    accounts at ``7g``, ``7g + 50``, ``7g + 100``..."""
+    offset = index % GROUP_SPACING
+    if offset % 7 == 0 and offset // 7 < len(GROUPS):
+        return GROUPS[offset // 7]
+    return None
+
+
+def group_attributes(group: str, now: float) -> AccountAttributes:
+    """A parent's CRM record: no MRR of its own (its children's sum weighs it)."""
+    return AccountAttributes(
+        account_id=group,
+        updated_at=datetime.fromtimestamp(now, UTC),
+        segment="enterprise",
+        plan="enterprise",
+        csm_owner=CSM_OWNERS[GROUPS.index(group) % len(CSM_OWNERS)],
+    )
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,7 @@ class DemoAccount:
     owner: str
     tenure_days: int
     open_tickets: list[str] = field(default_factory=list)
+    parent: str | None = None
 
     def attributes(self, now: float) -> AccountAttributes:
         """The account's CRM record, as a CRM sync would put it on ``chs.accounts``."""
@@ -103,6 +128,7 @@ class DemoAccount:
             renewal_date=today + timedelta(days=(self.invoice_day * 11) % 365 + 1),
             csm_owner=self.owner,
             customer_since=today - timedelta(days=self.tenure_days),
+            parent_account_id=self.parent,
         )
 
     def activity(self, progress: float) -> float:
@@ -137,6 +163,7 @@ def make_accounts(options: DemoOptions) -> list[DemoAccount]:
                 plan="enterprise" if rng.random() < 0.2 else "team",
                 owner=rng.choice(CSM_OWNERS),
                 tenure_days=rng.randint(options.history_days, 3 * 365),
+                parent=group_of(index),
             )
         )
     return accounts
@@ -324,6 +351,15 @@ def former_customers(options: DemoOptions) -> list[DemoAccount]:
     ]
 
 
+def attribute_snapshots(accounts: list[DemoAccount], now: float) -> list[AccountAttributes]:
+    """The accounts' CRM records and their groups'."""
+    groups = sorted({account.parent for account in accounts if account.parent is not None})
+    return [
+        *(account.attributes(now) for account in accounts),
+        *(group_attributes(group, now) for group in groups),
+    ]
+
+
 def churns(formers: list[DemoAccount], now: float, seed: int) -> list[OutcomeEvent]:
     """Billing's word that each former customer left, ``CHURNED_DAYS_AGO`` days ago."""
     today = int(now // SECONDS_PER_DAY) * SECONDS_PER_DAY
@@ -378,10 +414,8 @@ async def run_demo(settings: Settings, options: DemoOptions) -> None:
     formers = former_customers(options)
     async with EventProducer(settings) as producer:
         start = time.time()
-        for account in [*accounts, *formers]:
-            await producer.send_model(
-                settings.topic_accounts, account.account_id, account.attributes(start)
-            )
+        for snapshot in attribute_snapshots([*accounts, *formers], start):
+            await producer.send_model(settings.topic_accounts, snapshot.account_id, snapshot)
         sent = 0
         days = history(accounts, factory, options.history_days, start, rng)
         gone = history(formers, factory, options.history_days, start, random.Random(~options.seed))

@@ -42,7 +42,19 @@ function sparkline(days) {
   return svg;
 }
 
-function accountRow(account, rank) {
+function accountName(account, child) {
+  const cell = element("td", { class: child ? "account child" : "account" }, account.account_id);
+  if (account.rollup) {
+    const { children, scored_children: scored } = account.rollup;
+    cell.append(element("span", { class: "group" },
+      `group of ${children}${scored < children ? ` (${scored} scored)` : ""}`));
+  } else if (account.parent && !child) {
+    cell.append(element("span", { class: "group" }, `in ${account.parent}`));
+  }
+  return cell;
+}
+
+function accountRow(account, rank, child = false) {
   const score = element("span", { class: `score band-${account.band}` }, account.score.toFixed(1));
   const scoreCell = element("td", {}, score, element("span", { class: "band-label" }, account.band));
   if (account.stale) scoreCell.append(element("span", { class: "stale" }, "no recent data"));
@@ -50,9 +62,11 @@ function accountRow(account, rank) {
     ...account.drivers.map((text) => element("li", {}, text)));
   const drags = element("ul", { class: "drags" },
     ...(account.drags || []).map((text) => element("li", {}, text)));
-  return element("tr", { "data-account": account.account_id },
-    element("td", {}, String(rank)),
-    element("td", { class: "account" }, account.account_id),
+  const attributes = { "data-account": account.account_id };
+  if (child) attributes["data-parent"] = account.parent;
+  return element("tr", attributes,
+    element("td", {}, child ? "" : String(rank)),
+    accountName(account, child),
     scoreCell,
     element("td", {}, sparkline(account.history)),
     element("td", {}, drags),
@@ -95,17 +109,30 @@ async function refreshAudit() {
   }
 }
 
+// Grouped, a parent's children follow it (worst first); the filters pick the top level.
+async function accountRows(page, grouped) {
+  if (!grouped) return page.items.map((account, i) => accountRow(account, i + 1));
+  const children = await Promise.all(page.items.map((account) => account.rollup
+    ? getJson(`/accounts?${new URLSearchParams({ parent: account.account_id, limit: "50", history: "true" })}`)
+    : { items: [] }));
+  return page.items.flatMap((account, i) => [
+    accountRow(account, i + 1),
+    ...children[i].items.map((child) => accountRow(child, 0, true)),
+  ]);
+}
+
 async function refresh() {
   const form = new FormData(document.getElementById("filters"));
+  const grouped = form.get("grouped") === "on";
   const query = new URLSearchParams({ limit: "50", history: "true" });
   for (const name of ["band", "owner"]) if (form.get(name)) query.set(name, form.get(name));
+  if (grouped) query.set("top_level", "true");
   const status = document.getElementById("status");
   try {
     const [page, alerts] = await Promise.all([
       getJson(`/accounts?${query}`), getJson("/alerts?limit=20"),
     ]);
-    document.querySelector("#accounts tbody").replaceChildren(
-      ...page.items.map((account, i) => accountRow(account, i + 1)));
+    document.querySelector("#accounts tbody").replaceChildren(...await accountRows(page, grouped));
     document.getElementById("alerts").replaceChildren(...alerts.alerts.map(alertItem));
     status.className = "";
     status.textContent = `${page.items.length} accounts · updated ${new Date().toLocaleTimeString()}`;

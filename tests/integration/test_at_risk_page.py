@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -18,7 +19,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from streams.demo import DemoOptions, attribute_snapshots, make_accounts
 from streams.devstack import chs_command, free_port, settings_env, start_process, wait_for_port
+from streams.producer import EventProducer
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed
@@ -95,15 +98,25 @@ async def test_the_most_at_risk_account_is_first_with_its_drivers(
     api = start_process("api", chs_command("api"), tmp_path / "api.log", settings_env(api_settings))
     try:
         wait_for_port(api, api_settings.api_port, timeout=30)
+        snapshots = attribute_snapshots(make_accounts(DemoOptions(accounts=ACCOUNTS)), time.time())
+        groups = {s.parent_account_id for s in snapshots if s.parent_account_id is not None}
+        async with EventProducer(settings) as producer:
+            for snapshot in snapshots:
+                await producer.send_model(settings.topic_accounts, snapshot.account_id, snapshot)
+            await producer.flush()
         events = demo_events(None, accounts=ACCOUNTS, seed=7)
         await produce(settings, events)
         await wait_consumed(settings, list(settings.event_topics), within=120)
         base = f"http://127.0.0.1:{api_settings.api_port}"
-        # The view is written behind chs.scores: wait until every account is in it.
+        # The view is written behind chs.scores: wait until every account is in it, and the
+        # demo's groups (parents scored as roll-ups of their children).
         await eventually(
-            lambda: len(get_json(f"{base}/accounts?limit=200")["items"]) == ACCOUNTS, within=30
+            lambda: len(get_json(f"{base}/accounts?limit=200")["items"]) == ACCOUNTS + len(groups),
+            within=30,
         )
-        worst = get_json(f"{base}/accounts?limit=1")["items"][0]
+        rollups = get_json(f"{base}/accounts?rollup=true")["items"]
+        assert {parent["account_id"] for parent in rollups} == groups
+        worst = get_json(f"{base}/accounts?limit=1&top_level=true")["items"][0]
         assert worst["drivers"], "the most at-risk account has no drivers to show"
         assert worst["drags"], "the most at-risk account has nothing pulling it down"
 
@@ -112,6 +125,16 @@ async def test_the_most_at_risk_account_is_first_with_its_drivers(
         # The audit panel: the worker's figures (none judged yet: no churn in this stream).
         assert "churns of the last 180 days" in dom
         assert "live default" in dom
+        # Grouped (the default): each group's children right under it.
+        for parent in rollups:
+            children = get_json(f"{base}/accounts?parent={parent['account_id']}")["items"]
+            assert children
+            for child in children:
+                assert (
+                    f'data-account="{child["account_id"]}" data-parent="{parent["account_id"]}"'
+                    in dom
+                )
+        assert "group of 1" in dom
         row = FirstRow()
         row.feed(dom)
         assert row.account == worst["account_id"]
