@@ -173,15 +173,14 @@ class Rescorer:
         """Score the account at ``now`` (a parent as the roll-up of its children,
         ``scoring.rollup``); its closing score of the day is kept whether or not it is
         published."""
-        own: Score | None = None
-        taken = False
-        score = None
-        if scores_as_rollup(state, self.model):
-            if self.model.rollup.parents is ParentScoring.BOTH:
-                own, taken = self._own(state, now), True
-            score = rollup_score(state, self.model, own)
-        if score is None:
-            score = own if taken else self._own(state, now)
+        model = self.model
+        if scores_as_rollup(state, model):
+            both = model.rollup.parents is ParentScoring.BOTH
+            score = rollup_score(state, model, self._own(state, now) if both else None)
+            if score is None and not both:
+                score = self._own(state, now)  # no child has a score yet
+        else:
+            score = self._own(state, now)
         if score is None:
             return None
         history = state.history
