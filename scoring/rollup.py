@@ -271,9 +271,11 @@ def report_to_parent(
     parent = None
     if attributes is not None and state.churned_day is None:
         parent = attributes.parent_account_id
+    old = state.reported_parent
+    if parent is None and old is None:
+        return []  # most accounts: no hierarchy, nothing to build
     at = datetime.fromtimestamp(now, UTC)
     reports = []
-    old = state.reported_parent
     own = state.account_id
     if old is not None and old != parent:
         reports.append(_leaves(old, own, at))
