@@ -120,6 +120,9 @@ class Folded:
     """This input is the churn that stops the account's scoring."""
     path: tuple[str, ...] = ()
     """A child's report: the accounts it came up through (``ChildReport.path``)."""
+    regrouped: bool = False
+    """A child joined or left: the parent tells its own parent, moved or not (so a report
+    that closes a cycle goes round at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +286,7 @@ class Processor:
         event: BaseEvent | None = None
         churned = False
         path: tuple[str, ...] = ()
+        regrouped = False
         match parsed:
             case LoginEvent() | FeatureUseEvent() | TicketEvent() | PaymentEvent() | SurveyEvent():
                 applied = fold(state, parsed, source)
@@ -301,8 +305,10 @@ class Processor:
                 if applied and self.rescorer.auditor is not None:
                     self.rescorer.auditor.count_outcome(state)
             case ChildReport():
+                had = parsed.child_id in state.children
                 applied = apply_report(state, parsed, source)
                 trigger, input_id, path = Trigger.CHILD, None, tuple(parsed.path)
+                regrouped = had != (parsed.child_id in state.children)
             case _:
                 applied, trigger, input_id = True, Trigger.TIMER, None
         if not applied:
@@ -312,7 +318,7 @@ class Processor:
             return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
         key = _trigger_key(parsed, input_id)
-        return Folded(role, state, trigger, input_id, key, event, now, churned, path)
+        return Folded(role, state, trigger, input_id, key, event, now, churned, path, regrouped)
 
     def _erasure(
         self,
@@ -388,7 +394,9 @@ class Processor:
             # every other account. The next input or tick tries again.
             log.exception("Rescoring account %s failed", state.account_id)
             update, alerts = None, []
-        changed = update is not None or any(f.trigger is Trigger.ATTRIBUTES for f in inputs)
+        changed = update is not None or any(
+            f.trigger is Trigger.ATTRIBUTES or f.regrouped for f in inputs
+        )
         path = next((list(f.path) for f in inputs if f.path), [])
         reports = tuple(report_to_parent(state, now, changed, path))
         due = self._next_due(state, now)

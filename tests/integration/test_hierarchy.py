@@ -57,11 +57,13 @@ async def send_attributes(settings: Settings, *snapshots: AccountAttributes) -> 
         await producer.flush()
 
 
-def attributes(account: str, parent: str | None, mrr: int, minutes: int = 0) -> AccountAttributes:
+def attributes(
+    account: str, parent: str | None, mrr: int | None, minutes: int = 0
+) -> AccountAttributes:
     return AccountAttributes(
         account_id=account,
         updated_at=datetime.now(UTC) - timedelta(hours=1) + timedelta(minutes=minutes),
-        mrr=Decimal(mrr),
+        mrr=None if mrr is None else Decimal(mrr),
         parent_account_id=parent,
     )
 
@@ -140,6 +142,32 @@ async def test_children_on_other_partitions_roll_up_to_their_parent_and_move_wit
     records = await read_until(worker_settings, scores, rolled_up(other, {us: 1000}))
     records = await read_until(worker_settings, scores, rolled_up(group, {eu: 3000}))
     assert latest(records)[us] is not None
+
+    # A parent of the parent: group rolls up into top, weighing its children's MRR.
+    top = f"hier-{run}-top"
+    await send_attributes(worker_settings, attributes(group, top, None, minutes=10))
+    records = await read_until(worker_settings, scores, rolled_up(top, {group: 3000}))
+    assert latest(records)[top] is not None
+
+    # top names group as its parent: a cycle, refused where it closes, with the reason.
+    await send_attributes(worker_settings, attributes(top, group, None, minutes=10))
+
+    def cycle_refused(records: Records) -> bool:
+        return any(
+            dict(record.headers).get("chs-reason-code") == b"parent_cycle"
+            and record.key in (group.encode(), top.encode())
+            for record in records
+        )
+
+    dead = await read_until(worker_settings, worker_settings.topic_dlq, cycle_refused)
+    reasons = {
+        dict(r.headers)["chs-reason"].decode()
+        for r in dead
+        if dict(r.headers).get("chs-reason-code") == b"parent_cycle"
+        and r.key in (group.encode(), top.encode())
+    }
+    assert all(reason.startswith("parent cycle ") for reason in reasons)
+    assert any(f"{group} -> {top}" in r or f"{top} -> {group}" in r for r in reasons)
 
 
 async def api_answer(redis_url: str, path: str) -> tuple[int, object]:

@@ -373,3 +373,37 @@ def test_a_parent_whose_last_child_leaves_is_withdrawn() -> None:
     assert run.publisher.scores[-1] == (b"group", None)
     assert run.store.states[b"group"].published is None
     assert ("withdrawn", parent["band"]) in run.metrics.calls
+
+
+def deliver_reports(run: Harness, rounds: int = 10) -> None:
+    """Feed the reports sent so far back in as the roll-up topic would, until none is left."""
+    delivered = 0
+    for _ in range(rounds):
+        pending = run.publisher.reports[delivered:]
+        if not pending:
+            return
+        delivered += len(pending)
+        score_batch(run.ports, [run.record("chs.rollup", value, key=key) for key, value in pending])
+    raise AssertionError("reports still going round")
+
+
+def test_a_cycle_is_refused_as_soon_as_it_closes_even_when_no_score_moves() -> None:
+    run = Harness()
+    score_batch(
+        run.ports,
+        [
+            run.record("chs.accounts", attributes("a", "b"), key=b"a"),
+            run.record("chs.events.login", login("a"), key=b"a"),
+        ],
+    )
+    deliver_reports(run)
+    assert list(run.store.states[b"b"].children) == ["a"]
+    run.clock.advance(60)
+    score_batch(
+        run.ports, [run.record("chs.accounts", attributes("b", "a", days=0.0005), key=b"b")]
+    )
+    deliver_reports(run)
+    [(key, _, headers)] = run.publisher.dead
+    assert headers["chs-reason-code"] == b"parent_cycle"
+    assert headers["chs-reason"].startswith(b"parent cycle ")
+    assert key in (b"a", b"b")
