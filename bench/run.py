@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import alert_latency, history_cost, recovery, takeover, throughput
+from bench import alert_latency, history_cost, recovery, rollup_cost, takeover, throughput
 
 
 def machine() -> str:
@@ -52,6 +52,7 @@ def main() -> None:
         section("Latency", lambda: alert_latency.report(rates.worker)),
         section("Memory and recovery", recovery.report),
         section("Cost per event", history_cost.report),
+        section("Roll-ups", rollup_cost.report),
         section("Scale-out", takeover.report),
     ]
     text = "\n\n".join(["# Benchmarks", machine(), *sections]) + "\n"
