@@ -110,13 +110,24 @@ def describe_update(update: ScoreUpdate, labels: dict[str, str]) -> str:
         if change is not None
     ]
     lines.append("  trend: " + (", ".join(trend) if trend else "not enough history yet"))
-    lines.append("  components (score x share = points):")
+    if update.parent is not None:
+        lines.append(f"  parent: {update.parent}")
+    if update.rollup is not None:
+        rollup = update.rollup
+        own = " and its own score" if rollup.own_score else ""
+        lines.append(
+            f"  roll-up ({rollup.method.value}) of {rollup.scored_children} scored children"
+            f" of {rollup.children}{own}:"
+        )
+    else:
+        lines.append("  components (score x share = points):")
     for name, component in sorted(update.components.items(), key=lambda c: c[1].contribution):
         lines.append(
             f"    {name:<13} {component.score:5.1f} x {component.weight:.2f} = "
             f"{component.contribution:5.1f}"
         )
-    lines.append("  measures (raw value -> 0-100):")
+    if update.measures:
+        lines.append("  measures (raw value -> 0-100):")
     for name, measure in update.measures.items():
         value = "no data" if measure.value is None else f"{measure.value:g}"
         lines.append(f"    {labels.get(name, name):<52} {value:>8} -> {measure.score:5.1f}")

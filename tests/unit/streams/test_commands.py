@@ -9,6 +9,7 @@ from pydantic_core import to_json
 
 from readmodel.redis_view import update_from_view, view_fields
 from scoring.events import OverrideAction
+from scoring.rollup import ChildReport, apply_report
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, fold
 from scoring.update import Rescorer, ScoreUpdate, Trigger
@@ -46,6 +47,24 @@ def test_describe_update_shows_components_measures_and_trend() -> None:
     update = scored()
     assert update.drags
     assert "what pulls it down: " + "; ".join(d.text for d in update.drags) in text
+
+
+def test_describe_update_of_a_parent_says_it_is_a_roll_up_of_its_children() -> None:
+    parent = AccountState(account_id="group")
+    for child, score in (("eu", 80.0), ("us", 30.0)):
+        report = ChildReport(
+            account_id="group", child_id=child, score=score, at=T0, path=[child], mrr=100
+        )
+        apply_report(parent, report)
+    update = Rescorer(default_model()).rescore(
+        parent, T0.timestamp(), Trigger.CHILD, None, COMPUTED
+    )
+    assert update is not None
+    text = describe_update(update, {})
+    assert "roll-up (mrr_weighted) of 2 scored children of 2:" in text
+    assert "child:us" in text
+    assert "measures" not in text
+    assert "what pulls it down: us -35: score 30, 50% of the group" in text
 
 
 def test_the_redis_view_round_trips_a_score_update() -> None:
