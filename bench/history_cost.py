@@ -152,7 +152,8 @@ def measure(history_events: int, shadows: int | None = None) -> HistoryCost:
         list(writer.records(key, before))
     began = time.perf_counter()
     written = [
-        sum(len(value) for _, value in writer.records(key, state)) for key, state in states.items()
+        sum(len(value or b"") for _, value in writer.records(key, state))
+        for key, state in states.items()
     ]
     encode = (time.perf_counter() - began) / len(states) * 1e6
     return HistoryCost(
@@ -217,7 +218,7 @@ def _demo_pass(min_delta: float, last_week: float, writer: StateWriter | None) -
         sizes.append(len(update.model_dump_json()) if update is not None else -1)
         if state is not None:
             sizes += [len(state.model_dump_json(exclude_defaults=True))]
-            sizes += [sum(len(value) for _, value in records)]
+            sizes += [sum(len(value or b"") for _, value in records)]
     return sizes
 
 

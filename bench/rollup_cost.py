@@ -20,6 +20,7 @@ from bench.history_cost import measure as event_cost
 from scoring.rollup import ChildReport
 from scoring.state import AccountState, SourcePosition
 from streams.processing import Applied, Control
+from streams.state_records import StateWriter
 
 CHILDREN = (10, 100, 1_000)
 COPIES = 200
@@ -63,18 +64,24 @@ class RollupCost:
     update_bytes: float
     """A published parent ScoreUpdate (mean)."""
     state_bytes: int
+    written_bytes: float
+    """What the table's changelog gets after a report (``streams/state_records.py``): the
+    input record, the parts that changed and the child's record, mean."""
 
 
 def measure(children: int) -> RollupCost:
     base = _parent(children)
     processor = _processor()
     rng = random.Random(7)
-    timings, published, sizes = [], 0, []
+    timings, published, sizes, written = [], 0, [], []
     for round_ in range(ROUNDS):
         states = {
             f"g{k}".encode(): base.model_copy(update={"account_id": f"g{k}"}, deep=True)
             for k in range(COPIES)
         }
+        writer = StateWriter()
+        for key, state in states.items():  # what the changelog held before the report
+            list(writer.records(key, state))
         messages = []
         for key in states:
             payload = _report(rng.randrange(children), rng.uniform(5, 95), rng, minutes=-1)
@@ -92,12 +99,17 @@ def measure(children: int) -> RollupCost:
             if outcome.update is not None:
                 published += 1
                 sizes.append(len(outcome.update.model_dump_json()))
+        written += [
+            sum(len(value or b"") for _, value in writer.records(key, state))
+            for key, state in states.items()
+        ]
     return RollupCost(
         children,
         statistics.median(timings),
         published / (ROUNDS * COPIES),
         statistics.mean(sizes) if sizes else 0.0,
         len(base.model_dump_json(exclude_defaults=True)),
+        statistics.mean(written),
     )
 
 
@@ -111,15 +123,16 @@ def report() -> str:
         f"events of history ({alone.micros_per_event:.0f} µs).",
         "",
         "| children | µs per report | x an event | reports publishing | parent update | "
-        "parent state |",
-        "|---|---|---|---|---|---|",
+        "parent state | changelog bytes per report |",
+        "|---|---|---|---|---|---|---|",
     ]
     for children in CHILDREN:
         cost = measure(children)
         lines.append(
             f"| {children:,} | {cost.micros_per_report:,.0f} | "
             f"x{cost.micros_per_report / alone.micros_per_event:.1f} | "
-            f"{cost.published:.0%} | {cost.update_bytes:,.0f} B | {cost.state_bytes:,} B |"
+            f"{cost.published:.0%} | {cost.update_bytes:,.0f} B | {cost.state_bytes:,} B | "
+            f"{cost.written_bytes:,.0f} B |"
         )
     return "\n".join(lines)
 

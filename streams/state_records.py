@@ -12,7 +12,10 @@ offset fence, the last seen times, the alert memory, the closing score of the da
   closed days (day buckets before the newest day; closing scores, trails and daily highs
   before the last day), the users, the features, the other maps (open tickets, unpaid
   invoices, survey answers), and the account (published score, attributes, outcomes, audit
-  results, a parent's children).
+  results);
+- a parent's children, a *child record* each (its latest report), written when that child's
+  report changed and deleted when it leaves: a report from one of a thousand children writes
+  one child, not the thousand.
 
 A part is written before the input record that refers to it, in one of two slots by turns;
 the input record says which slot holds each part. A crash between the two leaves the input
@@ -30,10 +33,13 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.state import AccountState, AlertMemory
+from scoring.state import AccountState, AlertMemory, ChildEntry
 
 INPUT_RECORD = 1
 PART_RECORD = 2
+CHILD_RECORD = 3
+CHILDREN = "children"
+"""The field of a parent's children, kept in child records."""
 PART_PREFIX = b"\x00"
 """Part keys start with it (an account id never does: ``account_key_is_valid``)."""
 
@@ -43,14 +49,17 @@ PART_FIELDS: dict[str, frozenset[str]] = {
     "u": frozenset({"active_users"}),
     "f": frozenset({"features"}),
     "m": frozenset({"open_tickets", "unpaid_invoices", "latest_surveys"}),
-    "a": frozenset({"published", "attributes", "outcomes", "audit", "children"}),
+    "a": frozenset({"published", "attributes", "outcomes", "audit"}),
 }
 """Each part's fields: each of the maps apart, as a user's or a feature's first use of the
 day changes its map only."""
 PARTS = tuple(PART_FIELDS)
 _SPLIT = PART_FIELDS[CLOSED_DAYS]
-_WHOLE = frozenset().union(*(fields for part, fields in PART_FIELDS.items() if part != "d"))
+_WHOLE = frozenset({CHILDREN}).union(
+    *(fields for part, fields in PART_FIELDS.items() if part != CLOSED_DAYS)
+)
 """The fields the input record leaves out (the closed days' fields it holds in part)."""
+_ACCOUNT_PART = "a"
 
 
 def account_key_is_valid(key: bytes) -> bool:
@@ -61,8 +70,15 @@ def part_key(key: bytes, part: str, slot: int) -> bytes:
     return PART_PREFIX + f"{part}{slot}".encode() + PART_PREFIX + key
 
 
+def child_key(key: bytes, child_id: str) -> bytes:
+    """A child record's key: a digest of the child's id (ids may hold any character but a
+    leading NUL), then the parent's key."""
+    digest = hashlib.blake2b(child_id.encode(), digest_size=8).hexdigest()
+    return PART_PREFIX + b"c" + digest.encode() + PART_PREFIX + key
+
+
 def account_of(record_key: bytes) -> bytes:
-    """The account key of a part record's key."""
+    """The account key of a part or child record's key."""
     return record_key.split(PART_PREFIX, 2)[2]
 
 
@@ -74,6 +90,14 @@ class StatePart:
     slot: int
     state: AccountState
     """The part's fields (the others at their defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """A child record as read back: added to its parent's children after a recovery."""
+
+    child_id: str
+    entry: ChildEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +186,12 @@ def encode_input_record(state: AccountState, slots: dict[str, int]) -> bytes:
     return head + b"|" + body.encode()
 
 
-Recovered = AccountState | InputRecord | StatePart
+def child_record(child_id: str, entry: ChildEntry) -> bytes:
+    body = entry.model_dump_json(exclude_defaults=True).encode()
+    return bytes([CHILD_RECORD]) + child_id.encode() + b"\x00" + body
+
+
+Recovered = AccountState | InputRecord | StatePart | ChildRecord
 """A changelog record's value as read back."""
 
 
@@ -176,6 +205,9 @@ def decode(value: bytes) -> Recovered:
     if kind == PART_RECORD:
         part, slot = value[1:2].decode(), int(value[2:3].decode())
         return StatePart(part, slot, AccountState.model_validate_json(value[3:]))
+    if kind == CHILD_RECORD:
+        child_id, body = value[1:].split(b"\x00", 1)
+        return ChildRecord(child_id.decode(), ChildEntry.model_validate_json(body))
     return AccountState.model_validate_json(value)  # the older form: the whole state
 
 
@@ -198,6 +230,8 @@ def merge(record: InputRecord, parts: dict[tuple[str, int], AccountState]) -> Ac
         else:
             for field in PART_FIELDS[part]:
                 setattr(state, field, getattr(found, field))
+            if part == _ACCOUNT_PART and found.children:
+                state.children = found.children  # written before the child records
     return state
 
 
@@ -215,8 +249,11 @@ class StateWriter:
         after a recovery (the slot is known, not what it holds)."""
         self._closed_marks: dict[bytes, tuple[Any, ...]] = {}
         """Account key -> ``closed_days_mark`` when its closed days were last written."""
+        self._children: dict[bytes, dict[str, ChildEntry]] = {}
+        """Parent key -> each child's entry as last written (a report replaces the entry,
+        so an entry that is the same object is unchanged)."""
 
-    def records(self, key: bytes, state: AccountState) -> Iterator[tuple[bytes, bytes]]:
+    def records(self, key: bytes, state: AccountState) -> Iterator[tuple[bytes, bytes | None]]:
         written = self._written.setdefault(key, {})
         slots = {}
         mark = closed_days_mark(state)
@@ -235,7 +272,26 @@ class StateWriter:
             slots[part] = slot
             yield part_key(key, part, slot), part_record(part, slot, encoded)
         self._closed_marks[key] = mark
+        yield from self._child_records(key, state)
         yield key, encode_input_record(state, slots)
+
+    def _child_records(
+        self, key: bytes, state: AccountState
+    ) -> Iterator[tuple[bytes, bytes | None]]:
+        """A record for each child whose entry changed; a tombstone for each that left."""
+        children = state.children
+        written = self._children.get(key)
+        if not children and not written:
+            return
+        if written is None:
+            written = self._children[key] = {}
+        for child_id, entry in children.items():
+            if written.get(child_id) is not entry:
+                written[child_id] = entry
+                yield child_key(key, child_id), child_record(child_id, entry)
+        for child_id in [c for c in written if c not in children]:
+            del written[child_id]
+            yield child_key(key, child_id), None
 
     def deleted(self, key: bytes) -> Iterator[bytes]:
         """Every record key of a deleted account (tombstones for all)."""
@@ -245,12 +301,18 @@ class StateWriter:
         for part in PARTS:
             for slot in (0, 1):
                 yield part_key(key, part, slot)
+        for child_id in self._children.pop(key, {}):
+            yield child_key(key, child_id)
 
-    def recovered(self, key: bytes, slots: dict[str, int]) -> None:
+    def recovered(
+        self, key: bytes, slots: dict[str, int], children: dict[str, ChildEntry] | None = None
+    ) -> None:
         """After a recovery: the slots the account's input record names hold its parts (the
-        next write of a part goes to the other)."""
+        next write of a part goes to the other), and its child records hold ``children``."""
         self._written[key] = {part: (slot, None) for part, slot in slots.items()}
         self._closed_marks.pop(key, None)
+        if children:
+            self._children[key] = dict(children)
 
 
 def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None) -> None:
@@ -258,19 +320,30 @@ def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None
     into account states: each input record merged with the parts it names; the part records
     leave ``data``."""
     parts: dict[bytes, dict[tuple[str, int], AccountState]] = {}
+    children: dict[bytes, dict[str, ChildEntry]] = {}
     inputs: dict[bytes, InputRecord] = {}
     for key, value in list(data.items()):
         if isinstance(value, StatePart):
             parts.setdefault(account_of(key), {})[(value.part, value.slot)] = value.state
+            del data[key]
+        elif isinstance(value, ChildRecord):
+            children.setdefault(account_of(key), {})[value.child_id] = value.entry
             del data[key]
         elif isinstance(value, InputRecord):
             inputs[key] = value
         elif writer is not None:
             writer.recovered(key, {})  # the older form: it names no part
     for key, record in inputs.items():
-        data[key] = merge(record, parts.get(key, {}))
+        state = data[key] = merge(record, parts.get(key, {}))
+        written = children.get(key, {})
+        # Child records come in no order: the older reports first, as the parent got them.
+        state.children = {
+            **state.children,
+            **dict(sorted(written.items(), key=lambda child: child[1].at)),
+        }
         if writer is not None:
-            writer.recovered(key, record.slots)
+            # An older form's children (in the account part) have no record yet.
+            writer.recovered(key, record.slots, written if written else None)
 
 
 def replay(records: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, AccountState]:

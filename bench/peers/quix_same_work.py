@@ -51,7 +51,10 @@ def main() -> None:
             if account is not None:
                 for record, encoded in writer.records(key, account):
                     # Quix's state serialises values as JSON: the record as text.
-                    state.set(record.decode("latin-1"), encoded.decode("latin-1"))
+                    if encoded is None:
+                        state.delete(record.decode("latin-1"))
+                    else:
+                        state.set(record.decode("latin-1"), encoded.decode("latin-1"))
             seen["n"] += 1
             if seen["n"] >= expected:
                 rate = expected / (time.monotonic() - seen["first"])

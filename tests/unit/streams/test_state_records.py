@@ -4,6 +4,7 @@ changed, and never a mix of two batches after a crash between a part and its inp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from alerts.config import default_rules
 from alerts.rules import Observation, check
 from scoring.audit import Auditor, LocalAudit
 from scoring.events import AccountAttributes, PaymentStatus
+from scoring.rollup import ChildReport, apply_report
 from scoring.scoring_model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, fold
 from scoring.update import Rescorer, Trigger
@@ -21,10 +23,14 @@ from streams.state_records import (
     PART_PREFIX,
     StateWriter,
     account_key_is_valid,
+    child_key,
     closed_days_mark,
     decode,
+    encode_input_record,
     encode_part,
     merge_recovered,
+    part_key,
+    part_record,
     replay,
 )
 from tests.factories import T0, feature, login, payment, survey, ticket
@@ -99,12 +105,14 @@ def test_a_state_read_back_from_its_records_is_the_state() -> None:
 def test_an_input_that_changes_only_today_writes_a_small_input_record() -> None:
     state = busy_state()
     writer = StateWriter()
-    whole = sum(len(value) for _, value in writer.records(KEY, state))
+    whole = sum(len(value or b"") for _, value in writer.records(KEY, state))
     fold(state, login(days=0.1, user="u0"))  # a user already seen today
     again = list(writer.records(KEY, state))
-    assert [key for key, _ in again] == [KEY]
-    assert len(again[0][1]) * 3 < whole
-    assert len(again[0][1]) < len(state.model_dump_json(exclude_defaults=True)) / 3
+    [(key, record)] = again
+    assert key == KEY
+    assert record is not None
+    assert len(record) * 3 < whole
+    assert len(record) < len(state.model_dump_json(exclude_defaults=True)) / 3
 
 
 def test_a_part_that_changed_goes_to_the_other_slot() -> None:
@@ -136,7 +144,7 @@ def test_a_crash_between_a_part_and_its_input_record_reads_back_the_batch_before
 def test_a_recovered_account_writes_its_next_parts_to_the_slots_not_in_use() -> None:
     state = busy_state()
     first = list(StateWriter().records(KEY, state))
-    data: dict[bytes, Any] = {key: decode(value) for key, value in first}
+    data: dict[bytes, Any] = {key: decode(value) for key, value in first if value is not None}
     writer = StateWriter()
     merge_recovered(data, writer)
     assert set(data) == {KEY}
@@ -209,3 +217,64 @@ def test_the_closed_days_part_changes_only_with_its_mark(script: list[tuple[str,
         if now_mark == mark:
             assert now_encoded == encoded, action
         mark, encoded = now_mark, now_encoded
+
+
+def parent_state(children: int) -> AccountState:
+    state = AccountState(account_id="acme")
+    for n in range(children):
+        apply_report(state, child_report(n, score=50.0 + n % 40, minutes=n))
+    return state
+
+
+def child_report(n: int, score: float | None, minutes: float, leaves: bool = False) -> ChildReport:
+    return ChildReport(
+        account_id="acme",
+        child_id=f"child-{n}",
+        score=score,
+        at=T0 + timedelta(minutes=minutes),
+        leaves=leaves,
+        path=[f"child-{n}"],
+    )
+
+
+def test_a_parents_children_are_a_record_each_written_when_their_report_changes() -> None:
+    state = parent_state(100)
+    writer = StateWriter()
+    records: list[tuple[bytes, bytes | None]] = list(writer.records(KEY, state))
+    assert sum(key.startswith(PART_PREFIX + b"c") for key, _ in records) == 100
+    assert read_back(records).children == state.children
+    apply_report(state, child_report(5, score=12.0, minutes=500))
+    again = list(writer.records(KEY, state))
+    assert [key for key, _ in again] == [child_key(KEY, "child-5"), KEY]
+    apply_report(state, child_report(7, score=None, minutes=501, leaves=True))
+    left = list(writer.records(KEY, state))
+    assert left[0] == (child_key(KEY, "child-7"), None)
+    back = read_back([*records, *again, *left])
+    assert back.children == state.children
+    assert "child-7" not in back.children
+    assert back.children["child-5"].score == 12.0
+    records += [*again, *left, *((key, None) for key in writer.deleted(KEY))]
+    assert replay(records) == {}  # no child record left behind
+
+
+def test_a_recovered_parent_writes_only_the_children_that_change() -> None:
+    state = parent_state(20)
+    data: dict[bytes, Any] = {
+        key: decode(value) for key, value in StateWriter().records(KEY, state) if value is not None
+    }
+    writer = StateWriter()
+    merge_recovered(data, writer)
+    recovered = data[KEY]
+    assert list(recovered.children) == list(state.children)  # oldest report first
+    written = [key for key, _ in writer.records(KEY, recovered)]
+    assert not [key for key in written if key.startswith(PART_PREFIX + b"c")]
+
+
+def test_children_kept_in_the_account_part_by_an_older_worker_still_load() -> None:
+    state = parent_state(3)
+    older = state.model_dump_json(include={"account_id", "children"}, exclude_defaults=True)
+    records = [
+        (part_key(KEY, "a", 0), part_record("a", 0, older.encode())),
+        (KEY, encode_input_record(state, {"a": 0})),
+    ]
+    assert read_back(records).children == state.children
