@@ -18,6 +18,7 @@ from readmodel.redis_view import (
     account_key,
     band_key,
     history_key,
+    parent_key,
     parse_history_member,
     read_update,
     segment_key,
@@ -55,6 +56,8 @@ class AccountFilter:
 
     def ranking(self) -> str:
         """The sorted set to walk: the narrowest one the filter names."""
+        if self.parent is not None:
+            return parent_key(self.parent)
         if self.band is not None:
             return band_key(self.band)
         if self.segment is not None:

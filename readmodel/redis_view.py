@@ -5,6 +5,8 @@
   ``owner``;
 - ``chs:rank:all``, ``chs:rank:band:{band}``, ``chs:rank:segment:{segment}``: sorted sets of
   account ids by score (an account is in its current band's and segment's set only);
+- ``chs:rank:parent:{id}``: sorted set of a parent's children by score (an account is in its
+  current parent's set only);
 - ``chs:history:{id}``: sorted set of the daily closing score (``"day:score"`` by day number)
   for the last ``HISTORY_DAYS`` days;
 - ``chs:alerts``: sorted set of the latest ``MAX_ALERTS`` alerts (their JSON, by time);
@@ -72,11 +74,18 @@ def segment_key(segment: str | None) -> str:
     return f"chs:rank:segment:{segment or NO_SEGMENT}"
 
 
+PARENT_RANKING = "chs:rank:parent:"
+
+
+def parent_key(parent: str) -> str:
+    return PARENT_RANKING + parent
+
+
 def history_key(account_id: str) -> str:
     return f"chs:history:{account_id}"
 
 
-GLANCE_FIELDS = ("score", "band", "segment", "owner")
+GLANCE_FIELDS = ("score", "band", "segment", "owner", "parent")
 """Fields of the update also stored on their own in the account's hash (``HGET``)."""
 
 
@@ -91,6 +100,7 @@ class UpdateGlance(BaseModel):
     band: str
     segment: str | None
     owner: str | None
+    parent: str | None = None
     as_of: AwareDatetime
 
 
@@ -165,7 +175,8 @@ def parse_history_member(member: bytes | str) -> tuple[int, float]:
 
 WRITE_ACCOUNT = """
 -- KEYS: the account's hash, its history. ARGV: the oldest day kept, the number of days, that
--- many (day, member) pairs, then the hash's (field, value) pairs.
+-- many (day, member) pairs, the account id, the parents' ranking prefix, its parent ('' for
+-- none) and score, then the hash's (field, value) pairs.
 local history = KEYS[2]
 local days = tonumber(ARGV[2])
 local at = 3
@@ -175,13 +186,27 @@ for _ = 1, days do
   at = at + 2
 end
 redis.call('ZREMRANGEBYSCORE', history, '-inf', '(' .. ARGV[1])
+local account, prefix, parent, score = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+at = at + 4
+local old = redis.call('HGET', KEYS[1], 'parent')
+if old and old ~= '' and old ~= parent then redis.call('ZREM', prefix .. old, account) end
+if parent ~= '' then redis.call('ZADD', prefix .. parent, score, account) end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, at))
 return 1
 """
 """One account's writes in one command: Redis answers each command, and reading four answers
 per account was most of the view's cost. The hash is replaced, not merged, so no field of an
-older form of it stays behind."""
+older form of it stays behind. The parent's ranking key is built in the script from the parent
+the hash held (a single Redis, not a cluster: docs/api.md)."""
+
+LEAVE_PARENT = """
+-- KEYS: the account's hash. ARGV: the account id, the parents' ranking prefix.
+local parent = redis.call('HGET', KEYS[1], 'parent')
+if parent and parent ~= '' then return redis.call('ZREM', ARGV[2] .. parent, ARGV[1]) end
+return 0
+"""
+"""A removed account out of its parent's ranking (read from its hash, before it goes)."""
 
 
 ERASE_ALERTS = """
@@ -232,6 +257,7 @@ class ScoreView:
         self._segments = {segment or NO_SEGMENT for segment in segments} | {NO_SEGMENT}
         self._write_account = client.register_script(WRITE_ACCOUNT)
         self._erase_alerts = client.register_script(ERASE_ALERTS)
+        self._leave_parent = client.register_script(LEAVE_PARENT)
         self._pending: dict[str, tuple[UpdateGlance, bytes]] = {}
         """Account -> its latest update and the update's JSON."""
         self._closing: dict[str, dict[int, float]] = {}
@@ -308,6 +334,8 @@ class ScoreView:
             _rank(pipe, {band_key(band): members for band, members in bands.items()}, scores)
             _rank(pipe, {segment_key(seg): members for seg, members in segments.items()}, scores)
         if removed:
+            for account in removed:
+                await self._leave_parent([account_key(account)], [account, PARENT_RANKING], pipe)
             pipe.delete(*(key(a) for a in removed for key in (account_key, history_key)))
             for ranking in [
                 ALL_ACCOUNTS,
@@ -349,6 +377,7 @@ class ScoreView:
         args: list[EncodableT] = [oldest_kept, len(days)]
         for day, score in days.items():
             args += (day, history_member(day, score))
+        args += (account, PARENT_RANKING, update.parent or "", update.score)
         for field in view_fields(update, encoded).items():
             args += field
         # Queued on the pipeline (which loads the script first if Redis lacks it).

@@ -17,7 +17,14 @@ from alerts.alert import Alert
 from alerts.config import Severity
 from api.app import MAX_LIMIT, create_api
 from api.store import ReadModel
-from readmodel.redis_view import ScoreView, account_key, band_key, history_key, segment_key
+from readmodel.redis_view import (
+    ScoreView,
+    account_key,
+    band_key,
+    history_key,
+    parent_key,
+    segment_key,
+)
 from scoring.audit import Tally
 from scoring.audit_report import build_report
 from scoring.score import RollupInfo
@@ -206,7 +213,7 @@ async def test_an_account_hash_of_the_older_form_is_read_then_replaced(
     view.add(BOOK[2])
     assert await view.flush()
     stored = await client.hgetall(account_key("acme"))
-    assert set(stored) == {b"update", b"score", b"band", b"segment", b"owner"}
+    assert set(stored) == {b"update", b"score", b"band", b"segment", b"owner", b"parent"}
     await client.aclose()
     assert ScoreUpdate.model_validate(await get(api, "/accounts/acme")) == BOOK[2]
 
@@ -330,6 +337,18 @@ async def test_parents_and_their_children_filter(api: Client, private_redis: str
     assert "holding-eu" not in top
     assert ids(await get(api, "/accounts?top_level=false")) == ["holding-eu", "holding-us"]
     await get(api, "/accounts?top_level=maybe", 400)
+
+    # The children are a ranking of their parent's: a child that moves or leaves goes out of it.
+    client = aioredis.Redis.from_url(private_redis)
+    view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
+    view.add(update("holding-us", 72.0, "healthy", parent="other"))
+    view.remove("holding-eu")
+    assert await view.flush()
+    assert await client.zrange(parent_key("holding"), 0, -1) == []
+    assert await client.zrange(parent_key("other"), 0, -1) == [b"holding-us"]
+    await client.aclose()
+    assert ids(await get(api, "/accounts?parent=holding")) == []
+    assert ids(await get(api, "/accounts?parent=other")) == ["holding-us"]
 
 
 async def test_an_erased_account_leaves_the_latest_alerts_too(
