@@ -57,6 +57,8 @@ HISTORY_DAYS = 90
 MAX_ALERTS = 1000
 NO_SEGMENT = "default"
 """The segment name in keys and filters of accounts that match no segment."""
+MAX_ERASURES_REMEMBERED = 10_000
+"""Erasures whose time the view keeps (in memory) to drop alerts raised before them."""
 ALL_ACCOUNTS = "chs:rank:all"
 ALERTS = "chs:alerts"
 AUDIT = "chs:audit"
@@ -268,6 +270,9 @@ class ScoreView:
         """Accounts whose score was withdrawn, to take out of the view."""
         self._erased: set[str] = set()
         """Erased accounts (among the removed), whose alerts go too."""
+        self._erased_at: dict[str, float] = {}
+        """Recently erased account -> the erasure's time: an alert of it raised before, read
+        after (``chs.alerts`` is not ordered with ``chs.scores``), is dropped."""
 
     def add(self, update: ScoreUpdate) -> None:
         """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
@@ -284,16 +289,23 @@ class ScoreView:
         days = self._closing.setdefault(update.account_id, {})
         days[day_of(update.as_of.timestamp())] = update.score
 
-    def remove(self, account_id: str, erased: bool = False) -> None:
-        """Queue the account's removal from the view (its score was withdrawn; ``erased``:
-        its alerts go too)."""
+    def remove(self, account_id: str, erased_at: float | None = None) -> None:
+        """Queue the account's removal from the view (its score was withdrawn); erased at
+        ``erased_at``: its alerts go too, and its alerts raised before that are dropped."""
         self._pending.pop(account_id, None)
         self._closing.pop(account_id, None)
         self._removed.add(account_id)
-        if erased:
+        if erased_at is not None:
             self._erased.add(account_id)
-        # An alert of it still queued must not be written after the erasure.
-        self._alerts = [a for a in self._alerts if a.account_id not in self._erased]
+            self._erased_at.pop(account_id, None)
+            self._erased_at[account_id] = erased_at
+            if len(self._erased_at) > MAX_ERASURES_REMEMBERED:
+                del self._erased_at[next(iter(self._erased_at))]
+            self._alerts = [a for a in self._alerts if not self._before_erasure(a)]
+
+    def _before_erasure(self, alert: Alert) -> bool:
+        erased_at = self._erased_at.get(alert.account_id)
+        return erased_at is not None and alert.occurred_at.timestamp() <= erased_at
 
     async def write_audit(self, report: str) -> None:
         """The audit's latest figures; a failure is logged, and the next ones come soon."""
@@ -306,6 +318,8 @@ class ScoreView:
     def add_alert(self, alert: Alert) -> None:
         """Queue ``alert`` for the next ``flush`` (only the latest ``MAX_ALERTS`` are kept, in
         Redis and here while Redis is away)."""
+        if self._erased_at and self._before_erasure(alert):
+            return
         if len(self._alerts) >= MAX_ALERTS:
             del self._alerts[0]
         self._alerts.append(alert)
@@ -343,11 +357,11 @@ class ScoreView:
                 *map(segment_key, self._segments),
             ]:
                 pipe.zrem(ranking, *removed)
+        if erased:  # before the new alerts: those of a new account of that id stay
+            await self._erase_alerts([ALERTS], erased, pipe)
         if alerts:
             pipe.zadd(ALERTS, {a.model_dump_json(): a.occurred_at.timestamp() for a in alerts})
             pipe.zremrangebyrank(ALERTS, 0, -MAX_ALERTS - 1)
-        if erased:
-            await self._erase_alerts([ALERTS], erased, pipe)
         try:
             await pipe.execute()
         except (RedisError, OSError) as error:

@@ -47,7 +47,7 @@ class ViewWriter(Protocol):
     """The read model's port (``readmodel.redis_view.ScoreView``)."""
 
     def add_published(self, encoded: bytes) -> None: ...
-    def remove(self, account_id: str, erased: bool = False) -> None: ...
+    def remove(self, account_id: str, erased_at: float | None = None) -> None: ...
     def add_alert(self, alert: Alert) -> None: ...
     async def flush(self) -> bool: ...
     async def close(self) -> None: ...
@@ -72,7 +72,9 @@ class ViewFeed:
                     if tp.topic == scores and record.value is None and record.key is not None:
                         # A withdrawn score: it churned, or it was erased.
                         erased = any(name == ERASED_HEADER for name, _ in record.headers or ())
-                        view.remove(record.key.decode(), erased)
+                        # The tombstone's time (ms) is when the worker erased the account.
+                        at = record.timestamp / 1000 if erased else None
+                        view.remove(record.key.decode(), at)
                     elif tp.topic == scores:
                         view.add_published(record.value or b"")
                     else:

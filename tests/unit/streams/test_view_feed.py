@@ -19,9 +19,9 @@ class FakeView:
         self.removed: list[str] = []
         self.erased: list[str] = []
 
-    def remove(self, account_id: str, erased: bool = False) -> None:
+    def remove(self, account_id: str, erased_at: float | None = None) -> None:
         self.removed.append(account_id)
-        if erased:
+        if erased_at is not None:
             self.erased.append(account_id)
 
     def add_published(self, encoded: bytes) -> None:
