@@ -127,18 +127,10 @@ class Explainer:
 
     def drivers(self, previous: Published | None, score: Score) -> list[Driver]:
         """The top components behind the change from ``previous`` to ``score``."""
-        old_contributions = previous.contributions if previous else {}
         old_measures = previous.measures if previous else {}
-        names = set(old_contributions) | set(score.components)
-        deltas = []
-        for name in names:
-            new = score.components[name].contribution if name in score.components else 0.0
-            delta = round(new - old_contributions.get(name, 0.0), 1)
-            if abs(delta) >= MIN_DRIVER_POINTS:
-                deltas.append((name, delta))
-        deltas.sort(key=lambda item: -abs(item[1]))
         return [
-            self._driver(name, delta, old_measures, score) for name, delta in deltas[:MAX_DRIVERS]
+            self._driver(name, delta, old_measures, score)
+            for name, delta in moved_components(previous, score)
         ]
 
     def _driver(self, component: str, delta: float, old: dict[str, float], score: Score) -> Driver:
@@ -200,6 +192,21 @@ class Explainer:
         if score.segment != previous.segment:
             notes.append(f"segment {previous.segment or 'default'} -> {score.segment or 'default'}")
         return notes
+
+
+def moved_components(previous: Published | None, score: Score) -> list[tuple[str, float]]:
+    """The components (a roll-up's: its members) whose contribution moved most since
+    ``previous``, in points, the ``MAX_DRIVERS`` largest moves first."""
+    old = previous.contributions if previous else {}
+    components = score.components
+    deltas = []
+    for name in set(old) | set(components):
+        new = components[name].contribution if name in components else 0.0
+        delta = round(new - old.get(name, 0.0), 1)
+        if abs(delta) >= MIN_DRIVER_POINTS:
+            deltas.append((name, delta))
+    deltas.sort(key=lambda item: -abs(item[1]))
+    return deltas[:MAX_DRIVERS]
 
 
 def change_since(state: AccountState, score: float, now: float, days: int) -> float | None:

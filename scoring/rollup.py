@@ -25,10 +25,11 @@ from decimal import Decimal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from scoring.events import AccountId, Money
-from scoring.explain import MAX_DRAGS, MAX_DRIVERS, MIN_DRAG_POINTS, MIN_DRIVER_POINTS, Drag, Driver
+from scoring.explain import MAX_DRAGS, MIN_DRAG_POINTS, Drag, Driver, moved_components
 from scoring.score import RollupInfo, Score
 from scoring.scoring_model import ParentScoring, RollupMethod, ScoringModel, label_for
 from scoring.state import AccountState, ChildEntry, Published, SourcePosition, admits, record
+from scoring.validation import InvalidInput, RejectCode
 
 MAX_DEPTH = 10
 """Levels a roll-up may climb: deeper is refused (most likely a cycle not closed yet)."""
@@ -67,13 +68,8 @@ class ChildReport(BaseModel):
         return self
 
 
-class HierarchyRefused(Exception):
-    """A report the parent must not take; ``code`` is the DLQ's reason code."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+class HierarchyRefused(InvalidInput):
+    """A report the parent must not take: it goes to the dead-letter topic with its code."""
 
 
 def apply_report(
@@ -88,16 +84,18 @@ def apply_report(
     if parent in report.path:
         loop = " -> ".join([*report.path[report.path.index(parent) :], parent])
         raise HierarchyRefused(
-            "parent_cycle", f"parent cycle {loop}: {child} is not rolled up into {parent}"
+            RejectCode.PARENT_CYCLE, f"parent cycle {loop}: {child} is not rolled up into {parent}"
         )
     if len(report.path) > MAX_DEPTH:
         raise HierarchyRefused(
-            "hierarchy_too_deep", f"{parent} would be more than {MAX_DEPTH} levels above {child}"
+            RejectCode.HIERARCHY_TOO_DEEP,
+            f"{parent} would be more than {MAX_DEPTH} levels above {child}",
         )
     held = state.children.get(child)
     if held is None and not report.leaves and len(state.children) >= MAX_CHILDREN:
         raise HierarchyRefused(
-            "too_many_children", f"{parent} has {MAX_CHILDREN} children already; {child} is not"
+            RejectCode.TOO_MANY_CHILDREN,
+            f"{parent} has {MAX_CHILDREN} children already; {child} is not",
         )
     record(state, source, None)
     at = report.at.timestamp()
@@ -232,31 +230,16 @@ def rollup_drags(score: Score) -> list[Drag]:
 def rollup_drivers(previous: Published | None, score: Score) -> list[Driver]:
     """The members whose contribution to the roll-up moved most since ``previous``."""
     assert score.rollup is not None
-    old = previous.contributions if previous else {}
     components = score.components
-    deltas = []
-    for name in set(old) | set(components):
-        new = components[name].contribution if name in components else 0.0
-        delta = round(new - old.get(name, 0.0), 1)
-        if abs(delta) >= MIN_DRIVER_POINTS:
-            deltas.append((name, delta))
-    deltas.sort(key=lambda item: -abs(item[1]))
     drivers = []
-    for name, delta in deltas[:MAX_DRIVERS]:
+    for name, delta in moved_components(previous, score):
         if name in components:
-            shown = components[name]
             share = _share_words(score.shares[name], score.rollup.method)
-            words = f"score {shown.score:.0f}, {share}"
+            words = f"score {components[name].score:.0f}, {share}"
         else:
             words = "no longer in the group"
-        drivers.append(
-            Driver(
-                component=name,
-                delta=delta,
-                text=f"{_member_words(name)} {delta:+.0f}: {words}",
-                measures=[],
-            )
-        )
+        text = f"{_member_words(name)} {delta:+.0f}: {words}"
+        drivers.append(Driver(component=name, delta=delta, text=text, measures=[]))
     return drivers
 
 

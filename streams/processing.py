@@ -33,7 +33,6 @@ from scoring.events import (
 )
 from scoring.rollup import (
     ChildReport,
-    HierarchyRefused,
     apply_report,
     leaving_report,
     report_to_parent,
@@ -253,8 +252,8 @@ class Processor:
             return self._fold(lookup(key), role, parsed, source)
         except OverrideConflict as conflict:
             return Rejected(InvalidInput(RejectCode.OVERRIDE_CONFLICT, str(conflict)))
-        except HierarchyRefused as refused:
-            return Rejected(InvalidInput(RejectCode(refused.code), refused.reason))
+        except InvalidInput as refused:  # a child's report its parent must not take
+            return Rejected(refused)
         except Exception as error:
             # A bug must not stop the scoring of every other account, nor lose the input: it
             # goes to the dead-letter topic, and the traceback to the log.
