@@ -9,8 +9,9 @@ from enum import StrEnum
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from scoring.config import load_config, parse_yaml
 from scoring.events import EventKind
@@ -27,12 +28,21 @@ class _Strict(BaseModel):
 
 
 class BandChangeRule(_Strict):
-    """Alert when the account moves into a worse band (and, optionally, a better one)."""
+    """Alert when the account's published band becomes a worse one (and, optionally, a
+    better one). Its hysteresis is the scoring model's ``band_margin_points``: the alerts
+    follow the band every consumer sees."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_setting(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "hysteresis_points" in data:
+            raise ValueError(
+                "hysteresis_points is now the scoring model's band_margin_points (one margin "
+                "for the published band and its alerts; docs/alerts.md): remove it here"
+            )
+        return data
 
     enabled: bool = True
-    hysteresis_points: float = Field(
-        default=3.0, ge=0, le=20, description="a band is left only this far past its threshold"
-    )
     min_minutes_in_band: float = Field(
         default=0.0, ge=0, description="the new band must hold this long before alerting"
     )

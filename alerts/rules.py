@@ -1,8 +1,9 @@
 """Alert rules, pure: an observation of an account's score + its memory -> alerts.
 
 - band change: into a worse band (warning; critical for the worst band) or, optionally, a
-  better one (info), with hysteresis (a band is left only past its threshold by a margin), a
-  minimum time in the new band, and a cooldown per account and band;
+  better one (info): the published band, which has the model's hysteresis (a band is left
+  only past its threshold by ``band_margin_points``), held for a minimum time, with a
+  cooldown per account and band;
 - sharp drop: the score fell by N points or more from its high of the last days;
 - critical events: an event matching a rule (a failed payment, an urgent ticket in a segment);
 - stale: no data for the account any more.
@@ -13,7 +14,7 @@ the memory (kept in the account's state) in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +28,7 @@ from scoring.events import (
     SurveyEvent,
     TicketEvent,
 )
-from scoring.scoring_model import Threshold
+from scoring.scoring_model import Threshold, rank_for
 from scoring.state import SECONDS_PER_DAY, AlertMemory, day_of
 
 HOUR = 3600.0
@@ -42,6 +43,9 @@ class Words:
     """Why the score last moved."""
     drags: Sequence[str] = ()
     """What pulls the score down: band and drop alerts lead with it."""
+    by_kind: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Event kind -> the drivers of the components events of that kind move: what a
+    critical event did to the score."""
 
 
 def _no_words() -> Words:
@@ -57,12 +61,17 @@ class Observation:
     previous_score: float | None
     bands: list[Threshold]
     """The account's band thresholds (its segment's), best first."""
+    band: str
+    """The band published for this score (with the model's hysteresis)."""
+    previous_band: str | None
     stale: bool
     segment: str | None
     owner: str | None
     as_of: float
     trigger: str
     model_version: str
+    onboarding: bool = False
+    """A new account (``scoring.score.onboarding``): no band or drop alert."""
     data_since: float | None = None
     """Event time of the account's first event: alerts wait for a warm-up."""
     received_at: float | None = None
@@ -72,18 +81,10 @@ class Observation:
     worth of work)."""
 
 
-def hysteretic_rank(current: int, score: float, bands: list[Threshold], margin: float) -> int:
-    """The band rank after ``score``, leaving band ``current`` only ``margin`` past it."""
-    rank = min(current, len(bands) - 1)
-    while rank < len(bands) - 1 and score < bands[rank].min - margin:
-        rank += 1
-    while rank > 0 and score >= bands[rank - 1].min + margin:
-        rank -= 1
-    return rank
-
-
-def plain_rank(score: float, bands: list[Threshold]) -> int:
-    return next(i for i, band in enumerate(bands) if score >= band.min or i == len(bands) - 1)
+def band_rank(obs: Observation) -> int:
+    """The rank of the observation's published band (0 = best)."""
+    labels = [band.label for band in obs.bands]
+    return labels.index(obs.band) if obs.band in labels else rank_for(obs.bands, obs.score)
 
 
 class _Raiser:
@@ -109,9 +110,11 @@ class _Raiser:
         cooldown_hours: float,
         trigger: str | None = None,
         lead_with_drags: bool = False,
+        kind: str | None = None,
     ) -> None:
         """``trigger``: the input that raised it, if not the observation's; with
-        ``lead_with_drags``, what pulls the score down comes before why it last moved."""
+        ``lead_with_drags``, what pulls the score down comes before why it last moved; with
+        ``kind`` (a critical event's), what events of that kind did to the score is the why."""
         if not self.cooled_down(key, cooldown_hours):
             return
         self.memory.last_fired[key] = self.now
@@ -119,6 +122,12 @@ class _Raiser:
         trigger = trigger or obs.trigger
         words = obs.words()
         lead = words.drags if lead_with_drags else ()
+        if kind is None:
+            why = list(words.reasons)
+        else:
+            why = list(words.by_kind.get(kind, ())) or [
+                f"the score did not move with it ({_fmt(obs.previous_score)} -> {obs.score:.0f})"
+            ]
         self.alerts.append(
             Alert(
                 alert_id=alert_id(obs.account_id, key, trigger),
@@ -129,8 +138,8 @@ class _Raiser:
                 old_score=old[0],
                 new_score=obs.score,
                 old_band=old[1],
-                new_band=obs.bands[plain_rank(obs.score, obs.bands)].label,
-                drivers=[*lead, *words.reasons],
+                new_band=obs.band,
+                drivers=[*lead, *why],
                 owner=obs.owner,
                 segment=obs.segment,
                 occurred_at=datetime.fromtimestamp(obs.as_of, UTC),
@@ -144,11 +153,11 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
     """Returns whether a band alert was raised."""
     rule = rules.band_change
     memory, obs = raiser.memory, raiser.obs
+    target = band_rank(obs)
     if memory.band_rank is None:
         # The first score sets the scene: alerting on it would page for every new account.
-        memory.band_rank = plain_rank(obs.score, obs.bands)
+        memory.band_rank = target
         return False
-    target = hysteretic_rank(memory.band_rank, obs.score, obs.bands, rule.hysteresis_points)
     if target == memory.band_rank:
         memory.pending_rank = memory.pending_since = None
         return False
@@ -161,12 +170,14 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
     memory.pending_rank = memory.pending_since = None
     if not rule.enabled:
         return False
-    old = (obs.previous_score, obs.bands[min(old_rank, len(obs.bands) - 1)].label)
+    old_band = obs.bands[min(old_rank, len(obs.bands) - 1)].label
+    old = (obs.previous_score, old_band)
     new_band = obs.bands[target].label
+    moved = f"was {old_band}; {_fmt(old[0])} -> {obs.score:.0f}"
     if target > old_rank:
         worst = target == len(obs.bands) - 1
         severity = Severity.CRITICAL if worst else Severity.WARNING
-        title = f"{obs.account_id} is now {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
+        title = f"{obs.account_id} is now {new_band} ({moved})"
         raiser.raise_(
             f"band_change:{new_band}",
             "band_change",
@@ -182,7 +193,7 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
     told = memory.alerted_rank is not None and target < memory.alerted_rank
     memory.alerted_rank = None if target == 0 or memory.alerted_rank is None else target
     if rule.recovery and told:
-        title = f"{obs.account_id} recovered to {new_band} ({_fmt(old[0])} -> {obs.score:.0f})"
+        title = f"{obs.account_id} recovered to {new_band} ({moved})"
         raiser.raise_(
             f"recovery:{new_band}", "recovery", Severity.INFO, title, old, rule.cooldown_hours
         )
@@ -262,9 +273,10 @@ def _critical_events(raiser: _Raiser, rules: AlertRules, events: Sequence[BaseEv
                     f"critical_event:{rule.name}",
                     rule.severity,
                     title,
-                    (obs.previous_score, None),
+                    (obs.previous_score, obs.previous_band),
                     rule.cooldown_hours,
                     trigger=event.event_id,
+                    kind=str(rule.kind),
                 )
 
 
@@ -277,7 +289,8 @@ def _stale(raiser: _Raiser, rules: AlertRules) -> None:
         return
     memory.stale_alerted = True
     title = f"{obs.account_id}: no data for the account any more; its score is on hold"
-    raiser.raise_("stale", "stale", rules.stale.severity, title, (obs.previous_score, None), 0)
+    old = (obs.previous_score, obs.previous_band)
+    raiser.raise_("stale", "stale", rules.stale.severity, title, old, 0)
 
 
 def _fmt(score: float | None) -> str:
@@ -295,22 +308,29 @@ def check(
     events the observation follows (critical-event rules look at each).
 
     The memory always follows the score; alerts are held back while the account warms up
-    (its first days of data say little) and when the evaluation is about a time long past
-    (a replay or a backfill tells of history, it does not page anyone).
+    or is new (its first days of data say little; ``Observation.onboarding``), at the
+    evaluation that ends its onboarding (its first judged score sets the scene, as a first
+    score does), and when the evaluation is about a time long past (a replay or a backfill
+    tells of history, it does not page anyone). Critical events alert whatever the account's
+    age.
     """
     raiser = _Raiser(memory, obs, now)
     warmup = rules.warmup_days * SECONDS_PER_DAY
     warm = obs.data_since is None or now - obs.data_since >= warmup
+    judged = warm and not obs.onboarding and not memory.onboarding
     lag = 0.0 if obs.received_at is None else obs.received_at - obs.as_of
     current = lag <= rules.max_lag_hours * HOUR
-    if not warm:
-        memory.band_rank = plain_rank(obs.score, obs.bands)
+    if not judged:
+        memory.band_rank = band_rank(obs)
         memory.pending_rank = memory.pending_since = None
+        if memory.onboarding and not obs.onboarding:
+            memory.daily_highs.clear()  # highs of its onboarding are not a fall's start
+    memory.onboarding = obs.onboarding
     _stale(raiser, rules)
     crossed = _band_change(raiser, rules)
     _sharp_drop(raiser, rules, announce=not crossed)  # one message for one change
     _critical_events(raiser, rules, events)
-    if not warm:
+    if not judged:
         raiser.alerts = [a for a in raiser.alerts if a.rule.startswith("critical_event")]
     return raiser.alerts if current else []
 

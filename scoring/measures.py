@@ -129,6 +129,37 @@ class MetricContext:
 
 _USAGE = (EventKind.LOGIN, EventKind.FEATURE_USE)
 
+MIN_SCALED_DAYS = 7
+"""A usage count over a window longer than the account's data is scaled up to the window as
+if the account had this many days of data at least: its first day counts as a week."""
+SCALED_METRICS = frozenset(
+    {Metric.LOGINS, Metric.FEATURE_USES, Metric.ACTIVE_DAYS, Metric.LOGINS_PER_SEAT}
+)
+"""Usage that accumulates with time: a new account has not had the whole window to fill.
+Distinct counts (users, features) and counts of bad events are taken as they are."""
+
+
+def data_days(state: AccountState, now: float) -> int | None:
+    """Days of data the account has at ``now``, counting the day of its first event."""
+    first = state.first_seen
+    return None if first is None else max(1, day_of(now) - day_of(first) + 1)
+
+
+def scaled_from(state: AccountState, measure: Measure, now: float) -> int | None:
+    """The days of data ``measure``'s value is scaled up from (``MIN_SCALED_DAYS``), when
+    the account has fewer days of data than the measure's window; None when it is not."""
+    window = measure.window_days
+    if measure.metric not in SCALED_METRICS or window is None or window <= MIN_SCALED_DAYS:
+        return None
+    days = data_days(state, now)
+    return days if days is not None and days < window else None
+
+
+def _scale(ctx: MetricContext, m: Measure) -> float:
+    days = scaled_from(ctx.state, m, ctx.now)
+    assert m.window_days is not None
+    return 1.0 if days is None else m.window_days / max(days, MIN_SCALED_DAYS)
+
 
 def _windowed(ctx: MetricContext, measure: Measure, field: str, *kinds: EventKind) -> float | None:
     if not ctx.has(*kinds):
@@ -137,11 +168,17 @@ def _windowed(ctx: MetricContext, measure: Measure, field: str, *kinds: EventKin
     return ctx.windows.total(measure.window_days, field)
 
 
+def _usage_count(ctx: MetricContext, m: Measure, field: str) -> float | None:
+    total = _windowed(ctx, m, field, *_USAGE)
+    return None if total is None else total * _scale(ctx, m)
+
+
 def _active_days(ctx: MetricContext, m: Measure) -> float | None:
     if not ctx.has(*_USAGE):
         return None
     assert m.window_days is not None
-    return float(ctx.windows.active_days[m.window_days])
+    active = ctx.windows.active_days[m.window_days] * _scale(ctx, m)
+    return float(min(active, m.window_days))
 
 
 def _active_users(ctx: MetricContext, m: Measure) -> float | None:
@@ -161,7 +198,7 @@ def _seat_utilisation(ctx: MetricContext, m: Measure) -> float | None:
 
 def _logins_per_seat(ctx: MetricContext, m: Measure) -> float | None:
     attributes = ctx.state.attributes
-    logins = _windowed(ctx, m, "logins", *_USAGE)
+    logins = _usage_count(ctx, m, "logins")
     if logins is None or attributes is None or not attributes.seats:
         return None
     return logins / attributes.seats
@@ -285,8 +322,8 @@ def tenure_days(state: AccountState, now: float) -> float | None:
 
 
 METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {
-    Metric.LOGINS: lambda ctx, m: _windowed(ctx, m, "logins", *_USAGE),
-    Metric.FEATURE_USES: lambda ctx, m: _windowed(ctx, m, "feature_uses", *_USAGE),
+    Metric.LOGINS: lambda ctx, m: _usage_count(ctx, m, "logins"),
+    Metric.FEATURE_USES: lambda ctx, m: _usage_count(ctx, m, "feature_uses"),
     Metric.ACTIVE_DAYS: _active_days,
     Metric.ACTIVE_USERS: _active_users,
     Metric.SEAT_UTILISATION: _seat_utilisation,

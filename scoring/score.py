@@ -19,7 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from scoring.measures import METRIC_MOVES, MetricContext, metric_value, tenure_days
+from scoring.measures import (
+    METRIC_MOVES,
+    MetricContext,
+    data_days,
+    metric_value,
+    scaled_from,
+    tenure_days,
+)
 from scoring.peers import PeerBook, PeerDistribution, peer_group
 from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
@@ -47,6 +54,21 @@ class MeasureScore(BaseModel):
     peers were too few and the absolute fallback scored it."""
     peers_median: float | None = None
     """Peer-relative measures: the peers' median raw value (None as for ``percentile``)."""
+    scaled_from_days: int | None = None
+    """Set when the account has fewer days of data than the measure's window: the usage of
+    those days, scaled up to the window (``scoring.measures.scaled_from``)."""
+
+
+class Onboarding(BaseModel):
+    """A new account: fewer days of data than the model's ``onboarding.days``. Its youth
+    does not count against it yet (the tenure measures are left out) and it raises no band
+    or drop alert."""
+
+    model_config = ConfigDict(frozen=True)
+
+    days_of_data: int
+    judged_from_day: int
+    """The day of data from which it is judged like any other account."""
 
 
 class ComponentScore(BaseModel):
@@ -87,6 +109,7 @@ class Measured:
     score: float
     percentile: float | None = None
     peers_median: float | None = None
+    scaled_from_days: int | None = None
 
     def wire(self) -> MeasureScore:
         return MeasureScore(
@@ -94,6 +117,7 @@ class Measured:
             score=round(self.score, 1),
             percentile=None if self.percentile is None else round(self.percentile, 1),
             peers_median=None if self.peers_median is None else round(self.peers_median, 2),
+            scaled_from_days=self.scaled_from_days,
         )
 
 
@@ -118,6 +142,8 @@ class Score:
     """Raw values of its peer-relative measures, unrounded: what it adds to the sketches."""
     rollup: RollupInfo | None = None
     """Set when the score is a parent's roll-up of its children."""
+    onboarding: Onboarding | None = None
+    """Set while the account is new (``onboarding``)."""
 
     @cached_property
     def components(self) -> dict[str, ComponentScore]:
@@ -177,8 +203,9 @@ def evaluate(
     group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
     reuse = _reusable(state, model, day_of(as_of), peers, group)
     measured: dict[str, Measured] = {}
+    new = onboarding(state, model, as_of)
     component_scores = _component_scores(
-        state, model, as_of, group, peers, {} if raws is None else raws, measured, reuse
+        state, model, as_of, group, peers, {} if raws is None else raws, measured, reuse, new
     )
     override = active_override(state, model, now)
     if override is not None:
@@ -205,7 +232,19 @@ def evaluate(
             for m in relative
             if (found := measured.get(m.name)) is not None and found.value is not None
         },
+        onboarding=new,
     )
+
+
+def onboarding(state: AccountState, model: ScoringModel, now: float) -> Onboarding | None:
+    """Whether the account is new at ``now``: fewer days of data than the model's
+    ``onboarding.days`` (an event count is not asked for: a new account that stays silent is
+    the riskiest kind, and is judged on time)."""
+    days = data_days(state, now)
+    judged_from = model.onboarding.days
+    if days is None or days >= judged_from:
+        return None
+    return Onboarding(days_of_data=days, judged_from_day=judged_from)
 
 
 def score_value(
@@ -222,7 +261,8 @@ def score_value(
     profile = model.profile_for(state.attributes)
     _, as_of = _staleness(state, model, now)
     group = peer_group(profile.segment, tenure_days(state, as_of), model.peers.tenure_bands_days)
-    component_scores = _component_scores(state, model, as_of, group, peers, raws, {}, None)
+    new = onboarding(state, model, as_of)
+    component_scores = _component_scores(state, model, as_of, group, peers, raws, {}, None, new)
     override = active_override(state, model, now)
     if override is not None:
         component_scores[OVERRIDE_COMPONENT] = override.score
@@ -245,17 +285,24 @@ def _overall(component_scores: dict[str, float], weights: dict[str, float]) -> f
 
 class _Reuse:
     """Measures of an account's last evaluation that only their inputs or the day can move,
-    for the model, day, peers and peer group they were taken with (kept in the state)."""
+    for the model, day, peers, peer group and first event they were taken with (kept in the
+    state; a late event before the first moves a new account's scaled counts and youth)."""
 
-    __slots__ = ("components", "day", "group", "measured", "model", "peers")
+    __slots__ = ("components", "day", "first_seen", "group", "measured", "model", "peers")
 
     def __init__(
-        self, model: ScoringModel, day: int, peers: PeerDistribution | None, group: str
+        self,
+        model: ScoringModel,
+        day: int,
+        peers: PeerDistribution | None,
+        group: str,
+        first_seen: float | None,
     ) -> None:
         self.model = model
         self.day = day
         self.peers = peers
         self.group = group
+        self.first_seen = first_seen
         self.measured: dict[str, Measured | None] = {}
         """Measure name -> its result (None: no data and skipped)."""
         self.components: dict[str, _KeptComponent] = {}
@@ -264,7 +311,7 @@ class _Reuse:
 
     def __deepcopy__(self, memo: dict[int, object]) -> _Reuse:
         """A copied state reuses against the same model and peers (shared, not copied)."""
-        copied = _Reuse(self.model, self.day, self.peers, self.group)
+        copied = _Reuse(self.model, self.day, self.peers, self.group, self.first_seen)
         copied.measured = dict(self.measured)
         copied.components = dict(self.components)
         return copied
@@ -283,7 +330,8 @@ def _reusable(
     group: str,
 ) -> _Reuse:
     """What this evaluation may reuse of the last: none of it when the model, the day, the
-    peers or the group changed, else all but the measures the inputs folded since move."""
+    peers, the group or the first event changed, else all but the measures the inputs folded
+    since move."""
     reuse: _Reuse | None = state._measured
     moved = state._moved
     if (
@@ -292,8 +340,9 @@ def _reusable(
         or reuse.day != day
         or reuse.peers is not peers
         or reuse.group != group
+        or reuse.first_seen != state.first_seen
     ):
-        reuse = state._measured = _Reuse(model, day, peers, group)
+        reuse = state._measured = _Reuse(model, day, peers, group, state.first_seen)
     elif moved:
         kept, components = reuse.measured, reuse.components
         moved_by = _moved_by(model)
@@ -334,9 +383,11 @@ def _component_scores(
     raws: RawValues,
     measured: dict[str, Measured],
     reuse: _Reuse | None,
+    new: Onboarding | None,
 ) -> dict[str, float]:
     """Each component's score from its measures, each measure's result into ``measured``;
-    a measure ``reuse`` holds is not taken again, and what is taken goes into it."""
+    a measure ``reuse`` holds is not taken again, and what is taken goes into it. While the
+    account is ``new`` its tenure is left out (youth is what onboarding is)."""
     ctx: MetricContext | None = None
     kept = reuse.measured if reuse is not None else None
     kept_components = reuse.components if reuse is not None else None
@@ -355,6 +406,8 @@ def _component_scores(
         taken: list[tuple[str, Any, Measured]] = []
         clocked = False
         for measure in component.measures:
+            if new is not None and measure.metric is Metric.TENURE_DAYS:
+                continue
             key = (measure.metric, measure.window_days, measure.baseline_days)
             found = kept.get(measure.name, _ABSENT) if kept is not None else _ABSENT
             if found is _ABSENT:
@@ -363,7 +416,7 @@ def _component_scores(
                 else:
                     ctx = ctx or MetricContext(state, model, as_of)
                     raw = raws[key] = metric_value(ctx, measure)
-                found = _measure(measure, raw, group, peers)
+                found = _measure(measure, raw, group, peers, scaled_from(state, measure, as_of))
                 if METRIC_MOVES[measure.metric].clock:
                     clocked = True
                 elif kept is not None:
@@ -384,9 +437,14 @@ def _component_scores(
 
 
 def _measure(
-    measure: Measure, raw: float | None, group: str, peers: PeerDistribution | None
+    measure: Measure,
+    raw: float | None,
+    group: str,
+    peers: PeerDistribution | None,
+    scaled: int | None,
 ) -> Measured | None:
-    """The measure's result for ``raw`` (None: no data and its missing rule skips it)."""
+    """The measure's result for ``raw`` (None: no data and its missing rule skips it);
+    ``scaled``: the days of data a usage count was scaled up from."""
     if raw is None:
         if measure.missing is MissingRule.NEUTRAL:
             return Measured(None, measure.neutral_score)
@@ -395,15 +453,17 @@ def _measure(
     if isinstance(mapping, PercentileMapping) and peers is not None:
         rank = peers.rank(group, measure.name, raw)
         if rank is not None:
-            return Measured(raw, mapping.score_rank(rank.percentile), rank.percentile, rank.median)
-    return Measured(raw, mapping.score(raw))
+            score = mapping.score_rank(rank.percentile)
+            return Measured(raw, score, rank.percentile, rank.median, scaled)
+    return Measured(raw, mapping.score(raw), scaled_from_days=scaled)
 
 
 def contribute(state: AccountState, score: Score, book: PeerBook, now: float) -> None:
     """Add the account's peer-relative values to ``book`` for ``now``'s day, once a day;
-    stale accounts (no data for ``stale_after_days``) are not anyone's peers."""
+    stale accounts (no data for ``stale_after_days``) and new ones (their counts are scaled
+    up) are not anyone's peers."""
     today = day_of(now)
-    if state.peer_day == today or score.stale or not score.peer_values:
+    if state.peer_day == today or score.stale or score.onboarding or not score.peer_values:
         return
     book.contribute(today, score.peer_group, score.peer_values)
     state.peer_day = today

@@ -28,6 +28,7 @@ from pydantic import (
 
 from scoring.config import ConfigError, load_config, parse_config, parse_yaml
 from scoring.events import AccountAttributes
+from scoring.state import HORIZON_DAYS
 
 OVERRIDE_COMPONENT = "csm_override"
 """The component a CSM's sentiment override enters the score as."""
@@ -291,6 +292,33 @@ def label_for(thresholds: list[Threshold], score: float) -> str:
     return thresholds[-1].label
 
 
+def rank_for(thresholds: list[Threshold], score: float) -> int:
+    """The index of ``label_for``'s band (0 = best)."""
+    return next(i for i, t in enumerate(thresholds) if score >= t.min or i == len(thresholds) - 1)
+
+
+def hysteretic_rank(current: int, score: float, thresholds: list[Threshold], margin: float) -> int:
+    """The band rank after ``score``, leaving band ``current`` only ``margin`` past it."""
+    rank = min(current, len(thresholds) - 1)
+    while rank < len(thresholds) - 1 and score < thresholds[rank].min - margin:
+        rank += 1
+    while rank > 0 and score >= thresholds[rank - 1].min + margin:
+        rank -= 1
+    return rank
+
+
+def steady_label(
+    thresholds: list[Threshold], previous: str | None, score: float, margin: float
+) -> str:
+    """The band of ``score`` for an account last published in band ``previous``: it stays
+    there until the score is ``margin`` points past the threshold (a score wobbling around a
+    threshold does not flicker between bands)."""
+    ranks = [t.label for t in thresholds]
+    if previous not in ranks:
+        return label_for(thresholds, score)
+    return ranks[hysteretic_rank(ranks.index(previous), score, thresholds, margin)]
+
+
 SegmentAttribute = Literal["segment", "plan", "lifecycle_stage"]
 
 
@@ -325,6 +353,19 @@ class PeerSettings(_Strict):
         if bands != sorted(set(bands)) or any(b <= 0 for b in bands):
             raise ValueError("tenure_bands_days must be positive and strictly ascending")
         return self
+
+
+class OnboardingSettings(_Strict):
+    """How long a new account is *onboarding*: scored without the measures that need a
+    history it cannot have yet (its youth), labelled new, and raising no band or drop
+    alert (docs/scoring.md)."""
+
+    days: int = Field(
+        default=30,
+        ge=0,
+        le=HORIZON_DAYS,
+        description="days of data before it is judged like any other",
+    )
 
 
 class OverrideModel(_Strict):
@@ -385,6 +426,13 @@ class ScoringModel(_Strict):
     grades: Bands
     segments: list[Segment] = Field(default_factory=list)
     rollup: RollupSettings = Field(default_factory=RollupSettings)
+    onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
+    band_margin_points: float = Field(
+        default=3.0,
+        ge=0,
+        le=20,
+        description="a published band is left only this far past its threshold",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoringModel:

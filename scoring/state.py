@@ -140,6 +140,13 @@ class Published(BaseModel):
     contributions: dict[str, float] = Field(default_factory=dict)
     measures: dict[str, float] = Field(default_factory=dict)
     """Raw value of each measure that had data."""
+    component_scores: dict[str, float] = Field(default_factory=dict)
+    shares: dict[str, float] = Field(default_factory=dict)
+    """Each component's share of the score (``contributions`` = share x score)."""
+    measure_scores: dict[str, float] = Field(default_factory=dict)
+    peer_medians: dict[str, float] = Field(default_factory=dict)
+    """Peer-relative measures ranked among peers: the peers' median raw value."""
+    onboarding: bool = False
     override_id: str | None = None
     at: float = 0.0
     reasons: list[str] = Field(default_factory=list)
@@ -174,6 +181,8 @@ class AlertMemory(BaseModel):
     stale_alerted: bool = False
     alerted_rank: int | None = None
     """The worst band a band alert has told of and the account has not recovered from."""
+    onboarding: bool = False
+    """The account was new at its last evaluation."""
 
 
 class OutcomeMark(BaseModel):

@@ -15,6 +15,7 @@ from scoring.rollup import rollup_drags, rollup_drivers, rollup_score, scores_as
 from scoring.score import (
     ComponentScore,
     MeasureScore,
+    Onboarding,
     RawValues,
     RollupInfo,
     Score,
@@ -22,7 +23,7 @@ from scoring.score import (
     evaluate,
     score_value,
 )
-from scoring.scoring_model import ParentScoring, ScoringModel, label_for
+from scoring.scoring_model import ParentScoring, ScoringModel, label_for, steady_label
 from scoring.state import AccountState, Published, day_of, record_closing_score
 
 PUBLISH_MIN_DELTA = 1.0
@@ -83,6 +84,8 @@ class ScoreUpdate(BaseModel):
     rollup: RollupInfo | None = None
     """Set when the score is a roll-up of the account's children; its components are then
     the children (``child:<account id>``) and its drags and drivers name them."""
+    onboarding: Onboarding | None = None
+    """Set while the account is new: too few days of data to be judged like any other."""
     model_version: str
     as_of: AwareDatetime
     """The time the score is computed for."""
@@ -183,6 +186,10 @@ class Rescorer:
             score = self._own(state, now)
         if score is None:
             return None
+        published = state.published
+        if published is not None and published.segment == score.segment:
+            bands = model.profile_for(state.attributes).bands
+            score.band = steady_label(bands, published.band, score.value, model.band_margin_points)
         history = state.history
         previous = next(reversed(history.values())) if history else None
         record_closing_score(state, score.value, now)
@@ -242,6 +249,15 @@ class Rescorer:
             )
         return evaluation.explanation
 
+    def drivers_by_kind(self, drivers: list[Driver]) -> dict[str, list[str]]:
+        """Event kind -> the drivers (in words) of the components its events move."""
+        moved_by = self._explainer.kinds_moving
+        found: dict[str, list[str]] = {}
+        for driver in drivers:
+            for kind in moved_by.get(driver.component, ()):
+                found.setdefault(kind, []).append(driver.text)
+        return found
+
     def publish(
         self,
         state: AccountState,
@@ -289,6 +305,7 @@ class Rescorer:
             owner=attributes.csm_owner if attributes else None,
             parent=attributes.parent_account_id if attributes else None,
             rollup=score.rollup,
+            onboarding=score.onboarding,
             model_version=self.model.version,
             as_of=_utc(now),
             computed_at=computed_at,
@@ -302,7 +319,14 @@ class Rescorer:
             stale=score.stale,
             segment=score.segment,
             contributions={n: c.contribution for n, c in components.items()},
+            component_scores={n: c.score for n, c in components.items()},
+            shares={n: c.weight for n, c in components.items()},
             measures={n: m.value for n, m in update.measures.items() if m.value is not None},
+            measure_scores={n: m.score for n, m in update.measures.items()},
+            peer_medians={
+                n: m.peers_median for n, m in update.measures.items() if m.peers_median is not None
+            },
+            onboarding=score.onboarding is not None,
             override_id=override_id,
             at=now,
             reasons=reasons,

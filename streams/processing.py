@@ -433,13 +433,18 @@ class Processor:
             published = state.published
             # Nothing moved since the last update (an event alert): its reasons still hold.
             reasons = explanation.reasons or (published.reasons if published else [])
-            return Words(reasons, [drag.text for drag in explanation.drags])
+            drags = [drag.text for drag in explanation.drags]
+            return Words(reasons, drags, self.rescorer.drivers_by_kind(explanation.drivers))
 
+        published = state.published
         observation = Observation(
             account_id=state.account_id,
             score=score.value,
             previous_score=evaluation.previous_score,
             bands=model.profile_for(attributes).bands,
+            band=score.band,
+            previous_band=published.band if published else None,
+            onboarding=score.onboarding is not None,
             stale=score.stale,
             segment=score.segment,
             owner=attributes.csm_owner if attributes else None,

@@ -11,9 +11,9 @@ from typing import Any
 
 from alerts.alert import Alert
 from alerts.config import AlertRules, BandChangeRule, CriticalEventRule, Severity, SharpDropRule
-from alerts.rules import Observation, Words, check, hysteretic_rank, in_words, pending_until
+from alerts.rules import Observation, Words, check, in_words, pending_until
 from scoring.events import EventKind, PaymentStatus, SurveyType, TicketPriority
-from scoring.scoring_model import Threshold
+from scoring.scoring_model import Threshold, hysteretic_rank, steady_label
 from scoring.state import AlertMemory
 from tests.factories import T0, payment, survey, ticket
 
@@ -45,16 +45,21 @@ class Account:
         self.segment = segment
         self.now = START
         self.previous: float | None = None
+        self.band: str | None = None
         self.count = 0
 
     def score(self, value: float, hours: float = 1.0, **fields: Any) -> list[Alert]:
         self.now += hours * HOUR
         self.count += 1
+        band = steady_label(BANDS, self.band, value, 3.0)  # as the Rescorer publishes it
         obs = Observation(
             account_id="acme",
             score=value,
             previous_score=self.previous,
             bands=BANDS,
+            band=band,
+            previous_band=self.band,
+            onboarding=fields.pop("onboarding", False),
             stale=fields.pop("stale", False),
             segment=self.segment,
             owner="ana",
@@ -67,7 +72,7 @@ class Account:
                 Words, ["usage -9: days since last login 2 -> 16"], fields.pop("drags", ())
             ),
         )
-        self.previous = value
+        self.previous, self.band = value, band
         event = fields.pop("event", None)
         return check(
             self.memory, obs, self.rules, self.now, fields.pop("events", [event] * bool(event))
@@ -100,7 +105,7 @@ def test_crossing_into_a_worse_band_raises_one_explained_alert() -> None:
     assert (alert.rule, alert.severity) == ("band_change", Severity.WARNING)
     assert (alert.old_score, alert.new_score) == (75.0, 66.0)
     assert (alert.old_band, alert.new_band) == ("healthy", "at-risk")
-    assert alert.title == "acme is now at-risk (75 -> 66)"
+    assert alert.title == "acme is now at-risk (was healthy; 75 -> 66)"
     assert alert.drivers == ["usage -9: days since last login 2 -> 16"]
     assert alert.owner == "ana"
     assert alert.trigger == "e3"

@@ -81,10 +81,31 @@ def test_no_data_is_none_for_every_metric() -> None:
 
 
 def test_logins_and_feature_uses_count_within_the_window() -> None:
-    state = state_of(login(days=0), login(days=-6.5), login(days=-7.5), feature(days=-1, n=4))
+    state = state_of(
+        login(days=0), login(days=-6.5), login(days=-7.5), feature(days=-1, n=4), survey(days=-60)
+    )
     assert value(state, "logins", 7) == 2
     assert value(state, "logins", 30) == 3
     assert value(state, "feature_uses", 7) == 4
+
+
+def test_a_new_accounts_usage_counts_are_scaled_up_to_the_window() -> None:
+    # 10 days of data (day -9 to today): 3 logins and 2 active days in them.
+    state = state_of(login(days=0), login(days=0), login(days=-9))
+    assert value(state, "logins", 30) == pytest.approx(3 * 30 / 10)
+    assert value(state, "active_days", 30) == pytest.approx(2 * 30 / 10)
+    assert value(state, "logins", 7) == 2  # a week-long window is taken as it is
+    # Its first day counts as a week (MIN_SCALED_DAYS), and a window is never over-filled.
+    first_day = state_of(login(days=0))
+    assert value(first_day, "logins", 30) == pytest.approx(30 / 7)
+    assert value(first_day, "active_days", 30) == pytest.approx(30 / 7)
+    busy = state_of(*[login(days=-d) for d in range(6)], login(days=-6))
+    assert value(busy, "active_days", 30) == pytest.approx(30.0)
+    # Distinct counts and bad events are not scaled.
+    assert (
+        value(state_of(login(days=0, user="a"), login(days=-9, user="b")), "active_users", 30) == 2
+    )
+    assert value(state_of(ticket(days=0), login(days=-9)), "tickets_opened", 30) == 1
 
 
 def test_an_event_after_now_does_not_count_yet() -> None:
@@ -98,6 +119,7 @@ def test_active_days_and_users() -> None:
         login(days=0, user="b"),
         feature(days=-3, user="c"),
         login(days=-20, user="d"),
+        survey(days=-60),
     )
     assert value(state, "active_days", 7) == 2
     assert value(state, "active_days", 30) == 3

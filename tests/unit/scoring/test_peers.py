@@ -162,7 +162,9 @@ def model(**mapping: Any) -> ScoringModel:
 
 
 def active(days: int, account: str = "acme") -> AccountState:
+    """Active the last ``days`` days, with a login 60 days ago: not a new account."""
     state = AccountState(account_id=account)
+    fold(state, login(account=account, days=-60))
     for day in range(days):
         fold(state, login(account=account, days=-day))
     return state
@@ -194,8 +196,8 @@ def test_too_few_peers_fall_back_to_the_absolute_mapping_and_say_so() -> None:
         assert measured.percentile is None
         drags = Explainer(model()).drags(score)
         assert (
-            drags[0].text
-            == "usage -75: active days in 30 days 5 (too few peers yet: absolute scale)"
+            drags[0].text == "usage -75: active days in 30 days 5 "
+            "(on a fixed scale: fewer than 5 comparable accounts yet)"
         )
 
 

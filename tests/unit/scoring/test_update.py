@@ -29,7 +29,11 @@ def test_first_update_is_explained_as_first_and_records_the_score() -> None:
     assert update is not None
     assert (update.score, update.band, update.grade) == (60.0, "good", "B")
     assert update.previous_score is None
-    assert update.summary == "first score; usage +60: logins 7d none -> 6"
+    assert update.summary == (
+        "first score; new account: 1 of 30 days of data, its youth not counted yet"
+    )
+    assert update.onboarding is not None
+    assert update.onboarding.days_of_data == 1
     assert update.model_version == small_model().version
     assert update.as_of == T0
     assert update.trigger is Trigger.EVENT
@@ -54,15 +58,14 @@ def test_drivers_name_the_component_and_measures_in_words_and_numbers() -> None:
     fold(state, ticket(ticket_id="t2"))
     update = rescorer.rescore(state, NOW, Trigger.EVENT, "e2", COMPUTED)
     assert update is not None
-    # usage 80 (weight 3) + support 50 (weight 1) = 72.5; usage's share fell from 80 to 60.
+    # usage 80 (weight 3) + support 50 (weight 1) = 72.5: support, starting to count at 30
+    # points below usage with a quarter of the weight, is the whole fall; usage did not move.
     assert update.score == 72.5
     assert update.previous_score == 80.0
-    assert [d.component for d in update.drivers] == ["usage", "support"]
-    assert update.drivers[0].text == "usage -20: its share of the score changed"
-    assert update.drivers[1].text == "support +12: open tickets none -> 2"
-    assert update.summary == (
-        "usage -20: its share of the score changed; support +12: open tickets none -> 2"
-    )
+    assert [d.component for d in update.drivers] == ["support"]
+    assert update.drivers[0].delta == -7.5
+    assert update.drivers[0].text == "support -8: now counts: open tickets 2"
+    assert update.summary == "support -8: now counts: open tickets 2"
 
 
 def test_time_passing_is_explained_by_the_measures_that_aged() -> None:

@@ -265,7 +265,7 @@ def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
     feed.send(
         Control.ACCOUNTS, AccountAttributes(account_id="acme", updated_at=T0, customer_since=since)
     )
-    for day in range(20):
+    for day in range(40):  # past its onboarding (30 days of data)
         feed.send(EventKind.LOGIN, login(days=-day, user=f"u{day % 4}"))
         feed.send(EventKind.FEATURE_USE, feature(days=-day, name=f"f{day % 6}", user="u1", n=3))
     state = feed.states[b"acme"]

@@ -15,7 +15,7 @@ from alerts.rules import Observation, check
 from scoring.audit import Auditor, LocalAudit
 from scoring.events import AccountAttributes, PaymentStatus
 from scoring.rollup import ChildReport, apply_report
-from scoring.scoring_model import default_model
+from scoring.scoring_model import default_model, label_for
 from scoring.state import SECONDS_PER_DAY, AccountState, fold
 from scoring.update import Rescorer, Trigger
 from streams.state_records import (
@@ -72,6 +72,8 @@ def observe(state: AccountState, score: float, at: float) -> None:
         score=score,
         previous_score=score - 1,
         bands=MODEL.bands,
+        band=label_for(MODEL.bands, score),
+        previous_band=None,
         stale=False,
         segment=None,
         owner=None,
