@@ -258,13 +258,19 @@ def _sticky_features(ctx: MetricContext, m: Measure) -> float | None:
     return 100.0 * used / len(sticky)
 
 
+def _count(ctx: MetricContext, m: Measure, field: str) -> float:
+    """A count of bad events (tickets, failed payments, refunds): an empty window is zero,
+    also for an account that never had one, so the first such event always counts against
+    the account (it cannot bring a component into the score above the rest)."""
+    assert m.window_days is not None
+    return ctx.windows.total(m.window_days, field)
+
+
 def _open_tickets(ctx: MetricContext, m: Measure) -> float | None:
-    return float(len(ctx.state.open_tickets)) if ctx.has(EventKind.TICKET) else None
+    return float(len(ctx.state.open_tickets))
 
 
 def _open_urgent_tickets(ctx: MetricContext, m: Measure) -> float | None:
-    if not ctx.has(EventKind.TICKET):
-        return None
     return float(ctx.state.urgent_open_tickets())
 
 
@@ -277,8 +283,6 @@ def _time_to_resolve(ctx: MetricContext, m: Measure) -> float | None:
 
 
 def _days_overdue(ctx: MetricContext, m: Measure) -> float | None:
-    if not ctx.has(EventKind.PAYMENT):
-        return None
     if not ctx.state.unpaid_invoices:
         return 0.0
     return float(max(0, ctx.today - min(ctx.state.unpaid_invoices.values())))
@@ -334,15 +338,13 @@ METRICS: dict[Metric, Callable[[MetricContext, Measure], float | None]] = {
     Metric.FEATURE_DEPTH: _feature_depth,
     Metric.USES_PER_LOGIN: _uses_per_login,
     Metric.STICKY_FEATURES: _sticky_features,
-    Metric.TICKETS_OPENED: lambda ctx, m: _windowed(ctx, m, "tickets_opened", EventKind.TICKET),
+    Metric.TICKETS_OPENED: lambda ctx, m: _count(ctx, m, "tickets_opened"),
     Metric.OPEN_TICKETS: _open_tickets,
     Metric.OPEN_URGENT_TICKETS: _open_urgent_tickets,
     Metric.TIME_TO_RESOLVE_HOURS: _time_to_resolve,
-    Metric.PAYMENT_FAILURES: lambda ctx, m: _windowed(
-        ctx, m, "payment_failures", EventKind.PAYMENT
-    ),
+    Metric.PAYMENT_FAILURES: lambda ctx, m: _count(ctx, m, "payment_failures"),
     Metric.DAYS_OVERDUE: _days_overdue,
-    Metric.REFUNDS: lambda ctx, m: _windowed(ctx, m, "refunds", EventKind.PAYMENT),
+    Metric.REFUNDS: lambda ctx, m: _count(ctx, m, "refunds"),
     Metric.NPS_LATEST: _survey_latest(SurveyType.NPS),
     Metric.NPS_AVERAGE: _survey_average(SurveyType.NPS),
     Metric.CSAT_LATEST: _survey_latest(SurveyType.CSAT),
