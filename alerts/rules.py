@@ -173,7 +173,7 @@ def _band_change(raiser: _Raiser, rules: AlertRules) -> bool:
     old_band = obs.bands[min(old_rank, len(obs.bands) - 1)].label
     old = (obs.previous_score, old_band)
     new_band = obs.bands[target].label
-    moved = f"was {old_band}; {_fmt(old[0])} -> {obs.score:.0f}"
+    moved = f"was {old_band}; {_moved(old[0], obs.score)}"
     if target > old_rank:
         worst = target == len(obs.bands) - 1
         severity = Severity.CRITICAL if worst else Severity.WARNING
@@ -295,6 +295,13 @@ def _stale(raiser: _Raiser, rules: AlertRules) -> None:
 
 def _fmt(score: float | None) -> str:
     return "-" if score is None else f"{score:.0f}"
+
+
+def _moved(old: float | None, new: float) -> str:
+    """``76 -> 66``; with a decimal where whole points would read as no move."""
+    if old is not None and f"{old:.0f}" == f"{new:.0f}":
+        return f"{old:.1f} -> {new:.1f}"
+    return f"{_fmt(old)} -> {new:.0f}"
 
 
 def check(

@@ -310,3 +310,29 @@ def test_a_critical_event_alert_says_what_happened() -> None:
         "ticket t-17 opened, urgent priority"
     )
     assert in_words(survey(kind=SurveyType.NPS, score=3)) == "NPS answer 3"
+
+
+def test_a_score_wobbling_around_a_threshold_changes_band_once_and_alerts_once() -> None:
+    """The published band has the margin (steady_label): 20 wobbles around 70 are no
+    change; a fall past 67 is one change, one alert; wobbling back to 70 no recovery."""
+    account = Account(rules())
+    wobble = [70.2, 69.8, 70.0, 69.5, 70.4, 68.1, 69.9, 71.0, 68.0, 70.1] * 2
+    bands = []
+    alerts = []
+    for value in [75.0, *wobble, 66.0, 69.0, 71.5, 68.5, 72.9]:
+        alerts += account.score(value)
+        bands.append(account.band)
+    changes = sum(1 for a, b in zip(bands, bands[1:], strict=False) if a != b)
+    assert changes == 1
+    assert [a.rule for a in alerts] == ["band_change"]
+    assert alerts[0].old_band == "healthy" and alerts[0].new_band == "at-risk"
+    assert account.score(73.0)[0].title == "acme recovered to healthy (was at-risk; 72.9 -> 73.0)"
+
+
+def test_a_new_account_raises_no_band_alert_until_judged_then_sets_the_scene() -> None:
+    account = Account(rules())
+    assert account.run(90.0) == []
+    assert account.score(30.0, onboarding=True) == []
+    assert account.score(35.0) == []  # its first judged score: the scene, not a fall
+    assert [a.rule for a in account.run(80.0)] == []  # no recovery of what was never told
+    assert [a.rule for a in account.run(20.0)] == ["band_change"]
