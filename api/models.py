@@ -7,7 +7,8 @@ from datetime import date
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from alerts.alert import Alert
-from scoring.score import RollupInfo
+from scoring.score import Onboarding, RollupInfo
+from scoring.scoring_model import Threshold
 from scoring.update import ScoreUpdate
 
 
@@ -40,6 +41,12 @@ class AccountSummary(BaseModel):
     """Set for a parent scored as a roll-up of its children (``GET /accounts?parent=``)."""
     history: list[DailyScore] | None = None
     """Daily closing scores of the last 90 days, when asked for (``history=true``)."""
+    previous_score: float | None = None
+    """None for its first score."""
+    onboarding: Onboarding | None = None
+    """Set while the account is new (fewer days of data than the model's onboarding)."""
+    bands: list[Threshold] = []
+    """Its segment's band thresholds, best first."""
 
 
 class AccountPage(BaseModel):

@@ -275,7 +275,7 @@ class Explainer:
         if scored.value is None:
             return f"{spec.label} no data"
         if spec.metric is Metric.TENURE_DAYS:
-            return _youth_words(spec, scored.value)
+            return _youth_words(spec, scored.value, self._model.onboarding.days)
         notes = []
         if scored.scaled_from_days is not None:
             notes.append(f"scaled up from its first {scored.scaled_from_days} days")
@@ -316,13 +316,15 @@ class Explainer:
         return notes
 
 
-def _youth_words(measure: Measure, days: float) -> str:
+def _youth_words(measure: Measure, days: float, judged_from: int) -> str:
     """Tenure as youth: ``new customer: 86 days, full trust at 180``."""
     mapping = measure.mapping
     full = mapping.high if isinstance(mapping, LinearMapping | LogMapping) else None
     if full is not None and days >= full:
         return f"customer for {_number(days)} days"
     words = f"new customer: {_number(days)} days"
+    if days < judged_from:
+        words += f" (counted as {judged_from} until judged)"
     return f"{words}, full trust at {_number(full)}" if full is not None else words
 
 

@@ -387,7 +387,9 @@ def _component_scores(
 ) -> dict[str, float]:
     """Each component's score from its measures, each measure's result into ``measured``;
     a measure ``reuse`` holds is not taken again, and what is taken goes into it. While the
-    account is ``new`` its tenure is left out (youth is what onboarding is)."""
+    account is ``new`` its tenure counts as the day it is judged from: youth still ranks it
+    below older accounts, but its first days are not read as the emergency their figures
+    alone would say."""
     ctx: MetricContext | None = None
     kept = reuse.measured if reuse is not None else None
     kept_components = reuse.components if reuse is not None else None
@@ -406,8 +408,6 @@ def _component_scores(
         taken: list[tuple[str, Any, Measured]] = []
         clocked = False
         for measure in component.measures:
-            if new is not None and measure.metric is Metric.TENURE_DAYS:
-                continue
             key = (measure.metric, measure.window_days, measure.baseline_days)
             found = kept.get(measure.name, _ABSENT) if kept is not None else _ABSENT
             if found is _ABSENT:
@@ -417,6 +417,9 @@ def _component_scores(
                     ctx = ctx or MetricContext(state, model, as_of)
                     raw = raws[key] = metric_value(ctx, measure)
                 found = _measure(measure, raw, group, peers, scaled_from(state, measure, as_of))
+                if new is not None and raw is not None and measure.metric is Metric.TENURE_DAYS:
+                    counted = measure.mapping.score(max(raw, float(new.judged_from_day)))
+                    found = Measured(raw, counted)
                 if METRIC_MOVES[measure.metric].clock:
                     clocked = True
                 elif kept is not None:

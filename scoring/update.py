@@ -23,7 +23,13 @@ from scoring.score import (
     evaluate,
     score_value,
 )
-from scoring.scoring_model import ParentScoring, ScoringModel, label_for, steady_label
+from scoring.scoring_model import (
+    ParentScoring,
+    ScoringModel,
+    Threshold,
+    label_for,
+    steady_label,
+)
 from scoring.state import AccountState, Published, day_of, record_closing_score
 
 PUBLISH_MIN_DELTA = 1.0
@@ -86,6 +92,8 @@ class ScoreUpdate(BaseModel):
     the children (``child:<account id>``) and its drags and drivers name them."""
     onboarding: Onboarding | None = None
     """Set while the account is new: too few days of data to be judged like any other."""
+    bands: list[Threshold] = Field(default_factory=list)
+    """The band thresholds of the account's segment, best first (each band from its min)."""
     model_version: str
     as_of: AwareDatetime
     """The time the score is computed for."""
@@ -306,6 +314,7 @@ class Rescorer:
             parent=attributes.parent_account_id if attributes else None,
             rollup=score.rollup,
             onboarding=score.onboarding,
+            bands=self.model.profile_for(attributes).bands,
             model_version=self.model.version,
             as_of=_utc(now),
             computed_at=computed_at,

@@ -22,6 +22,7 @@ from scoring.scoring_model import (
     load_model,
     shadow_conflicts,
 )
+from streams.connections import Unreachable, reaching
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -306,6 +307,13 @@ def _mapping(args: argparse.Namespace) -> CsvMapping:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except Unreachable as error:
+        sys.exit(f"chs: {error}")
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "model":
         from streams.commands import check_model
 
@@ -363,11 +371,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from streams.watch import watch_scores
 
         labels = [band.label for band in configured_model(settings).bands]
-        asyncio.run(watch_scores(settings, labels))
+        reaching(settings, watch_scores(settings, labels))
     elif args.command == "alerts":
         from streams.watch import tail_alerts
 
-        asyncio.run(tail_alerts(settings))
+        reaching(settings, tail_alerts(settings))
     elif args.command == "dev":
         from streams.devstack import run_dev
 
@@ -375,15 +383,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "score":
         from streams.commands import explain_account
 
-        sys.exit(asyncio.run(explain_account(settings, args.account, configured_model(settings))))
+        model = configured_model(settings)
+        sys.exit(reaching(settings, explain_account(settings, args.account, model)))
     elif args.command == "override":
         from streams.commands import send_override
 
-        sys.exit(asyncio.run(send_override(settings, args)))
+        sys.exit(reaching(settings, send_override(settings, args)))
     elif args.command == "account":
         from streams.commands import erase_account
 
-        sys.exit(asyncio.run(erase_account(settings, args)))
+        sys.exit(reaching(settings, erase_account(settings, args)))
 
 
 if __name__ == "__main__":

@@ -3,17 +3,25 @@ and for every plain aiokafka client of the project (CLI, demo, alert delivery, b
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import faust
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import CredentialsT
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.settings import Settings
+
+T = TypeVar("T")
 
 
 def broker_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -93,3 +101,34 @@ async def check_redis_credentials(settings: Settings) -> None:
         pass  # down or unreachable: reported by /readyz and the logs, not fatal
     finally:
         await client.aclose()
+
+
+class Unreachable(RuntimeError):
+    """An operator command could not reach the broker or Redis: one line, no traceback."""
+
+
+def redis_location(settings: Settings) -> str:
+    """The Redis URL without its password, for messages."""
+    parts = urlsplit(settings.redis_url.get_secret_value())
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{host}{port}", parts.path, "", ""))
+
+
+_HOW = "(after make run: . .run/env)"
+
+
+def reaching(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """Run an operator command's ``work``; a broker or Redis it cannot reach raises
+    ``Unreachable`` naming what it tried and the setting that says where."""
+    try:
+        return asyncio.run(work)
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        raise Unreachable(
+            f"cannot reach Redis at {redis_location(settings)} ({error.__class__.__name__}): "
+            f"set CHS_REDIS_URL {_HOW}"
+        ) from None
+    except KafkaConnectionError:
+        raise Unreachable(
+            f"cannot reach the broker at {settings.broker_url}: set CHS_BROKER_URL {_HOW}"
+        ) from None

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -233,6 +234,15 @@ async def _watch_while_running(
         task.cancel()
 
 
+def write_env(path: Path, env: dict[str, str]) -> Path:
+    """The stack's ``CHS_*`` settings as a file a shell sources, so that ``chs`` commands in
+    another terminal reach this stack (readable by the user only: it may hold passwords)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items()))
+    path.chmod(0o600)
+    return path
+
+
 def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run")) -> int:
     """Broker, Redis, worker and demo on free ports; print score changes until Ctrl-C."""
     from streams.topics import ensure_topics
@@ -277,10 +287,13 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
             print(f"  api     {page}  (the at-risk page; OpenAPI at {page}openapi.json)")
             services.append(start_process("demo", chs_command("demo"), run_dir / "demo.log", env))
             print("  demo    200 accounts: 45 days of history, then live events", flush=True)
+            env_file = write_env(run_dir / "env", env)
+            print(f"  cli     . {env_file}  then e.g. chs score explain acct-140", flush=True)
             print("Score changes (account, old -> new, band); Ctrl-C stops everything.\n")
             labels = [band.label for band in model.bands]
             asyncio.run(_watch_while_running(watch_scores(dev_settings, labels), services))
     except KeyboardInterrupt:
+        (run_dir / "env").unlink(missing_ok=True)
         print("\nchs dev: stopped; every process it started has exited.")
         return 0
     except ServiceError as error:

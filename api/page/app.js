@@ -54,14 +54,34 @@ function accountName(account, child) {
   return cell;
 }
 
+// "enterprise: healthy from 85, at-risk from 60": why two equal scores can sit in two bands.
+function segmentWords(account) {
+  const bands = (account.bands || []).filter((band) => band.min > 0)
+    .map((band) => `${band.label} from ${band.min}`).join(", ");
+  return `${account.segment || "default"}${bands ? `: ${bands}` : ""}`;
+}
+
+// The API's summaries give drivers and drags as words; an account's detail gives objects.
+const words = (items) => (items || []).map((item) => (typeof item === "string" ? item : item.text));
+
+function list(className, items, empty) {
+  if (!items.length) return element("p", { class: "empty" }, empty);
+  return element("ul", { class: className }, ...items.map((text) => element("li", {}, text)));
+}
+
 function accountRow(account, rank, child = false) {
   const score = element("span", { class: `score band-${account.band}` }, account.score.toFixed(1));
   const scoreCell = element("td", {}, score, element("span", { class: "band-label" }, account.band));
+  if (account.onboarding) {
+    const { days_of_data: days, judged_from_day: from } = account.onboarding;
+    scoreCell.append(element("span", { class: "new", title: "youth not counted, no band alerts" },
+      `new: ${days} of ${from} days of data`));
+  }
   if (account.stale) scoreCell.append(element("span", { class: "stale" }, "no recent data"));
-  const drivers = element("ul", { class: "drivers" },
-    ...account.drivers.map((text) => element("li", {}, text)));
-  const drags = element("ul", { class: "drags" },
-    ...(account.drags || []).map((text) => element("li", {}, text)));
+  scoreCell.append(element("span", { class: "segment" }, segmentWords(account)));
+  const drivers = list("drivers", words(account.drivers),
+    account.previous_score === null ? "first score" : "no change since its last update");
+  const drags = list("drags", words(account.drags), "nothing costs it a point");
   const attributes = { "data-account": account.account_id };
   if (child) attributes["data-parent"] = account.parent;
   return element("tr", attributes,
@@ -104,20 +124,35 @@ async function refreshAudit() {
     const outcomes = Object.entries(report.outcomes).map(([kind, n]) => `${n} ${kind}`).join(", ");
     status.textContent = `churns of the last ${report.window_days} days` +
       ` · outcomes: ${outcomes || "none yet"}`;
+    // Why a lead counts fewer churners than the outcomes say, in words, not on hover.
+    const notes = [...new Set(report.models.flatMap((model) => model.leads)
+      .filter((lead) => lead.note).map((lead) => `${lead.lead_days} days before: ${lead.note}`))];
+    document.getElementById("audit-notes").replaceChildren(
+      ...notes.map((note) => element("li", {}, note)));
   } catch (error) {
     status.textContent = error.message;
   }
 }
 
-// Grouped, a parent's children follow it (worst first); the filters pick the top level.
+// Grouped, every account of the worst-first list shows with its group: a child at risk
+// brings its parent, and its brothers and sisters, to the rank of the group's worst member.
 async function accountRows(page, grouped) {
   if (!grouped) return page.items.map((account, i) => accountRow(account, i + 1));
-  const children = await Promise.all(page.items.map((account) => account.rollup
-    ? getJson(`/accounts?${new URLSearchParams({ parent: account.account_id, limit: "50", history: "true" })}`)
-    : { items: [] }));
-  return page.items.flatMap((account, i) => [
-    accountRow(account, i + 1),
-    ...children[i].items.map((child) => accountRow(child, 0, true)),
+  const byId = new Map(page.items.map((account) => [account.account_id, account]));
+  const groups = [];
+  for (const account of page.items) {
+    const key = account.rollup ? account.account_id : (account.parent || account.account_id);
+    if (!groups.includes(key)) groups.push(key);
+  }
+  const drawn = await Promise.all(groups.map(async (key) => {
+    const head = byId.get(key) || await getJson(`/accounts/${encodeURIComponent(key)}`);
+    if (!head.rollup) return [head, []];
+    const query = new URLSearchParams({ parent: key, limit: "50", history: "true" });
+    return [head, (await getJson(`/accounts?${query}`)).items];
+  }));
+  return drawn.flatMap(([head, children], i) => [
+    accountRow(head, i + 1),
+    ...children.map((child) => accountRow(child, 0, true)),
   ]);
 }
 
@@ -126,7 +161,6 @@ async function refresh() {
   const grouped = form.get("grouped") === "on";
   const query = new URLSearchParams({ limit: "50", history: "true" });
   for (const name of ["band", "owner"]) if (form.get(name)) query.set(name, form.get(name));
-  if (grouped) query.set("top_level", "true");
   const status = document.getElementById("status");
   try {
     const [page, alerts] = await Promise.all([

@@ -5,6 +5,7 @@ Bands: healthy >= 70, at-risk >= 40, critical. Default hysteresis 3 points.
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -322,10 +323,10 @@ def test_a_score_wobbling_around_a_threshold_changes_band_once_and_alerts_once()
     for value in [75.0, *wobble, 66.0, 69.0, 71.5, 68.5, 72.9]:
         alerts += account.score(value)
         bands.append(account.band)
-    changes = sum(1 for a, b in zip(bands, bands[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(bands) if a != b)
     assert changes == 1
     assert [a.rule for a in alerts] == ["band_change"]
-    assert alerts[0].old_band == "healthy" and alerts[0].new_band == "at-risk"
+    assert (alerts[0].old_band, alerts[0].new_band) == ("healthy", "at-risk")
     assert account.score(73.0)[0].title == "acme recovered to healthy (was at-risk; 72.9 -> 73.0)"
 
 

@@ -148,10 +148,11 @@ def test_drags_name_failed_payments_once_and_tenure_as_youth() -> None:
     assert "failed payments in 30 days 4 (90 days: 4)" in billing[0].text
     texts = " | ".join(d.text for d in drags)
     assert "relationship" not in texts or "new customer: 86 days, full trust at 180" in texts
-    assert "absolute scale" not in texts and "share of the score" not in texts
+    assert "absolute scale" not in texts
+    assert "share of the score" not in texts
 
 
-def test_a_new_account_is_judged_without_its_youth_and_never_critical_for_want_of_data() -> None:
+def test_a_new_account_is_never_critical_for_want_of_data() -> None:
     state = AccountState(account_id="acme")
     fold(state, login())
     fold(state, feature(n=3))
@@ -160,12 +161,16 @@ def test_a_new_account_is_judged_without_its_youth_and_never_critical_for_want_o
     assert update is not None
     assert update.onboarding is not None
     assert update.onboarding.judged_from_day == MODEL.onboarding.days
-    assert "relationship" not in update.components
+    # Its youth counts as the day it is judged from (30), not as its first day.
+    tenure = next(m for m in MODEL.components["relationship"].measures)
+    assert update.components["relationship"].score == round(tenure.mapping.score(30.0), 1)
     assert update.band != "critical", update.summary
+    drags = " | ".join(d.text for d in update.drags)
+    assert "new customer: 0 days (counted as 30 until judged)" in drags
     # A month later with the same habits it is judged, youth included.
     for day in range(1, 32):
         fold(state, login(days=day))
     later = Rescorer(MODEL).evaluate(state, NOW + 31 * SECONDS_PER_DAY)
     assert later is not None
     assert later.score.onboarding is None
-    assert "relationship" in later.score.components
+    assert later.score.component_scores["relationship"] > update.components["relationship"].score

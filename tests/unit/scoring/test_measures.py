@@ -66,7 +66,17 @@ def value(
     return metric_value(MetricContext(state, model, NOW), measure)
 
 
-def test_no_data_is_none_for_every_metric() -> None:
+BAD_EVENT_COUNTS = {
+    Metric.TICKETS_OPENED,
+    Metric.OPEN_TICKETS,
+    Metric.OPEN_URGENT_TICKETS,
+    Metric.PAYMENT_FAILURES,
+    Metric.DAYS_OVERDUE,
+    Metric.REFUNDS,
+}
+
+
+def test_no_data_is_none_for_every_metric_but_counts_of_bad_events_which_are_zero() -> None:
     empty = AccountState(account_id="acme")
     for metric in Metric:
         windowed = metric not in {
@@ -77,7 +87,8 @@ def test_no_data_is_none_for_every_metric() -> None:
             Metric.TENURE_DAYS,
         }
         extra: dict[str, Any] = {"baseline_days": 28} if metric is Metric.USAGE_TREND else {}
-        assert value(empty, metric.value, 7 if windowed else None, **extra) is None, metric
+        found = value(empty, metric.value, 7 if windowed else None, **extra)
+        assert found == (0 if metric in BAD_EVENT_COUNTS else None), metric
 
 
 def test_logins_and_feature_uses_count_within_the_window() -> None:

@@ -84,8 +84,16 @@ def test_weighted_mean_of_components_with_contributions() -> None:
     assert (score.band, score.grade) == ("good", "B")
 
 
+def sparse_model() -> ScoringModel:
+    """``small_model`` with support measured by mean CSAT: no answer, no data (an empty
+    window of open tickets is zero, not missing)."""
+    data = small_model().model_dump(mode="json")
+    data["components"]["support"]["measures"] = [linear("csat", "csat_average", 5, window_days=30)]
+    return parse_model(data, "sparse")
+
+
 def test_component_without_data_is_skipped_and_its_weight_shared() -> None:
-    score = evaluate(state_of(*logins(6)), small_model(), NOW)
+    score = evaluate(state_of(*logins(6)), sparse_model(), NOW)
     assert score is not None
     assert set(score.components) == {"usage"}
     assert score.components["usage"].weight == 1.0
@@ -93,14 +101,13 @@ def test_component_without_data_is_skipped_and_its_weight_shared() -> None:
 
 
 def test_neutral_rule_counts_a_missing_measure_as_neutral() -> None:
-    model = small_model()
-    data = model.model_dump(mode="json")
+    data = sparse_model().model_dump(mode="json")
     data["components"]["support"]["measures"][0].update(missing="neutral", neutral_score=40)
     neutral = parse_model(data, "neutral")
     score = evaluate(state_of(*logins(6)), neutral, NOW)
     assert score is not None
     assert score.components["support"].score == 40.0
-    assert score.measures["open_tickets"].value is None
+    assert score.measures["csat"].value is None
     assert score.value == 55.0  # (3 * 60 + 1 * 40) / 4
     assert score.band == "bad"
 
@@ -146,8 +153,8 @@ def test_time_alone_lowers_the_score_of_a_silent_account() -> None:
     next_week = evaluate(state, small_model(), NOW + 7 * DAY)
     assert today is not None
     assert next_week is not None
-    assert today.value == 60.0
-    assert next_week.value == 0.0
+    assert today.value == 70.0  # (3 * 60 + 1 * 100: no open ticket) / 4
+    assert next_week.value == 25.0
     assert next_week.band == "bad"
 
 
@@ -178,7 +185,7 @@ def test_active_override_enters_as_its_own_component_until_it_expires() -> None:
     score = evaluate(state, small_model(), NOW)
     assert score is not None
     assert score.components[OVERRIDE_COMPONENT].score == 10.0
-    assert score.value == 31.4  # (3 * 60 + 4 * 10) / 7
+    assert score.value == 40.0  # (3 * 60 + 1 * 100 + 4 * 10) / 8
     assert score.override == override
     expired = evaluate(state, small_model(), NOW + 3 * DAY)
     assert expired is not None
@@ -192,7 +199,7 @@ def test_override_is_ignored_by_a_model_without_an_override_weight() -> None:
     )
     score = evaluate(state_of(*logins(6), override=override), small_model(override=None), NOW)
     assert score is not None
-    assert score.value == 60.0
+    assert score.value == 70.0
 
 
 def test_default_model_on_a_healthy_and_a_troubled_account() -> None:

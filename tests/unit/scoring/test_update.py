@@ -27,7 +27,7 @@ def test_first_update_is_explained_as_first_and_records_the_score() -> None:
     state = applied(AccountState(account_id="acme"), *[login() for _ in range(6)])
     update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
     assert update is not None
-    assert (update.score, update.band, update.grade) == (60.0, "good", "B")
+    assert (update.score, update.band, update.grade) == (70.0, "good", "B")
     assert update.previous_score is None
     assert update.summary == (
         "first score; new account: 1 of 30 days of data, its youth not counted yet"
@@ -38,8 +38,8 @@ def test_first_update_is_explained_as_first_and_records_the_score() -> None:
     assert update.as_of == T0
     assert update.trigger is Trigger.EVENT
     assert state.published is not None
-    assert state.published.measures == {"logins_7d": 6.0}
-    assert state.history == {day_of(NOW): 60.0}
+    assert state.published.measures == {"logins_7d": 6.0, "open_tickets": 0.0}
+    assert state.history == {day_of(NOW): 70.0}
 
 
 def test_no_update_when_nothing_moved() -> None:
@@ -58,14 +58,12 @@ def test_drivers_name_the_component_and_measures_in_words_and_numbers() -> None:
     fold(state, ticket(ticket_id="t2"))
     update = rescorer.rescore(state, NOW, Trigger.EVENT, "e2", COMPUTED)
     assert update is not None
-    # usage 80 (weight 3) + support 50 (weight 1) = 72.5: support, starting to count at 30
-    # points below usage with a quarter of the weight, is the whole fall; usage did not move.
+    # usage 80 (weight 3) + support 100 -> 50 (weight 1): 85 -> 72.5, all of it support's.
     assert update.score == 72.5
-    assert update.previous_score == 80.0
+    assert update.previous_score == 85.0
     assert [d.component for d in update.drivers] == ["support"]
-    assert update.drivers[0].delta == -7.5
-    assert update.drivers[0].text == "support -8: now counts: open tickets 2"
-    assert update.summary == "support -8: now counts: open tickets 2"
+    assert update.drivers[0].delta == -12.5
+    assert update.summary == "support -12: open tickets 0 -> 2"
 
 
 def test_time_passing_is_explained_by_the_measures_that_aged() -> None:
@@ -74,8 +72,8 @@ def test_time_passing_is_explained_by_the_measures_that_aged() -> None:
     rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
     update = rescorer.rescore(state, NOW + 8 * DAY, Trigger.TIMER, None, COMPUTED)
     assert update is not None
-    assert (update.score, update.band, update.previous_band) == (0.0, "bad", "good")
-    assert update.summary == "usage -60: logins 7d 6 -> 0"
+    assert (update.score, update.band, update.previous_band) == (25.0, "bad", "good")
+    assert update.summary == "usage -45: logins 7d 6 -> 0"
     assert update.trigger is Trigger.TIMER
     assert update.event_id is None
 
@@ -104,8 +102,8 @@ def test_trend_compares_with_closing_scores_7_and_30_days_back() -> None:
     applied(state, *[login() for _ in range(6)])
     update = rescorer.rescore(state, NOW, Trigger.EVENT, "e1", COMPUTED)
     assert update is not None
-    assert update.change_7d == -10.0  # against day -8, the latest closing at or before -7
-    assert update.change_30d == -30.0
+    assert update.change_7d == 0.0  # against day -8, the latest closing at or before -7
+    assert update.change_30d == -20.0
 
 
 def override_by(author: str, score: float, expires_in_days: float) -> CsmOverride:
