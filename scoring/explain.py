@@ -297,10 +297,8 @@ class Explainer:
         new = score.onboarding
         if previous is None:
             if new is not None:
-                return [
-                    f"first score; new account: {new.days_of_data} of {new.judged_from_day} "
-                    "days of data, its youth not counted yet"
-                ]
+                days = f"{new.days_of_data} of {new.judged_from_day} days of data"
+                return [f"first score; new account: {days}"]
             return ["first score"]
         if previous.onboarding and new is None:
             notes.append(f"no longer new: {self._model.onboarding.days} days of data")

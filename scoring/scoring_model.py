@@ -361,7 +361,7 @@ class OnboardingSettings(_Strict):
     alert (docs/scoring.md)."""
 
     days: int = Field(
-        default=30,
+        default=14,
         ge=0,
         le=HORIZON_DAYS,
         description="days of data before it is judged like any other",

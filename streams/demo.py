@@ -266,13 +266,17 @@ def _tickets(
     for ticket_id in list(account.open_tickets):
         if rng.random() < resolve_chance:
             account.open_tickets.remove(ticket_id)
-            events.append(factory.ticket(account, ts, ticket_id, TicketAction.RESOLVED, False))
+            # A minute before ``ts``: never after it, which is "now" in the live phase.
+            resolved_at = ts - 60
+            events.append(
+                factory.ticket(account, resolved_at, ticket_id, TicketAction.RESOLVED, False)
+            )
     open_chance = 0.15 + 0.35 * progress if heavy else 0.03
     if rng.random() < open_chance and account.activity(progress) > 0:
         ticket_id = f"{account.account_id}-t{len(account.open_tickets)}-{int(ts)}"
         account.open_tickets.append(ticket_id)
         urgent = heavy and rng.random() < 0.5
-        events.append(factory.ticket(account, ts + 60, ticket_id, TicketAction.OPENED, urgent))
+        events.append(factory.ticket(account, ts, ticket_id, TicketAction.OPENED, urgent))
     return events
 
 

@@ -14,6 +14,7 @@ from scoring.events import (
     AccountAttributes,
     Event,
     PaymentStatus,
+    SurveyEvent,
     SurveyType,
     TicketAction,
     TicketPriority,
@@ -62,29 +63,31 @@ def histories(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-def bad_event(kind: str, state: AccountState) -> Event:
-    """The worst of its kind, and no better than any answer before it."""
+def bad_event(kind: str, history: list[Event], worst: bool) -> Event:
+    """A bad event; an answer is a detractor's (0-6) or a low CSAT (1-2), no better than any
+    answer of the account before it (``worst``: the worst there is)."""
     match kind:
         case "failed_payment":
             return payment(invoice="new", status=PaymentStatus.FAILED)
         case "urgent_ticket":
             return ticket(ticket_id="new", priority=TicketPriority.URGENT)
-        case "detractor":
-            return survey(kind=SurveyType.NPS, score=0)
-        case _:
-            return survey(kind=SurveyType.CSAT, score=1)
+    survey_type, best = (SurveyType.NPS, 6) if kind == "detractor" else (SurveyType.CSAT, 2)
+    answers = [e.score for e in history if isinstance(e, SurveyEvent) and e.survey is survey_type]
+    low = 0 if survey_type is SurveyType.NPS else 1
+    return survey(kind=survey_type, score=low if worst else min([best, *answers]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     history=histories(),
     kind=st.sampled_from(["failed_payment", "urgent_ticket", "detractor", "low_csat"]),
+    worst=st.booleans(),
     attributes=st.fixed_dictionaries(
         {"seats": st.none() | st.integers(1, 50), "tenure": st.none() | st.integers(0, 900)}
     ),
 )
 def test_a_bad_event_never_raises_the_score_nor_shows_a_component_rising(
-    history: list[Event], kind: str, attributes: dict[str, Any]
+    history: list[Event], kind: str, worst: bool, attributes: dict[str, Any]
 ) -> None:
     state = AccountState(account_id="acme")
     since = None if attributes["tenure"] is None else date(2026, 3, 1)
@@ -101,7 +104,7 @@ def test_a_bad_event_never_raises_the_score_nor_shows_a_component_rising(
     rescorer = Rescorer(MODEL)
     first = rescorer.rescore(state, NOW, Trigger.EVENT, "e0", T0)
     assert first is not None
-    fold(state, bad_event(kind, state))
+    fold(state, bad_event(kind, history, worst))
     evaluation = rescorer.evaluate(state, NOW)
     assert evaluation is not None
     assert evaluation.score.value <= first.score, kind
@@ -161,12 +164,12 @@ def test_a_new_account_is_never_critical_for_want_of_data() -> None:
     assert update is not None
     assert update.onboarding is not None
     assert update.onboarding.judged_from_day == MODEL.onboarding.days
-    # Its youth counts as the day it is judged from (30), not as its first day.
+    # Its youth counts as the day it is judged from (14), not as its first day.
     tenure = next(m for m in MODEL.components["relationship"].measures)
-    assert update.components["relationship"].score == round(tenure.mapping.score(30.0), 1)
+    assert update.components["relationship"].score == round(tenure.mapping.score(14.0), 1)
     assert update.band != "critical", update.summary
     drags = " | ".join(d.text for d in update.drags)
-    assert "new customer: 0 days (counted as 30 until judged)" in drags
+    assert "new customer: 0 days (counted as 14 until judged)" in drags
     # A month later with the same habits it is judged, youth included.
     for day in range(1, 32):
         fold(state, login(days=day))

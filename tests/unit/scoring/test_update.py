@@ -29,9 +29,7 @@ def test_first_update_is_explained_as_first_and_records_the_score() -> None:
     assert update is not None
     assert (update.score, update.band, update.grade) == (70.0, "good", "B")
     assert update.previous_score is None
-    assert update.summary == (
-        "first score; new account: 1 of 30 days of data, its youth not counted yet"
-    )
+    assert update.summary == ("first score; new account: 1 of 14 days of data")
     assert update.onboarding is not None
     assert update.onboarding.days_of_data == 1
     assert update.model_version == small_model().version

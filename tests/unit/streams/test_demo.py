@@ -122,3 +122,13 @@ def test_former_customers_scored_lower_than_the_others_before_they_left() -> Non
         assert standing is not None
         shares.append(standing.above)
     assert sum(shares) / len(shares) > 0.75  # the AUC the audit reports at 30 days
+
+
+def test_live_events_are_never_stamped_after_the_moment_they_are_sent() -> None:
+    accounts = make_accounts(DemoOptions(accounts=40, history_days=10, seed=3))
+    factory, rng = EventFactory(3), random.Random(3)
+    history(accounts, factory, 10, NOW, rng)  # leaves tickets open, as the demo does
+    for second in range(60):
+        now = NOW + second
+        for event in live_tick(accounts, factory, 50, now, rng):
+            assert event.occurred_at.timestamp() <= now, event
