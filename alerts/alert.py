@@ -28,7 +28,11 @@ class Alert(BaseModel):
     old_band: str | None
     new_band: str
     drivers: list[str]
-    """Why the score moved, one driver per line (from the ScoreUpdate's explanation)."""
+    """Why the score moved, one driver per line (from the ScoreUpdate's explanation); for a
+    critical event, what the event did to the score."""
+    drags: list[str] = []
+    """Band and drop alerts: what pulls the score down, worst first (the ScoreUpdate's
+    drags)."""
     owner: str | None
     segment: str | None
     occurred_at: AwareDatetime

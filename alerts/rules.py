@@ -113,7 +113,7 @@ class _Raiser:
         kind: str | None = None,
     ) -> None:
         """``trigger``: the input that raised it, if not the observation's; with
-        ``lead_with_drags``, what pulls the score down comes before why it last moved; with
+        ``lead_with_drags``, what pulls the score down goes with why it last moved; with
         ``kind`` (a critical event's), what events of that kind did to the score is the why."""
         if not self.cooled_down(key, cooldown_hours):
             return
@@ -121,7 +121,6 @@ class _Raiser:
         obs = self.obs
         trigger = trigger or obs.trigger
         words = obs.words()
-        lead = words.drags if lead_with_drags else ()
         if kind is None:
             why = list(words.reasons)
         else:
@@ -139,7 +138,8 @@ class _Raiser:
                 new_score=obs.score,
                 old_band=old[1],
                 new_band=obs.band,
-                drivers=[*lead, *why],
+                drivers=why,
+                drags=list(words.drags) if lead_with_drags else [],
                 owner=obs.owner,
                 segment=obs.segment,
                 occurred_at=datetime.fromtimestamp(obs.as_of, UTC),

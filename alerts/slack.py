@@ -57,6 +57,7 @@ def slack_message(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
         else (f"{alert.old_band} -> {alert.new_band}")
     )
     why = "\n".join(f"• {driver}" for driver in alert.drivers) or "• (no change in the inputs)"
+    drags = "\n".join(f"• {drag}" for drag in alert.drags)
     fields = [
         {"type": "mrkdwn", "text": f"*Score*\n{_score(alert.old_score)} -> {alert.new_score:.1f}"},
         {"type": "mrkdwn", "text": f"*Band*\n{band}"},
@@ -69,7 +70,17 @@ def slack_message(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
             "text": {"type": "plain_text", "text": f"{_EMOJI[alert.severity]} {alert.title}"[:150]},
         },
         {"type": "section", "fields": fields},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"[:3000]}},
+        *(
+            [
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"*What pulls it down*\n{drags}"[:3000]},
+                }
+            ]
+            if drags
+            else []
+        ),
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why it moved*\n{why}"[:3000]}},
         {
             "type": "context",
             "elements": [
@@ -84,16 +95,22 @@ def slack_message(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
     ]
     text = (
         f"[{alert.severity.value}] {alert.title}. Band {band}. "
-        f"Why: {'; '.join(alert.drivers) or '-'}. Owner: {alert.owner or 'unassigned'}."
+        f"{_pulls(alert)}Why it moved: {'; '.join(alert.drivers) or '-'}. "
+        f"Owner: {alert.owner or 'unassigned'}."
     )
     return text, blocks
+
+
+def _pulls(alert: Alert) -> str:
+    return f"What pulls it down: {'; '.join(alert.drags)}. " if alert.drags else ""
 
 
 def log_line(alert: Alert) -> str:
     """One readable line per alert, for when no webhook is configured."""
     why = "; ".join(alert.drivers) or "-"
+    pulls = f" | pulls it down: {'; '.join(alert.drags)}" if alert.drags else ""
     return (
-        f"ALERT [{alert.severity.value}] {alert.title} | why: {why} | "
+        f"ALERT [{alert.severity.value}] {alert.title}{pulls} | why it moved: {why} | "
         f"owner: {alert.owner or 'unassigned'} | {alert.alert_id}"
     )
 

@@ -70,7 +70,10 @@ class Account:
             data_since=self.data_since,
             received_at=fields.pop("received_at", self.now),
             words=partial(
-                Words, ["usage -9: days since last login 2 -> 16"], fields.pop("drags", ())
+                Words,
+                ["usage -9: days since last login 2 -> 16"],
+                fields.pop("drags", ()),
+                fields.pop("by_kind", {}),
             ),
         )
         self.previous, self.band = value, band
@@ -285,18 +288,19 @@ def test_a_new_account_warms_up_before_score_alerts() -> None:
     assert [(a.rule, a.old_band) for a in alerts] == [("band_change", "healthy")]
 
 
-def test_band_and_drop_alerts_lead_with_what_pulls_the_score_down() -> None:
+def test_band_and_drop_alerts_say_what_pulls_the_score_down_apart_from_why_it_moved() -> None:
     account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
     account.run(90.0, 88.0)
     drags = ["billing -30: failed or overdue payments in 90 days 2"]
     [band] = account.score(66.0, drags=drags)
     assert band.rule == "band_change"
-    assert band.drivers == [*drags, "usage -9: days since last login 2 -> 16"]
+    assert band.drags == drags
+    assert band.drivers == ["usage -9: days since last login 2 -> 16"]
     account = Account(rules(sharp_drop=SharpDropRule(points=15, window_days=7)))
     account.run(100.0, 99.0)
     [drop] = account.score(80.0, drags=drags)
     assert drop.rule == "sharp_drop"
-    assert drop.drivers[0] == drags[0]
+    assert drop.drags == drags
 
 
 def test_a_critical_event_alert_says_what_happened() -> None:
@@ -307,6 +311,14 @@ def test_a_critical_event_alert_says_what_happened() -> None:
     )
     [alert] = account.score(80.0, event=failed)
     assert alert.title == "acme: failed payment: invoice inv-881 for EUR 4,242.00 failed"
+    # Its why is what the event did to the score, not the usage that moved with it.
+    assert alert.drivers == ["the score did not move with it (80 -> 80)"]
+    assert (alert.old_band, alert.drags) == ("healthy", [])
+    billing = ["billing -12: failed payments in 30 days 0 -> 1"]
+    again = failed.model_copy(update={"event_id": "e-2", "invoice_id": "inv-882"})
+    account.memory.last_fired.clear()
+    [alert] = account.score(68.0, event=again, by_kind={"payment": billing})
+    assert alert.drivers == billing
     assert in_words(ticket(ticket_id="t-17", priority=TicketPriority.URGENT)) == (
         "ticket t-17 opened, urgent priority"
     )

@@ -236,8 +236,10 @@ def test_an_alert_is_published_with_the_update() -> None:
     score_batch(run.ports, [run.record("chs.events.login", login(days=-20))])
     failed = payment(status=PaymentStatus.FAILED)
     score_batch(run.ports, [run.record("chs.events.payment", failed)])
+    # The failed payment counts against billing at once: the band falls too.
     assert [json.loads(alert)["rule"] for _, alert in run.publisher.alerts] == [
-        "critical_event:failed_payment"
+        "band_change",
+        "critical_event:failed_payment",
     ]
     assert ("alerted", "critical_event:failed_payment") in run.metrics.calls
 
