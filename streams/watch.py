@@ -38,6 +38,10 @@ class ScoreFeed:
         self._min_move = min_move
         self._colour = out.isatty() if colour is None else colour
         self.bands: dict[str, str] = {}
+        self.new: set[str] = set()
+        """Accounts still onboarding (too few days of data to be judged)."""
+        self.groups: set[str] = set()
+        """Parents scored as roll-ups of their children."""
         self.updates = 0
 
     def _band(self, band: str | None) -> str:
@@ -50,21 +54,31 @@ class ScoreFeed:
         return f"{colour}{band}{_RESET}"
 
     def show(self, update: ScoreUpdate) -> None:
-        self.bands[update.account_id] = update.band
+        account = update.account_id
+        self.bands[account] = update.band
+        for kept, marked in ((self.new, update.onboarding), (self.groups, update.rollup)):
+            if marked is not None:
+                kept.add(account)
+            else:
+                kept.discard(account)
         self.updates += 1
         previous = update.previous_score
         moved = previous is None or abs(update.score - previous) >= self._min_move
         if not moved and update.band == update.previous_band:
             return
-        old = "new" if previous is None else f"{previous:5.1f}"
-        stale = " stale" if update.stale else ""
+        old = "first" if previous is None else f"{previous:5.1f}"
+        marks = " stale" if update.stale else ""
+        if update.onboarding is not None:
+            marks += " new"
         self._out.write(
             f"{update.account_id:<12} {old:>5} -> {update.score:5.1f}  "
-            f"{self._band(update.band):<8} {update.grade}{stale}  {update.summary}\n"
+            f"{self._band(update.band):<8} {update.grade}{marks}  {update.summary}\n"
         )
 
     def withdraw(self, account_id: str) -> None:
         """The account churned: its score is withdrawn (a tombstone on ``chs.scores``)."""
+        self.new.discard(account_id)
+        self.groups.discard(account_id)
         if self.bands.pop(account_id, None) is not None:
             self._out.write(f"{account_id:<12} churned: no longer scored\n")
 
@@ -72,8 +86,11 @@ class ScoreFeed:
         counts = Counter(self.bands.values())
         labels = self._labels + sorted(set(counts) - set(self._labels))
         parts = ", ".join(f"{counts.get(band, 0)} {self._band(band)}" for band in labels)
+        groups = f" ({len(self.groups)} of them groups)" if self.groups else ""
+        new = f"; {len(self.new)} new" if self.new else ""
         self._out.write(
-            f"--- {len(self.bands)} accounts: {parts}; {self.updates} score updates so far\n"
+            f"--- {len(self.bands)} accounts{groups}: {parts}{new}; "
+            f"{self.updates} score updates so far\n"
         )
         self._out.flush()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-from scoring.score import ComponentScore
+from scoring.score import ComponentScore, Onboarding, RollupInfo
 from scoring.update import ScoreUpdate, Trigger
 from streams.watch import ScoreFeed
 
@@ -47,7 +47,7 @@ def test_feed_prints_moves_and_band_crossings_but_not_wobble() -> None:
     feed.show(update("acct-1", 65.0, "at-risk", 79.0, "healthy"))
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    assert "new ->  80.0  healthy" in lines[0]
+    assert "first ->  80.0  healthy" in lines[0]
     assert "79.0 ->  65.0  at-risk  C  usage -14: days since last login 2 -> 16" in lines[1]
 
 
@@ -80,3 +80,32 @@ def test_a_churned_account_leaves_the_summary() -> None:
     assert "b            churned: no longer scored" in text
     assert "never-seen" not in text
     assert "1 accounts: 1 healthy, 0 at-risk, 0 critical" in text
+
+
+def test_new_accounts_and_groups_are_labelled_and_counted() -> None:
+    out = io.StringIO()
+    feed = ScoreFeed(out, BANDS, colour=False)
+    young = update("acct-1", 76.0, "at-risk", None, None).model_copy(
+        update={"onboarding": Onboarding(days_of_data=3, judged_from_day=14)}
+    )
+    feed.show(young)
+    group = update("group-1", 88.0, "healthy", None, None).model_copy(
+        update={
+            "rollup": RollupInfo(
+                method="mrr_weighted", children=2, scored_children=2, own_score=False
+            )
+        }
+    )
+    feed.show(group)
+    assert "76.0  at-risk  C new  usage" in out.getvalue()
+    feed.summary()
+    assert (
+        "2 accounts (1 of them groups): 1 healthy, 1 at-risk, 0 critical; 1 new;" in out.getvalue()
+    )
+    feed.show(update("acct-1", 77.0, "at-risk", 76.0, "at-risk"))  # judged now
+    feed.summary()
+    assert (
+        out.getvalue()
+        .splitlines()[-1]
+        .startswith("--- 2 accounts (1 of them groups): 1 healthy, 1 at-risk, 0 critical; 3 score")
+    )
