@@ -243,9 +243,9 @@ class Explainer:
     ) -> str:
         label = measure.label
         if now is None:
-            return f"{label} no longer counts (no data)"
+            return f"{label}: no data (no longer counted)"
         if previous.measure_scores.get(measure.name) is None:
-            return f"{label} now counts: {_number(now.value)}"
+            return f"{label}: {_number(now.value)} (newly counted)"
         words = (
             f"{label} {_number(was)}"
             if was == now.value

@@ -112,7 +112,7 @@ def test_a_bad_event_never_raises_the_score_nor_shows_a_component_rising(
     assert all(driver.delta <= 0 for driver in drivers), [d.text for d in drivers]
 
 
-def test_drivers_add_up_to_the_change_when_a_component_starts_counting() -> None:
+def test_drivers_add_up_to_the_change_when_measures_start_counting() -> None:
     state = AccountState(account_id="acme")
     for day in range(40):
         fold(state, login(days=-day))
@@ -121,13 +121,13 @@ def test_drivers_add_up_to_the_change_when_a_component_starts_counting() -> None
     assert before is not None
     assert state.published is not None
     published = state.published
-    fold(state, feature(n=5))  # adoption starts counting
+    fold(state, feature(n=5))  # adoption's feature measures start counting
     evaluation = rescorer.evaluate(state, NOW)
     assert evaluation is not None
     effects = component_effects(published, evaluation.score)
     assert abs(sum(effects.values()) - (evaluation.score.value - before.score)) < 0.3
     [driver] = [d for d in rescorer.explain(state, evaluation).drivers if d.component == "adoption"]
-    assert "now counts" in driver.text
+    assert "distinct features used in 30 days: 1 (newly counted)" in driver.text
 
 
 def test_drags_name_failed_payments_once_and_tenure_as_youth() -> None:
