@@ -278,7 +278,8 @@ class Explainer:
             return _youth_words(spec, scored.value, self._model.onboarding.days)
         notes = []
         if scored.scaled_from_days is not None:
-            notes.append(f"scaled up from its first {scored.scaled_from_days} days")
+            days = scored.scaled_from_days
+            notes.append(f"scaled up from its first {'day' if days == 1 else f'{days} days'}")
         if scored.peers_median is not None or measure in self._relative:
             notes.append(self._scale_words(scored))
         words = f"{spec.label} {_number(scored.value)}"

@@ -124,9 +124,18 @@ async function refreshAudit() {
     const outcomes = Object.entries(report.outcomes).map(([kind, n]) => `${n} ${kind}`).join(", ");
     status.textContent = `churns of the last ${report.window_days} days` +
       ` · outcomes: ${outcomes || "none yet"}`;
-    // Why a lead counts fewer churners than the outcomes say, in words, not on hover.
-    const notes = [...new Set(report.models.flatMap((model) => model.leads)
-      .filter((lead) => lead.note).map((lead) => `${lead.lead_days} days before: ${lead.note}`))];
+    // How many churners each lead judged and why the others are not, in words, not on hover.
+    const churned = report.outcomes.churned || 0;
+    const live = report.models.find((model) => model.role === "live");
+    const notes = (live ? live.leads : []).map((lead) => {
+      const missing = churned - lead.churners;
+      const why = missing > 0
+        ? `; ${missing} not: no score of theirs ${lead.lead_days} days before the churn yet ` +
+          "(their data starts later, or the churn is under a day old)"
+        : "";
+      return `${lead.lead_days} days before: ${lead.churners} of ${churned} churners judged${why}` +
+        `${lead.note && lead.churners ? ` (${lead.note})` : ""}`;
+    });
     document.getElementById("audit-notes").replaceChildren(
       ...notes.map((note) => element("li", {}, note)));
   } catch (error) {
