@@ -116,8 +116,8 @@ async def follow(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a broker it cannot reach still closes the client
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
