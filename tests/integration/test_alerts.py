@@ -98,11 +98,14 @@ async def test_a_declining_account_yields_one_alert_and_one_slack_post(
     assert alerts[0].drivers
     assert len(slack.posts) == 1
     blocks = slack.posts[0].body["blocks"]
-    assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
+    # What pulls the score down, then why it moved: two sections.
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "context"]
     assert blocks[0]["text"]["text"].startswith(f":large_orange_circle: {declining} is now at-risk")
     fields = [f["text"] for f in blocks[1]["fields"]]
     assert fields[1] == "*Band*\nhealthy -> at-risk"
-    assert "usage" in blocks[2]["text"]["text"]
+    assert blocks[2]["text"]["text"].startswith("*What pulls it down*")
+    assert blocks[3]["text"]["text"].startswith("*Why it moved*")
+    assert "usage" in blocks[3]["text"]["text"]
     assert posted_ids(slack) == [alerts[0].alert_id]
     assert slack.posts[0].body["text"].startswith("[warning]")
 

@@ -27,7 +27,8 @@ async def test_a_silent_account_decays_across_a_band_with_no_event_of_its_own(
     settings = isolated(worker_settings, tmp_path, clock="event")
     run = uuid.uuid4().hex[:6]
     silent, other = f"silent-{run}", f"other-{run}"
-    history = recent(active_history(silent, first_day=-45, last_day=-16))
+    # Silent for 19 days at the end (stale after 21): past the band's margin, 3 points below it.
+    history = recent(active_history(silent, first_day=-48, last_day=-19))
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         first = await score_history(settings, history, silent)

@@ -63,6 +63,21 @@ def notifier(
     return SlackNotifier(routes, policy, sleep=sleeps, jitter=lambda: 1.0)
 
 
+def test_what_pulls_the_score_down_is_a_section_apart_from_why_it_moved() -> None:
+    pulled = alert(Severity.WARNING).model_copy(
+        update={"drags": ["billing -30: failed payments in 30 days 2"]}
+    )
+    text, blocks = slack_message(pulled)
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "context"]
+    assert (
+        blocks[2]["text"]["text"]
+        == "*What pulls it down*\n• billing -30: failed payments in 30 days 2"
+    )
+    assert blocks[3]["text"]["text"].startswith("*Why it moved*\n")
+    assert "What pulls it down: billing -30: failed payments in 30 days 2. Why it moved:" in text
+    assert "pulls it down: billing -30" in log_line(pulled)
+
+
 def test_message_has_blocks_and_a_plain_text_fallback() -> None:
     text, blocks = slack_message(alert(Severity.CRITICAL))
     assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
