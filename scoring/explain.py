@@ -273,7 +273,7 @@ class Explainer:
         was scaled up from; tenure as the youth it is."""
         spec = self._measures[measure]
         if scored.value is None:
-            return f"{spec.label} no data"
+            return f"{spec.label}: no data, counted as {scored.score:.0f} of 100"
         if spec.metric is Metric.TENURE_DAYS:
             return _youth_words(spec, scored.value, self._model.onboarding.days)
         notes = []

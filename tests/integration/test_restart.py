@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.events import Event
+from scoring.events import Event, PaymentStatus
 from scoring.update import ScoreUpdate
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
@@ -26,7 +26,8 @@ async def test_state_survives_a_worker_restart(worker_settings: Settings, tmp_pa
     settings = isolated(worker_settings, tmp_path)
     account = f"restart-{run}"
     first_events = recent([login(account, days=-d, user=f"u{d}") for d in range(5, -1, -1)])
-    later_event = recent([payment(account, days=0)])[0]
+    # A failed payment moves the score (a paid one leaves billing where it was: at full marks).
+    later_event = recent([payment(account, days=0, status=PaymentStatus.FAILED)])[0]
 
     async def run_worker(name: str, events: list[Event], seen: list[Event]) -> ScoreUpdate:
         """Start a worker, send ``events``, wait for the score of ``seen``, stop the worker."""
