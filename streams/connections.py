@@ -4,6 +4,7 @@ and for every plain aiokafka client of the project (CLI, demo, alert delivery, b
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -120,7 +121,9 @@ _HOW = "(after make run: . .run/env)"
 
 def reaching(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
     """Run an operator command's ``work``; a broker or Redis it cannot reach raises
-    ``Unreachable`` naming what it tried and the setting that says where."""
+    ``Unreachable`` naming what it tried and the setting that says where (aiokafka's own
+    log lines about it would only say the same first, in its words)."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(work)
     except (RedisConnectionError, RedisTimeoutError) as error:

@@ -19,7 +19,7 @@ from streams.devstack import chs_command
 
 pytestmark = pytest.mark.integration
 
-SCORE_LINE = re.compile(r"^\S+\s+(new|\d+\.\d)\s+->\s+\d+\.\d\s+(healthy|at-risk|critical)")
+SCORE_LINE = re.compile(r"^\S+\s+(first|\d+\.\d)\s+->\s+\d+\.\d\s+(healthy|at-risk|critical)")
 
 
 def children_of(pid: int) -> set[int]:
@@ -99,6 +99,22 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         page = next(re.search(r"api +(http://\S+)", line) for line in output if "  api " in line)
         assert page is not None
         assert listed_accounts(f"{page.group(1)}accounts?limit=1"), "the API lists no account"
+        # The stack's settings for chs commands in another terminal: `. .run/env`, then chs.
+        assert any(line.startswith("  cli     . .run/env") for line in output)
+        explained = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f". .run/env && {' '.join(chs_command('score', 'explain', 'acct-001'))}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert explained.returncode == 0, explained.stderr
+        assert explained.stdout.startswith("acct-001: ")
 
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=60)
@@ -107,6 +123,7 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         assert dev.returncode == 0, rest
         assert "every process it started has exited" in rest
         assert not [pid for pid in descendants if alive(pid)]
+        assert not (tmp_path / ".run" / "env").exists()
     finally:
         if dev.poll() is None:
             dev.kill()

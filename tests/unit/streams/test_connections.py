@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -9,9 +10,16 @@ from pathlib import Path
 import certifi
 import faust
 import pytest
+from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr, ValidationError
 
-from streams.connections import broker_credentials, kafka_options, redis_client
+from streams.connections import (
+    Unreachable,
+    broker_credentials,
+    kafka_options,
+    reaching,
+    redis_client,
+)
 from streams.settings import Settings
 
 PASSWORD = "kafka-pass-123"
@@ -130,3 +138,45 @@ def test_an_unreadable_secret_file_names_the_variable(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CHS_API_TOKEN_FILE", "/nowhere/token")
     with pytest.raises(ValueError, match="CHS_API_TOKEN_FILE: cannot read /nowhere/token"):
         Settings()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the block ends
+
+
+async def ping_redis(settings: Settings) -> None:
+    client = redis_client(settings, timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def start_consumer(settings: Settings) -> None:
+    consumer = AIOKafkaConsumer("t", **kafka_options(settings))
+    try:
+        await consumer.start()
+    finally:
+        await consumer.stop()
+
+
+def test_an_unreachable_redis_or_broker_is_one_line_naming_the_url_and_the_setting() -> None:
+    port = closed_port()
+    settings = Settings(
+        redis_url=SecretStr(f"redis://:{PASSWORD}@127.0.0.1:{port}/0"),
+        broker_url=f"kafka://127.0.0.1:{port}",
+    )
+    with pytest.raises(Unreachable) as redis_down:
+        reaching(settings, ping_redis(settings))
+    message = str(redis_down.value)
+    assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in message
+    assert "CHS_REDIS_URL" in message
+    assert PASSWORD not in message
+    with pytest.raises(Unreachable) as broker_down:
+        reaching(settings, start_consumer(settings))
+    assert str(broker_down.value) == (
+        f"cannot reach the broker at kafka://127.0.0.1:{port}: set CHS_BROKER_URL "
+        "(after make run: . .run/env)"
+    )
