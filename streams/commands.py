@@ -65,6 +65,9 @@ def describe_model(model: ScoringModel) -> str:
         f"model {model.version}",
         f"  stale after {model.stale_after_days:g} days; "
         f"re-evaluated every {model.reevaluate_hours:g} h with no events",
+        f"  new accounts judged from day {model.onboarding.days} of data (youth counted as "
+        f"{model.onboarding.days} days until then); bands left {model.band_margin_points:g} "
+        "points past their threshold",
         "components:",
     ]
     for name, component in model.components.items():
@@ -98,9 +101,11 @@ def check_model(path: Path | None) -> int:
 
 
 def describe_update(update: ScoreUpdate, labels: dict[str, str]) -> str:
+    new = update.onboarding
     lines = [
         f"{update.account_id}: {update.score:.1f} {update.band} (grade {update.grade})"
-        f"{'  STALE' if update.stale else ''}",
+        f"{'  STALE' if update.stale else ''}"
+        f"{f'  NEW: {new.days_of_data} of {new.judged_from_day} days of data' if new else ''}",
         f"  segment: {update.segment or 'default'}; owner: {update.owner or '-'}; "
         f"as of {update.as_of:%Y-%m-%d %H:%M} UTC; model {update.model_version}",
     ]

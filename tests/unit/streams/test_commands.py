@@ -35,12 +35,14 @@ def test_describe_model_lists_components_with_their_share() -> None:
     assert "days_since_last_login" in text
     assert "peers: ranked within a segment; at least 50 accounts" in text
     assert "bands: healthy >= 80, at-risk >= 55, critical >= 0" in text
+    assert "new accounts judged from day 14 of data" in text
 
 
 def test_describe_update_shows_components_measures_and_trend() -> None:
     labels = {m.name: m.label for c in default_model().components.values() for m in c.measures}
     text = describe_update(scored(), labels)
     assert text.startswith("acme: ")
+    assert "NEW: 10 of 14 days of data" in text.splitlines()[0]  # ten days of logins
     assert "trend: not enough history yet" in text
     assert "days since last login" in text
     assert "last change: first score" in text
