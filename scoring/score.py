@@ -19,8 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from scoring.events import SurveyType
 from scoring.measures import (
     METRIC_MOVES,
+    MIN_SCALED_DAYS,
     MetricContext,
     data_days,
     metric_value,
@@ -36,6 +38,7 @@ from scoring.scoring_model import (
     PercentileMapping,
     RollupMethod,
     ScoringModel,
+    Threshold,
     label_for,
 )
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, day_of
@@ -218,7 +221,7 @@ def evaluate(
     relative = model.peer_measures
     return Score(
         value=value,
-        band=label_for(profile.bands, value),
+        band=band_of_new(state, profile.bands, label_for(profile.bands, value), new),
         grade=label_for(model.grades, value),
         segment=profile.segment,
         stale=stale,
@@ -234,6 +237,40 @@ def evaluate(
         },
         onboarding=new,
     )
+
+
+DETRACTOR_NPS = 6
+LOW_CSAT = 2
+
+
+def in_trouble(state: AccountState) -> bool:
+    """Whether the account's data shows trouble of its own: a failed payment, an urgent
+    ticket open, a detractor's NPS answer or a low CSAT."""
+    if state.urgent_open_tickets() or any(b.payment_failures for b in state.days.values()):
+        return True
+    surveys = state.latest_surveys
+    nps, csat = surveys.get(SurveyType.NPS), surveys.get(SurveyType.CSAT)
+    return (nps is not None and nps.score <= DETRACTOR_NPS) or (
+        csat is not None and csat.score <= LOW_CSAT
+    )
+
+
+def band_of_new(
+    state: AccountState, bands: list[Threshold], band: str, new: Onboarding | None
+) -> str:
+    """``band``, except that an account in its first week of data is not put in the worst
+    band for want of history: without trouble in its data it goes no lower than the band
+    above (never into the best band: with two bands, nothing changes). After a week, a
+    new account that went quiet is judged as it stands."""
+    if (
+        new is None
+        or new.days_of_data >= MIN_SCALED_DAYS
+        or len(bands) < 3
+        or band != bands[-1].label
+        or in_trouble(state)
+    ):
+        return band
+    return bands[-2].label
 
 
 def onboarding(state: AccountState, model: ScoringModel, now: float) -> Onboarding | None:

@@ -19,6 +19,7 @@ from scoring.score import (
     RawValues,
     RollupInfo,
     Score,
+    band_of_new,
     contribute,
     evaluate,
     score_value,
@@ -197,7 +198,8 @@ class Rescorer:
         published = state.published
         if published is not None and published.segment == score.segment:
             bands = model.profile_for(state.attributes).bands
-            score.band = steady_label(bands, published.band, score.value, model.band_margin_points)
+            steady = steady_label(bands, published.band, score.value, model.band_margin_points)
+            score.band = band_of_new(state, bands, steady, score.onboarding)
         history = state.history
         previous = next(reversed(history.values())) if history else None
         record_closing_score(state, score.value, now)

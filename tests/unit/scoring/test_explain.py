@@ -177,3 +177,55 @@ def test_a_new_account_is_never_critical_for_want_of_data() -> None:
     assert later is not None
     assert later.score.onboarding is None
     assert later.score.component_scores["relationship"] > update.components["relationship"].score
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(["login", "feature", "paid", "ticket", "nps", "csat"]),
+    plan=st.sampled_from([None, "enterprise"]),
+    stage=st.sampled_from([None, "onboarding"]),
+    seats=st.none() | st.integers(1, 500),
+    with_attributes=st.booleans(),
+)
+def test_a_brand_new_accounts_first_score_is_never_critical_for_want_of_data(
+    kind: str, plan: str | None, stage: str | None, seats: int | None, with_attributes: bool
+) -> None:
+    """One ordinary first event (no failed payment, urgent ticket or poor answer), in any
+    segment, with or without its attributes yet: never the worst band."""
+    first: Event = {
+        "login": login(),
+        "feature": feature(),
+        "paid": payment(),
+        "ticket": ticket(),
+        "nps": survey(kind=SurveyType.NPS, score=8),
+        "csat": survey(kind=SurveyType.CSAT, score=4),
+    }[kind]
+    state = AccountState(account_id="acme")
+    if with_attributes:
+        apply_attributes(
+            state,
+            AccountAttributes(
+                account_id="acme",
+                updated_at=T0,
+                plan=plan,
+                lifecycle_stage=stage,
+                seats=seats,
+                customer_since=T0.date(),
+            ),
+        )
+    fold(state, first)
+    update = Rescorer(MODEL).rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    assert update is not None
+    assert update.onboarding is not None
+    assert update.band != update.bands[-1].label, (update.score, update.segment, update.drags)
+
+
+def test_trouble_in_a_new_accounts_data_can_make_it_critical_at_once() -> None:
+    state = AccountState(account_id="acme")
+    fold(state, payment(invoice="i1", status=PaymentStatus.FAILED))
+    fold(state, payment(invoice="i2", status=PaymentStatus.FAILED))
+    update = Rescorer(MODEL).rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    assert update is not None
+    assert update.onboarding is not None
+    assert update.score < MODEL.bands[-2].min
+    assert update.band == "critical"
