@@ -125,6 +125,17 @@ class Folded:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """A valid input, not applied yet (``Processor.prepare``)."""
+
+    role: TopicRole | None
+    key: bytes | None
+    parsed: BaseModel | None
+    """None: a tombstone on the accounts topic, the account's erasure."""
+    source: SourcePosition
+
+
+@dataclass(frozen=True, slots=True)
 class Erasure:
     """A tombstone on the accounts topic: everything of the account is to go."""
 
@@ -235,8 +246,21 @@ class Processor:
     ) -> FoldOutcome:
         """Validate one raw message and apply it to the account's state from ``lookup``
         (None for an account not seen yet): changed in place or created, not rescored."""
+        prepared = self.prepare(role, key, payload, source)
+        if isinstance(prepared, Rejected):
+            return prepared
+        return self.apply(lookup, prepared)
+
+    def prepare(
+        self,
+        role: TopicRole | None,
+        key: bytes | None,
+        payload: bytes | None,
+        source: SourcePosition,
+    ) -> Prepared | Rejected:
+        """Validate one raw message; an event moves the clock of its partition."""
         if role is Control.ACCOUNTS and payload is None:
-            return self._erasure(lookup, key, source)
+            return Prepared(role, key, None, source)
         try:
             model = INPUT_MODELS.get(role) if role else None
             parsed = parse_message(model, key, payload, self.max_event_bytes)
@@ -246,6 +270,17 @@ class Processor:
                 self.clock.observe(parsed.occurred_ts, source.partition)
         except InvalidInput as error:
             return Rejected(error)
+        assert key is not None
+        assert role is not None
+        return Prepared(role, key, parsed, source)
+
+    def apply(
+        self, lookup: Callable[[bytes], AccountState | None], prepared: Prepared
+    ) -> FoldOutcome:
+        """Apply a prepared input to the account's state from ``lookup``."""
+        role, key, parsed, source = prepared.role, prepared.key, prepared.parsed, prepared.source
+        if parsed is None:
+            return self._erasure(lookup, key, source)
         assert key is not None
         assert role is not None
         try:
