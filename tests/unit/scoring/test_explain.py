@@ -192,14 +192,15 @@ def test_a_brand_new_accounts_first_score_is_never_critical_for_want_of_data(
 ) -> None:
     """One ordinary first event (no failed payment, urgent ticket or poor answer), in any
     segment, with or without its attributes yet: never the worst band."""
-    first: Event = {
+    firsts: dict[str, Event] = {
         "login": login(),
         "feature": feature(),
         "paid": payment(),
         "ticket": ticket(),
         "nps": survey(kind=SurveyType.NPS, score=8),
         "csat": survey(kind=SurveyType.CSAT, score=4),
-    }[kind]
+    }
+    first = firsts[kind]
     state = AccountState(account_id="acme")
     if with_attributes:
         apply_attributes(

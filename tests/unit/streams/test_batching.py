@@ -140,15 +140,12 @@ def test_a_batch_across_days_keeps_each_days_closing_score_as_one_input_at_a_tim
     """Under a backlog a batch spans days of event time: an input of a later day first
     settles the account's inputs of the day before, so the closing score of every day (what
     the live audit judges by) is the one an input at a time would have left."""
-    events = [
-        event
-        for day in range(-12, 1)
-        for event in (
-            login(account="acme", days=day, user=f"u{day % 3}"),
-            feature(account="acme", days=day + 0.1, name=f"f{day % 4}"),
-            *([login(account="globex", days=day, user="u9")] if day % 3 == 0 else []),
-        )
-    ]
+    events: list[Event] = []
+    for day in range(-12, 1):
+        events.append(login(account="acme", days=day, user=f"u{day % 3}"))
+        events.append(feature(account="acme", days=day + 0.1, name=f"f{day % 4}"))
+        if day % 3 == 0:
+            events.append(login(account="globex", days=day, user="u9"))
     wall = lambda: events[-1].occurred_ts  # noqa: E731 - the replay ends now
     one_at_a_time: dict[bytes, AccountState] = {}
     single = processor(EventClock(wall))
