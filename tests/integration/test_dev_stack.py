@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -98,14 +99,16 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         assert len(descendants) >= 5  # broker, redis, worker, api, demo
         page = next(re.search(r"api +(http://\S+)", line) for line in output if "  api " in line)
         assert page is not None
-        assert listed_accounts(f"{page.group(1)}accounts?limit=1"), "the API lists no account"
+        listed = listed_accounts(f"{page.group(1)}accounts?limit=1")
+        assert listed, "the API lists no account"
+        account = cast(dict[str, str], listed[0])["account_id"]  # in the view already
         # The stack's settings for chs commands in another terminal: `. .run/env`, then chs.
         assert any(line.startswith("  cli     . .run/env") for line in output)
         explained = subprocess.run(
             [
                 "bash",
                 "-c",
-                f". .run/env && {' '.join(chs_command('score', 'explain', 'acct-001'))}",
+                f". .run/env && {' '.join(chs_command('score', 'explain', account))}",
             ],
             cwd=tmp_path,
             env=env,
@@ -114,7 +117,7 @@ def test_dev_shows_live_scores_and_ctrl_c_stops_every_process(tmp_path: Path) ->
             timeout=60,
         )
         assert explained.returncode == 0, explained.stderr
-        assert explained.stdout.startswith("acct-001: ")
+        assert explained.stdout.startswith(f"{account}: ")
 
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=60)
