@@ -138,11 +138,13 @@ class Published(BaseModel):
     stale: bool = False
     segment: str | None = None
     contributions: dict[str, float] = Field(default_factory=dict)
+    """Read from states published before ``component_scores`` and ``shares`` were kept
+    (share x score: no longer written)."""
     measures: dict[str, float] = Field(default_factory=dict)
     """Raw value of each measure that had data."""
     component_scores: dict[str, float] = Field(default_factory=dict)
     shares: dict[str, float] = Field(default_factory=dict)
-    """Each component's share of the score (``contributions`` = share x score)."""
+    """Each component's share of the score."""
     measure_scores: dict[str, float] = Field(default_factory=dict)
     peer_medians: dict[str, float] = Field(default_factory=dict)
     """Peer-relative measures ranked among peers: the peers' median raw value."""

@@ -329,7 +329,6 @@ class Rescorer:
             band=score.band,
             stale=score.stale,
             segment=score.segment,
-            contributions={n: c.contribution for n, c in components.items()},
             component_scores={n: c.score for n, c in components.items()},
             shares={n: c.weight for n, c in components.items()},
             measures={n: m.value for n, m in update.measures.items() if m.value is not None},
