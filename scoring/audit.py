@@ -41,9 +41,6 @@ TRAIL_DAYS = 100
 SETTLE_SECONDS = 6 * 3600
 """A churn is judged this long after its day ends, once the day's other outcomes are in:
 churners of the same day must not count as each other's survivors."""
-RETRY_SECONDS = 3600
-"""A judgement waiting for a partition read behind the others is tried again this much later
-(event time)."""
 BOTTOM_SHARE = 0.1
 MAX_OUTCOME_MARKS = 16
 MIN_CHURNERS = 30
@@ -143,6 +140,18 @@ class AuditBook:
     """Days changed since shipped (``streams.audit_feed``)."""
     results_changed: bool = False
     newest: int | None = None
+    pending: Counter[int] = field(default_factory=Counter)
+    """Churn day -> accounts whose churn is told but not in effect yet (its time not reached
+    on their partition): a churner of a later day is not judged before they leave."""
+
+    def add_pending(self, day: int, sign: int = 1) -> None:
+        self.pending[day] += sign
+        if self.pending[day] <= 0:
+            del self.pending[day]
+        self.results_changed = True
+
+    def churns_pending_before(self, day: int) -> bool:
+        return any(pending_day < day for pending_day in self.pending)
 
     def add_score(self, version: str, day: int, score: float, sign: int = 1) -> None:
         counts = self.alive.setdefault(day, {}).get(version)
@@ -215,8 +224,14 @@ class AuditPort(Protocol):
     def survivors(self, version: str, day: int) -> ScoreCounts: ...
 
     def reached(self, day: int) -> bool:
-        """Whether every partition's accounts are scored as of ``day`` or later: the days
-        before it are closed everywhere."""
+        """Whether every partition's accounts are scored as of ``day`` or later, and every
+        churn told of a day before it has taken effect: the days before it are closed
+        everywhere."""
+        ...
+
+    def wait(self, partition: int | None, account_id: str, day: int) -> None:
+        """A churner's judgement waits until ``reached(day)``: have it tried again then (event
+        time may not move on in the meantime: the end of a replay)."""
         ...
 
 
@@ -234,6 +249,9 @@ class LocalAudit:
 
     def reached(self, day: int) -> bool:
         return True  # one reader, in event-time order: no partition lags another
+
+    def wait(self, partition: int | None, account_id: str, day: int) -> None:
+        raise AssertionError("nothing waits: every day is reached")
 
 
 class Auditor:
@@ -320,9 +338,15 @@ class Auditor:
                     book.add_score(version, day, score)
         state.audit_day = today - 1
 
-    def count_outcome(self, state: AccountState) -> None:
-        """After an outcome was applied to ``state`` (its newest mark)."""
+    def count_outcome(self, state: AccountState, churn_was: float | None) -> None:
+        """After an outcome was applied to ``state`` (its newest mark); ``churn_was``: its
+        ``churn_at`` before."""
         book = self.audit.book_for(state.partition)
+        if state.churned_day is None and state.churn_at != churn_was:
+            if churn_was is not None:
+                book.add_pending(day_of(churn_was), -1)
+            if state.churn_at is not None:
+                book.add_pending(day_of(state.churn_at))
         book.add_outcome(state.outcomes[-1])
         while len(state.outcomes) > MAX_OUTCOME_MARKS:
             book.add_outcome(state.outcomes.pop(0), -1)
@@ -330,6 +354,11 @@ class Auditor:
     def _prune_marks(self, state: AccountState, book: AuditBook, today: int) -> None:
         while state.outcomes and state.outcomes[0].day <= today - self.window_days:
             book.add_outcome(state.outcomes.pop(0), -1)
+
+    def leave(self, state: AccountState) -> None:
+        """Its churn took effect (``take_churn``): no longer pending."""
+        assert state.churned_day is not None
+        self.audit.book_for(state.partition).add_pending(state.churned_day, -1)
 
     def withdraw(self, state: AccountState) -> None:
         """A churned account leaves the survivors of every day it was in."""
@@ -351,11 +380,11 @@ class Auditor:
         return (state.churned_day + self.window_days) * SECONDS_PER_DAY
 
     def next_due(self, state: AccountState, now: float) -> float | None:
-        """``settle_due``, or a little later when it has passed and the judgement waits for a
-        partition read behind the others."""
+        """``settle_due``; None while the judgement waits for a partition read behind the
+        others (``AuditPort.wait``)."""
         due = self.settle_due(state)
         if due is not None and due <= now and state.trails:
-            return now + RETRY_SECONDS
+            return None
         return due
 
     def settle(self, state: AccountState, now: float) -> bool:
@@ -369,6 +398,8 @@ class Auditor:
             assert state.churned_day is not None
             if self.audit.reached(state.churned_day + 1):
                 self._judge(state)
+            else:
+                self.audit.wait(state.partition, state.account_id, state.churned_day + 1)
             return False
         return True
 
@@ -393,8 +424,12 @@ class Auditor:
         state.trail_end = None
 
     def forget(self, state: AccountState) -> None:
-        """Take a churned account's results and outcomes out of its book (it is deleted)."""
+        """Take a churned (or erased) account's results, outcomes and churn still pending out
+        of its book (it is deleted)."""
         book = self.audit.book_for(state.partition)
+        if state.churn_at is not None and state.churned_day is None:
+            book.add_pending(day_of(state.churn_at), -1)
+            state.churn_at = None
         segment = self.segment_of(state) or NO_SEGMENT
         for version, results in state.audit.items():
             for lead, result in results.items():
@@ -418,6 +453,8 @@ class Auditor:
                 book.add_result((version, lead, segment), result)
         for mark in state.outcomes:
             book.add_outcome(mark)
+        if state.churn_at is not None and state.churned_day is None:
+            book.add_pending(day_of(state.churn_at))
 
 
 class SegmentOf(Protocol):

@@ -18,7 +18,8 @@ def next_due(state: AccountState, model: ScoringModel, now: float) -> float | No
 
     Periodic, every ``model.reevaluate_hours``, on a grid offset per account so that a large
     book of accounts does not fall due in the same second; plus the exact moments the
-    account goes stale and its override expires. A stale account is frozen: nothing is due.
+    account goes stale, its override expires and its churn takes it away. A stale account is
+    frozen: only its churn is due.
     """
     candidates = []
     if state.watermark is not None:
@@ -31,4 +32,6 @@ def next_due(state: AccountState, model: ScoringModel, now: float) -> float | No
     override = state.override
     if override is not None and override.expires_at > now:
         candidates.append(override.expires_at)
+    if state.churn_at is not None and state.churned_day is None:
+        candidates.append(state.churn_at)  # the account leaves then, input or not
     return min(candidates) if candidates else None

@@ -243,8 +243,12 @@ class AccountState(BaseModel):
     alerts: AlertMemory = Field(default_factory=AlertMemory)
     peer_day: int | None = None
     """The day its values last went into the peer sketches (``scoring.peers``): once a day."""
+    churn_at: float | None = None
+    """When a ``churned`` outcome says it left (event time, the earliest of them): its inputs
+    from before then are its history whatever order they arrive in; later ones are skipped."""
     churned_day: int | None = None
-    """The day a ``churned`` outcome says it left: no longer scored nor alerted on."""
+    """The day of ``churn_at``, once the account's time has reached it (``take_churn``): from
+    then on it is no longer scored nor alerted on."""
     outcomes: list[OutcomeMark] = Field(default_factory=list)
     """Its outcomes within the audit window, oldest first (the audit keeps it bounded)."""
     trails: dict[str, list[float]] = Field(default_factory=dict)
@@ -436,14 +440,29 @@ def apply_override(
 def apply_outcome(
     state: AccountState, event: OutcomeEvent, source: SourcePosition | None = None
 ) -> bool:
-    """Record an outcome; a churn marks the account churned (once). False if already applied."""
+    """Record an outcome; a churn is noted for its time (``take_churn`` applies it once the
+    account's time reaches it). False if already applied."""
     if not admits(state, source, event.event_id):
         return False
-    day = day_of(event.occurred_ts)
-    state.outcomes.append(OutcomeMark(outcome=event.outcome, day=day))
+    at = event.occurred_ts
+    state.outcomes.append(OutcomeMark(outcome=event.outcome, day=day_of(at)))
     if event.outcome is OutcomeKind.CHURNED and state.churned_day is None:
-        state.churned_day = day
+        state.churn_at = at if state.churn_at is None else min(state.churn_at, at)
     record(state, source, event.event_id)
+    return True
+
+
+def after_churn(state: AccountState, at: float) -> bool:
+    """Whether something at ``at`` (event time) happened once the account had left."""
+    return state.churn_at is not None and at >= state.churn_at
+
+
+def take_churn(state: AccountState, now: float) -> bool:
+    """The account leaves once its time ``now`` reaches its churn; True when it does now."""
+    if state.churned_day is not None or not after_churn(state, now):
+        return False
+    assert state.churn_at is not None
+    state.churned_day = day_of(state.churn_at)
     return True
 
 

@@ -33,6 +33,7 @@ from scoring.scoring_model import ScoringModel
 from scoring.state import (
     SECONDS_PER_DAY,
     AccountState,
+    after_churn,
     apply_attributes,
     apply_outcome,
     day_of,
@@ -236,7 +237,7 @@ class Backtest:
                     continue  # no ground truth: cannot be judged
                 if outcome.churned and outcome.churn_day is not None and outcome.churn_day <= day:
                     continue  # already gone
-            elif state.churned_day is not None:
+            elif after_churn(state, at):
                 continue  # already gone
             score = evaluate(state, self.model, at, peers)
             if score is None:

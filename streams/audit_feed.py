@@ -50,14 +50,19 @@ def encode_day(book: AuditBook, day: int) -> bytes | None:
 
 def encode_results(book: AuditBook) -> bytes:
     results = [[*key, *tally.as_list()] for key, tally in book.results.items()]
-    body = {"results": results, "outcomes": book.outcomes, "newest": book.newest}
+    body = {
+        "results": results,
+        "outcomes": book.outcomes,
+        "newest": book.newest,
+        "pending": book.pending,
+    }
     return json.dumps(body).encode()
 
 
 class ShippedPartition:
     """What ``chs.audit`` holds of one partition."""
 
-    __slots__ = ("days", "newest", "outcomes", "results")
+    __slots__ = ("days", "newest", "outcomes", "pending", "results")
 
     def __init__(self) -> None:
         self.newest: int | None = None
@@ -65,6 +70,8 @@ class ShippedPartition:
         self.days: dict[int, dict[str, ScoreCounts]] = {}
         self.results: dict[TallyKey, Tally] = {}
         self.outcomes: Counter[str] = Counter()
+        self.pending: set[int] = set()
+        """Days of churns told and not in effect yet."""
 
 
 class LiveAudit:
@@ -73,6 +80,8 @@ class LiveAudit:
     def __init__(self) -> None:
         self._own: dict[int, AuditBook] = {}
         self._shipped: dict[int, ShippedPartition] = {}
+        self._waiting: dict[str, tuple[int, int]] = {}
+        """Churner's account id -> (its partition, the day its judgement waits for)."""
 
     def book_for(self, partition: int | None) -> AuditBook:
         key = -1 if partition is None else partition
@@ -96,6 +105,20 @@ class LiveAudit:
         """Forget the books of partitions now another worker's (it rebuilds them)."""
         for partition in set(self._own) - partitions:
             del self._own[partition]
+        for account_id, (partition, _) in list(self._waiting.items()):
+            if partition not in partitions:
+                del self._waiting[account_id]
+
+    def wait(self, partition: int | None, account_id: str, day: int) -> None:
+        self._waiting[account_id] = (-1 if partition is None else partition, day)
+
+    def ready(self) -> list[tuple[int, bytes]]:
+        """(partition, account key) of the churners waiting for a day now reached, no longer
+        waiting: to be judged at once."""
+        ready = [(a, p) for a, (p, day) in self._waiting.items() if self.reached(day)]
+        for account_id, _ in ready:
+            del self._waiting[account_id]
+        return [(partition, account_id.encode()) for account_id, partition in ready]
 
     def _others(self) -> list[ShippedPartition]:
         return [shipped for p, shipped in self._shipped.items() if p not in self._own]
@@ -113,15 +136,19 @@ class LiveAudit:
         return total
 
     def reached(self, day: int) -> bool:
-        """Whether every partition with accounts alive has scored them as of ``day``: its own
-        books as they are, the others' as last shipped (one whose accounts all churned holds
-        no one back)."""
+        """Whether every partition with accounts alive has scored them as of ``day``, and no
+        churn of a day before it waits to take effect: its own books as they are, the
+        others' as last shipped (one whose accounts all churned holds no one back)."""
         newest = [book.newest for book in self._own.values() if book.has_accounts()]
         newest += [
             shipped.newest
             for shipped in self._others()
             if shipped.newest is not None and shipped.days.get(shipped.newest - 1)
         ]
+        if any(book.churns_pending_before(day) for book in self._own.values()):
+            return False
+        if any(d < day for shipped in self._others() for d in shipped.pending):
+            return False
         return all(n is not None and n >= day for n in newest)
 
     def totals(self) -> tuple[dict[TallyKey, Tally], Counter[str]]:
@@ -167,6 +194,7 @@ class LiveAudit:
                 }
                 shipped.outcomes = Counter(body["outcomes"])
                 shipped.newest = body.get("newest")
+                shipped.pending = {int(day) for day in body.get("pending", {})}
                 return
             day = int(what)
             if record.value is None:

@@ -70,7 +70,8 @@ class AuditReplay:
             payload = item.model_dump_json(exclude={"kind"}).encode()
             self._apply(role, item.account_id.encode(), payload)
             self.last_time = record_time(item)
-            for _, key, due in self.schedule.pop_due(self.last_time, limit=1 << 30):
+            now = self.processor.clock.now(0)  # an outcome does not move it (``Processor``)
+            for _, key, due in self.schedule.pop_due(now, limit=1 << 30):
                 tick = Tick(account_id=key.decode(), due_at=due)
                 self._apply(Control.TICKS, key, tick.model_dump_json().encode())
             self.records += 1

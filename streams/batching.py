@@ -29,10 +29,18 @@ from streams.processing import (
 T = TypeVar("T")
 
 
-async def batches(queue: asyncio.Queue[T], limit: int) -> AsyncIterator[list[T]]:
-    """What ``queue`` holds, up to ``limit`` messages at a time; waits for the first one."""
+async def batches(
+    queue: asyncio.Queue[T], limit: int, idle: Callable[[], float | None] = lambda: None
+) -> AsyncIterator[list[T]]:
+    """What ``queue`` holds, up to ``limit`` messages at a time; waits for the first one, or
+    yields an empty batch after ``idle()`` seconds (None: never) with nothing to read."""
     while True:
-        batch = [await queue.get()]
+        try:
+            async with asyncio.timeout(idle()):
+                batch = [await queue.get()]
+        except TimeoutError:
+            yield []
+            continue
         while len(batch) < limit and not queue.empty():
             batch.append(queue.get_nowait())
         yield batch

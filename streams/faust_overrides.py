@@ -14,6 +14,9 @@ integration/):
   test_scale_out.py, adding a worker).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
+- ``ChsConsumer.records_waiting``: the records of a topic-partition not handed on yet, from
+  Faust's read offsets (unit: ..._counts_the_records_not_handed_on; test_audit.py, outcomes
+  before the history).
 - ``ChsConsumer._drain_messages``: bulk hand-over of raw messages, commits left to the timer
   (test_crash.py, test_scale_out.py, test_pipeline.py).
 - ``ChsProducer.send_soon``/``flush``: a flush waits for the records queued before it (unit:
@@ -41,6 +44,7 @@ from typing import Any, TypeVar, cast
 
 import aiokafka
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, FutureMessage, Message, TransportT
@@ -165,6 +169,19 @@ class ChsConsumer(aiokafka_driver.Consumer):
             self._acked_index[tp].update(merged)
         offset: int | None = super()._new_offset(tp)
         return offset
+
+    def records_waiting(self, tp: TP) -> int | None:
+        """Records of ``tp`` not handed on yet, as of its last fetch; None before a fetch told
+        where it ends. Right after a seek the read offset is the next one to read, not the
+        last one read: it counts one short then."""
+        try:
+            end = self.highwater(tp)
+        except IllegalStateError:
+            return None  # not assigned here (any more)
+        if end is None:
+            return None
+        read = self._read_offset.get(tp)
+        return max(0, end - (0 if read is None else read + 1))
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         """Faust's loop handing fetched messages on, with a short way for bulk topics.

@@ -43,11 +43,13 @@ from scoring.state import (
     OverrideConflict,
     SourcePosition,
     admits,
+    after_churn,
     apply_attributes,
     apply_outcome,
     apply_override,
     fold,
     id_digest,
+    take_churn,
 )
 from scoring.update import Evaluation, Rescorer, ScoreUpdate, Trigger
 from scoring.validation import InvalidInput, RejectCode, check_event_time, parse_message
@@ -115,8 +117,6 @@ class Folded:
     event: BaseEvent | None
     now: float
     """The evaluation time this input asks for (event time with the event clock)."""
-    churned: bool = False
-    """This input is the churn that stops the account's scoring."""
     path: tuple[str, ...] = ()
     """A child's report: the accounts it came up through (``ChildReport.path``)."""
     regrouped: bool = False
@@ -181,7 +181,7 @@ class SkipReason(StrEnum):
     """Fetched before a rebalance handed its partition to another worker, which reads it
     again from the last commit."""
     CHURNED = "churned"
-    """An input for an account that churned: no longer scored."""
+    """An input from after its account's churn (by event time): no longer scored."""
     ERASED = "erased"
     """An input older than its account's erasure."""
 
@@ -258,7 +258,7 @@ class Processor:
         payload: bytes | None,
         source: SourcePosition,
     ) -> Prepared | Rejected:
-        """Validate one raw message; an event moves the clock of its partition."""
+        """Validate one raw message; a product event moves the clock of its partition."""
         if role is Control.ACCOUNTS and payload is None:
             return Prepared(role, key, None, source)
         try:
@@ -267,7 +267,10 @@ class Processor:
             if isinstance(parsed, BaseEvent):
                 now = self.clock.now(source.partition)
                 check_event_time(parsed, now, self.clock.wall(), self.max_future_seconds)
-                self.clock.observe(parsed.occurred_ts, source.partition)
+                if not isinstance(parsed, OutcomeEvent):
+                    # An outcome is often told late or read first (a replay, a backfill): it
+                    # must not move its partition's time ahead of the events it closes.
+                    self.clock.observe(parsed.occurred_ts, source.partition)
         except InvalidInput as error:
             return Rejected(error)
         assert key is not None
@@ -313,12 +316,13 @@ class Processor:
             state = AccountState(account_id=account_id)
         elif not admits(state, source, None):
             return Skipped(role, SkipReason.REDELIVERED)
-        elif state.churned_day is not None and not isinstance(parsed, OutcomeEvent | Tick):
+        elif not isinstance(parsed, OutcomeEvent | Tick) and after_churn(
+            state, _input_time(parsed)
+        ):
             return Skipped(role, SkipReason.CHURNED)
         now = max(self.clock.now(source.partition), state.watermark or 0.0)
         input_id: str | None
         event: BaseEvent | None = None
-        churned = False
         path: tuple[str, ...] = ()
         regrouped = False
         match parsed:
@@ -332,12 +336,11 @@ class Processor:
                 applied = apply_override(state, parsed, now, source)
                 trigger, input_id = Trigger.OVERRIDE, parsed.event_id
             case OutcomeEvent():
-                was_churned = state.churned_day is not None
+                churn_was = state.churn_at
                 applied = apply_outcome(state, parsed, source)
                 trigger, input_id = Trigger.OUTCOME, parsed.event_id
-                churned = not was_churned and state.churned_day is not None
                 if applied and self.rescorer.auditor is not None:
-                    self.rescorer.auditor.count_outcome(state)
+                    self.rescorer.auditor.count_outcome(state, churn_was)
             case ChildReport():
                 had = parsed.child_id in state.children
                 applied = apply_report(state, parsed, source)
@@ -352,7 +355,7 @@ class Processor:
             return Skipped(role, reason)
         now = max(now, state.watermark or 0.0)
         key = _trigger_key(parsed, input_id)
-        return Folded(role, state, trigger, input_id, key, event, now, churned, path, regrouped)
+        return Folded(role, state, trigger, input_id, key, event, now, path, regrouped)
 
     def _erasure(
         self,
@@ -404,8 +407,11 @@ class Processor:
         alerts."""
         last = inputs[-1]
         state, now = last.state, max(folded.now for folded in inputs)
+        leaves = take_churn(state, now)
+        if leaves and self.rescorer.auditor is not None:
+            self.rescorer.auditor.leave(state)
         if state.churned_day is not None:
-            applied = self._settle_churned(last.role, state, now, any(f.churned for f in inputs))
+            applied = self._settle_churned(last.role, state, now, leaves)
             leaving = report_to_parent(state, now, False, [])
             return replace(applied, reports=tuple(leaving)) if leaving else applied
         rescorer = self.rescorer
@@ -505,7 +511,8 @@ class Processor:
 
 
 def _input_time(parsed: BaseModel) -> float:
-    """When an input happened, to tell it from what came after its account's erasure."""
+    """When an input happened, to tell it from what came after its account's erasure or
+    churn."""
     match parsed:
         case BaseEvent() | CsmOverride():
             return parsed.occurred_at.timestamp()

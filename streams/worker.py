@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
@@ -38,9 +38,10 @@ from streams.alerting import AlertDelivery
 from streams.audit_feed import LiveAudit
 from streams.batching import batches, wait_for_producer
 from streams.book_reader import BookReader
-from streams.clock import Clock
+from streams.clock import Clock, EventClock
 from streams.connections import broker_credentials, redis_client
-from streams.faust_overrides import ChsApp, CodecTable, RawMessageTopic
+from streams.event_order import EventOrder
+from streams.faust_overrides import ChsApp, ChsConsumer, CodecTable, RawMessageTopic
 from streams.outputs_first import OutputLost, OutputsFirst
 from streams.peer_feed import LivePeers
 from streams.processing import (
@@ -316,11 +317,28 @@ def create_app(
             kept.append(message)
         return kept
 
+    # On event time, the topic-partitions are scored in event-time order (``EventOrder``).
+    order: EventOrder[Message] | None = None
+    if isinstance(clock, EventClock):
+
+        def waiting(topic: str, partition: int) -> int | None:
+            return cast(ChsConsumer, app.consumer).records_waiting(TP(topic, partition))
+
+        order = EventOrder(
+            settings.event_topics, lambda: accounts.active_partitions, waiting, clock.wall
+        )
+
+    def idle() -> float | None:
+        return order.wait_seconds if order is not None and order.held else None
+
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        async for batch in batches(input_channel.queue, settings.input_batch_max):
-            await writer.put(score_batch(ports, taken(batch)))
-            await wait_for_producer(app.producer.buffer)
+        async for batch in batches(input_channel.queue, settings.input_batch_max, idle):
+            if order is not None:
+                batch = order.add(batch) if batch else order.release()
+            if batch:
+                await writer.put(score_batch(ports, taken(batch)))
+                await wait_for_producer(app.producer.buffer)
 
     @app.task  # type: ignore[untyped-decorator]
     async def write_states() -> None:
@@ -364,6 +382,8 @@ def create_app(
     async def ship_audit() -> None:
         """This worker's audit books to every worker; the whole base's figures out."""
         prometheus_metrics.AUDIT_RECORDS_SHIPPED.inc(await audit.ship(ship_audit_record))
+        for partition, key in audit.ready():
+            schedule.set(partition, key, clock.now(partition))  # judged at the next tick
         tallies, outcomes = audit.totals()
         computed_at = datetime.fromtimestamp(clock.wall(), UTC)
         report = build_report(

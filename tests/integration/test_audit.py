@@ -2,7 +2,8 @@
 them fading, then the faders churn. The worker judges each churn against the survivors of 30
 and 60 days before, for the live model and a shadow, and ``/metrics`` and ``GET /audit`` say
 how well the score ranked them; the same after a restart (the figures come back from the
-table's changelog)."""
+table's changelog). With the outcomes produced before the history they close, on 8
+partitions, ``GET /audit`` says what ``chs audit`` says on the same records."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alerts.config import default_rules
 from scoring.events import Event, FeatureUseEvent, LoginEvent, OutcomeEvent, OutcomeKind
 from scoring.scoring_model import default_model
+from sim.backtest import record_time
+from streams.audit_replay import AuditReplay
 from streams.devstack import ManagedProcess
 from streams.producer import EventProducer
 from streams.settings import Settings
@@ -167,6 +171,51 @@ async def test_the_worker_measures_how_well_its_scores_foretold_the_churns(
         labels = {"lead_days": "30", "model": live, "role": "live"}
         await eventually(lambda: metric(settings, "chs_model_churners", **labels) == 20, within=120)
         assert metric(settings, "chs_model_auc", **labels) == pytest.approx(auc, abs=1e-4)
+    finally:
+        worker.stop()
+        api.stop()
+
+
+async def test_outcomes_produced_before_the_history_they_close_are_judged_as_offline(
+    worker_settings: Settings, private_redis: str, tmp_path: Path
+) -> None:
+    """A replay or a backfill: the outcome topic is read ahead of the event topics."""
+    settings = isolated(
+        worker_settings,
+        tmp_path,
+        clock="event",
+        topic_partitions=8,
+        redis_url=private_redis,
+        audit_ship_seconds=1.0,
+    )
+    after = [
+        LoginEvent(event_id=f"{c.event_id}-after", account_id=c.account_id,
+                   occurred_at=c.occurred_at + timedelta(hours=12), user_id="u0")
+        for c in churns()
+    ]  # fmt: skip
+    records: list[Event | OutcomeEvent] = [*churns(), *history(), *after_the_churn(), *after]
+    offline = AuditReplay(default_model(), (), default_rules(), settings.audit_window_days)
+    offline.run(sorted(records, key=record_time))
+    expected = {lead.lead_days: lead for lead in offline.report().models[0].leads}
+    assert expected[30].churners == expected[60].churners == ACCOUNTS // 2
+    worker = start_worker(settings, tmp_path / "worker.log")
+    api, api_port = start_api(private_redis, tmp_path / "api.log", None)
+    try:
+        await produce_all(settings, records)
+        await eventually(lambda: lead_30(audit_figure(api_port), "live").get("churners") == 20,
+                         within=120)  # fmt: skip
+        live = {lead["lead_days"]: lead for lead in audit_figure(api_port)["models"][0]["leads"]}  # type: ignore[index]
+        for lead_days, figure in expected.items():
+            assert live[lead_days]["churners"] == figure.churners, lead_days
+            if figure.auc is not None:
+                assert live[lead_days]["auc"] == pytest.approx(figure.auc, abs=0.03), lead_days
+
+        # Only what came after each churn is skipped.
+        def skipped() -> float:
+            return metric(settings, "chs_inputs_skipped_total", reason="churned")
+
+        await eventually(lambda: skipped() >= len(after), within=60)
+        assert skipped() == len(after)
     finally:
         worker.stop()
         api.stop()

@@ -18,7 +18,7 @@ from scoring.audit import (
 )
 from scoring.audit_report import build_report
 from scoring.events import OutcomeKind
-from scoring.state import SECONDS_PER_DAY, AccountState, apply_outcome, day_of
+from scoring.state import SECONDS_PER_DAY, AccountState, apply_outcome, day_of, take_churn
 from tests.factories import T0, outcome
 
 DAY0 = day_of(T0.timestamp())
@@ -135,12 +135,19 @@ def test_the_book_kept_in_step_equals_the_book_rebuilt_from_the_states() -> None
                 score = round(rng.uniform(0, 100), 1)
                 audit.observe(state, {"live": score, "shadow": 100 - score}, noon(day))
     apply_outcome(states[0], outcome("a0", days=130))
+    audit.count_outcome(states[0], None)
+    assert take_churn(states[0], noon(130))
+    audit.leave(states[0])
     audit.settle(states[0], noon(130))
+    apply_outcome(states[1], outcome("a1", days=140))  # told ahead: pending
+    audit.count_outcome(states[1], None)
     rebuilt = AuditBook()
     for state in states:
         audit.footprint(state, rebuilt)
     rebuilt.prune(max(rebuilt.alive) + 1)  # the day after the newest closed day
     assert book_counts(port.book) == book_counts(rebuilt)
+    assert port.book.pending == rebuilt.pending == {DAY0 + 140: 1}
+    assert port.book.outcomes == rebuilt.outcomes
     assert all(len(trail) <= TRAIL_DAYS for s in states for trail in s.trails.values())
 
 
@@ -156,7 +163,12 @@ def test_a_churn_is_judged_after_its_day_against_the_survivors_then_forgotten() 
             audit.observe(state, {"live": 70.0 + i}, noon(day))
     for state in fading:
         apply_outcome(state, outcome(state.account_id, days=100))
-        audit.count_outcome(state)
+        audit.count_outcome(state, None)
+    assert port.book.pending == {DAY0 + 100: 5}  # told, not in effect yet
+    for state in fading:
+        assert take_churn(state, noon(100))
+        audit.leave(state)
+    assert port.book.pending == {}
     churn_day = DAY0 + 100
     for state in fading:
         assert not audit.settle(state, noon(100))  # the day is not over: others may churn
@@ -219,7 +231,7 @@ def test_outcome_marks_leave_the_counts_after_the_window() -> None:
     state = AccountState(account_id="a")
     audit.observe(state, {"live": 50.0}, noon(0))
     apply_outcome(state, outcome("a", days=0, kind=OutcomeKind.RENEWED))
-    audit.count_outcome(state)
+    audit.count_outcome(state, None)
     assert port.book.outcomes == {"renewed": 1}
     audit.observe(state, {"live": 50.0}, noon(181))
     assert port.book.outcomes == {}

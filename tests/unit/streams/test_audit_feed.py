@@ -3,12 +3,14 @@ and what a rebuild after a rebalance gives."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from aiokafka import ConsumerRecord
 
 from scoring.audit import TRAIL_DAYS, Auditor
-from scoring.state import AccountState, LeadResult, day_of
+from scoring.events import OutcomeEvent, OutcomeKind
+from scoring.state import AccountState, LeadResult, apply_outcome, day_of, take_churn
 from streams.audit_feed import LiveAudit
 from tests.factories import T0
 from tests.unit.streams.test_peer_feed import Record
@@ -107,3 +109,45 @@ async def test_a_judgement_waits_for_every_partition_with_accounts_to_reach_the_
     auditor.observe(gone, {"v": 50.0}, (TODAY + 1) * 86_400.0)
     auditor.withdraw(gone)
     assert first.reached(TODAY + 1)
+
+
+async def test_a_waiting_judgement_is_ready_once_the_day_is_reached_not_before() -> None:
+    first, second, topic = LiveAudit(), LiveAudit(), FakeTopic()
+    behind = AccountState(account_id="b", partition=1)
+    other = Auditor(["v"], second, 180, lambda s: None)
+    other.observe(behind, {"v": 50.0}, TODAY * 86_400.0)
+    other.observe(behind, {"v": 50.0}, (TODAY + 1) * 86_400.0)
+    await second.ship(topic.send)
+    topic.replay_into(first)
+    first.wait(0, "churner", TODAY + 2)
+    first.wait(3, "moved-away", TODAY + 2)
+    first.keep_only({0})
+    assert first.ready() == []  # partition 1 is still a day behind
+    other.observe(behind, {"v": 50.0}, (TODAY + 2) * 86_400.0)
+    await second.ship(topic.send)
+    topic.replay_into(first)
+    assert first.ready() == [(0, b"churner")]
+    assert first.ready() == []  # once
+
+
+async def test_a_churn_told_and_not_in_effect_on_another_partition_holds_judgements_back() -> None:
+    first, second, topic = LiveAudit(), LiveAudit(), FakeTopic()
+    other = Auditor(["v"], second, 180, lambda s: None)
+    told = AccountState(account_id="t", partition=1)
+    for day in range(3):
+        other.observe(told, {"v": 50.0}, (TODAY + day) * 86_400.0)
+    churn_at = datetime.fromtimestamp((TODAY + 1) * 86_400.0, UTC)
+    churn = OutcomeEvent(
+        event_id="c", account_id="t", outcome=OutcomeKind.CHURNED, occurred_at=churn_at
+    )
+    apply_outcome(told, churn)
+    other.count_outcome(told, None)
+    await second.ship(topic.send)
+    topic.replay_into(first)
+    assert first.reached(TODAY + 1)  # a churn of that day may still come: judged later
+    assert not first.reached(TODAY + 2)  # the churn of day 1 must leave the survivors first
+    assert take_churn(told, (TODAY + 2) * 86_400.0)
+    other.leave(told)
+    await second.ship(topic.send)
+    topic.replay_into(first)
+    assert first.reached(TODAY + 2)

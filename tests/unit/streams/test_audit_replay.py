@@ -67,3 +67,30 @@ def test_the_history_is_judged_as_the_worker_would_for_the_live_model_and_a_cand
     assert len(replay.states) == ACCOUNTS  # the churners are kept, judged, until the window
     text = "\n".join(report_lines(report, "title"))
     assert f"{candidate.version} (shadow)" in text
+
+
+def test_outcomes_read_before_the_history_they_close_give_the_same_figures() -> None:
+    """A replay or a backfill reads the outcome topic ahead of the event topics: a churn
+    applies from its own time, so the churners' earlier history still makes their scores."""
+    in_order = records()
+    outcomes = [item for item in in_order if isinstance(item, OutcomeEvent)]
+    late = [
+        LoginEvent(
+            event_id=f"late-{o.account_id}",
+            account_id=o.account_id,
+            occurred_at=o.occurred_at + timedelta(days=1),
+            user_id="u0",
+        )
+        for o in outcomes
+    ]
+    adverse = [*outcomes, *(item for item in in_order if item not in outcomes), *late]
+    reports = []
+    for items in (in_order, adverse):
+        replay = AuditReplay(default_model(), (), default_rules(), window_days=180)
+        replay.run(items)
+        reports.append(replay.report())
+        churned = [s for s in replay.states.values() if s.churned_day is not None]
+        assert len(churned) == ACCOUNTS // 2
+        assert all(s.watermark is not None and s.watermark < s.churn_at for s in churned)  # type: ignore[operator]
+    assert reports[1].models[0].leads == reports[0].models[0].leads
+    assert reports[1].models[0].leads[0].churners == ACCOUNTS // 2

@@ -165,3 +165,16 @@ def test_a_batch_across_days_keeps_each_days_closing_score_as_one_input_at_a_tim
     # acme: once per day of its inputs; globex: once per day it had one.
     assert [key for key, _ in settled].count(b"acme") == 13
     assert [key for key, _ in settled].count(b"globex") == 5
+
+
+async def test_an_idle_wait_yields_an_empty_batch_only_while_asked_to() -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    holding = [True]
+    taken = batches(queue, limit=3, idle=lambda: 0.01 if holding[0] else None)
+    assert await anext(taken) == []  # nothing arrived: the held messages get their turn
+    holding[0] = False
+    waiting = asyncio.ensure_future(anext(taken))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing held: it waits for input
+    queue.put_nowait(7)
+    assert await waiting == [7]

@@ -81,6 +81,21 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
 
 
+def test_the_consumer_counts_the_records_not_handed_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = chs_consumer(app(tmp_path))
+    tp, other = TP("chs.events.login", 0), TP("chs.events.login", 1)
+    ends: dict[TP, int | None] = {tp: 120, other: None}
+    monkeypatch.setattr(ChsConsumer, "highwater", lambda self, at: ends[at])
+    assert consumer.records_waiting(other) is None  # no fetch told where it ends
+    assert consumer.records_waiting(tp) == 120  # none handed on, from the start
+    consumer._read_offset[tp] = 99  # offsets 0-99 handed on
+    assert consumer.records_waiting(tp) == 20
+    consumer._read_offset[tp] = 119
+    assert consumer.records_waiting(tp) == 0
+
+
 async def test_offsets_acked_and_then_taken_for_a_gap_are_committed_once(
     tmp_path: Path,
 ) -> None:

@@ -304,7 +304,7 @@ def test_a_failure_while_rescoring_keeps_the_input_applied(
     assert "Rescoring account acme failed" in caplog.text
 
 
-def audited_processor(clock: ManualClock, *shadows: ScoringModel) -> Processor:
+def audited_processor(clock: ManualClock | EventClock, *shadows: ScoringModel) -> Processor:
     model = default_model()
     versions = [model.version, *(s.version for s in shadows)]
     auditor = Auditor(versions, LocalAudit(), 180, lambda s: None)
@@ -338,6 +338,31 @@ def test_a_churned_account_is_withdrawn_no_longer_scored_judged_then_forgotten()
     assert isinstance(gone, Applied)
     assert gone.forget
     assert gone.next_due is None
+
+
+def test_a_churn_read_before_the_history_it_closes_applies_from_its_own_time() -> None:
+    clock = EventClock(wall=lambda: NOW + 2 * SECONDS_PER_DAY)
+    feed = Feed(audited_processor(clock))
+    feed.send(EventKind.LOGIN, login(days=-10))
+    told = feed.send(Control.OUTCOMES, outcome(days=0))
+    assert isinstance(told, Applied)
+    assert not told.withdrawn
+    assert clock.now(0) == at(-10).timestamp()  # an outcome does not move event time
+    state = feed.states[b"acme"]
+    assert (state.churn_at, state.churned_day) == (NOW, None)
+    earlier = feed.send(EventKind.LOGIN, login(days=-5, user="u2"))
+    assert isinstance(earlier, Applied)
+    assert earlier.update is not None  # still its history: scored
+    assert earlier.next_due is not None
+    assert earlier.next_due <= NOW
+    assert skip_reason(feed.send(EventKind.LOGIN, login(days=0.5))) is SkipReason.CHURNED
+    assert feed.states[b"acme"].churned_day is None
+    feed.send(EventKind.LOGIN, login(account="beta", days=0.25), key=b"beta")
+    leaves = feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW))
+    assert isinstance(leaves, Applied)
+    assert leaves.withdrawn
+    assert leaves.update is None
+    assert feed.states[b"acme"].churned_day == day_of(NOW)
 
 
 def test_an_outcome_of_no_known_kind_goes_to_the_dlq() -> None:
