@@ -31,7 +31,7 @@ from sim.files import (
     write_csv,
     write_jsonl,
 )
-from sim.fit import fit_weights, held_out
+from sim.fit import Comparison, Figure, Fit, compare, fit_weights, held_out
 from sim.progress import Progress
 from sim.report import deciles_chart, html_report, text_report
 from sim.simulator import SimOptions, Simulation
@@ -65,7 +65,10 @@ class BacktestRun:
     report: Path | None
     mapping: CsvMapping | None = None
     fit: Path | None = None
-    """Write a model with fitted weights here, and compare it with ``model`` held out."""
+    """Fit the weights, compare with ``model`` on held-out accounts, and write the fitted
+    model here when it is better."""
+    force: bool = False
+    """Write the fitted model even when it is not better."""
 
 
 def _observe(
@@ -108,36 +111,82 @@ def _fit(
     outcomes: dict[str, Outcome] | None,
     observations: list[Observation],
 ) -> int:
+    train = [o for o in observations if not held_out(o.account_id)]
     try:
-        fit = fit_weights(model, [o for o in observations if not held_out(o.account_id)])
+        fit = fit_weights(model, train)
     except ValueError as error:
         print(f"chs backtest --fit: {error}", file=sys.stderr)
         return 2
-    data = fit.model.model_dump(mode="json", exclude_defaults=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    refit = _observe(run, fit.model, outcomes).observations
-    before = heldout_auc(observations)
-    after = heldout_auc(refit)
-    print(f"\nfitted model: {path}")
-    print("held-out accounts (about 30%, never seen by the fit), ROC AUC:")
-    print(f"  {model.name:<32} {_auc_text(before)}")
-    print(f"  {fit.model.name:<32} {_auc_text(after)}")
-    print(f"  {LOGISTIC_BASELINE:<32} {_auc_text(heldout_logistic_auc(observations))}")
-    print("weights the fit proposes (log-odds of churn per 100 points of the measure):")
-    for name, coefficient in sorted(fit.coefficients.items(), key=lambda item: item[1]):
-        print(f"  {name:<28} {coefficient * 100:+.3f}")
+    refit = {(o.account_id, o.at): o for o in _observe(run, fit.model, outcomes).observations}
+    held = [o for o in observations if held_out(o.account_id) and (o.account_id, o.at) in refit]
+    counts = heldout_counts_risk(train, held)
+    comparison = compare(held, [refit[(o.account_id, o.at)] for o in held], counts)
+    print("\n".join(fit_lines(model, fit, comparison)))
+    if comparison.better or run.force:
+        data = fit.model.model_dump(mode="json", exclude_defaults=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        forced = "" if comparison.better else " (--force: it is not better)"
+        print(f"\nfitted model written: {path}{forced}")
+    else:
+        gain = comparison.gain
+        print(
+            f"\nThe fitted model is not better than {model.name} on held-out accounts "
+            f"(AUC {_signed(gain.auc)}, 95 % interval {_signed(gain.low)} to "
+            f"{_signed(gain.high)}): no model file written (--force writes it anyway)."
+        )
     return 0
 
 
-def heldout_logistic_auc(observations: list[Observation]) -> float | None:
-    """The counts baseline fitted on the accounts the fit saw, judged on the held-out ones."""
-    train = [o for o in observations if not held_out(o.account_id)]
+def fit_lines(model: ScoringModel, fit: Fit, comparison: Comparison) -> list[str]:
+    """The fit's report: the three scores on held-out accounts, then what it did."""
+    c = comparison
+    lines = [
+        "",
+        f"held-out accounts (about 30 %, never seen by the fit): {c.accounts:,} accounts, "
+        f"{c.observations:,} observations, {c.churned:,} churned within the horizon",
+        f"  {'ROC AUC':>42}   95 % interval (bootstrap by account)",
+    ]
+    for name, figure in (
+        (model.name, c.current),
+        (fit.model.name, c.fitted),
+        (LOGISTIC_BASELINE, c.counts),
+    ):
+        lines.append(f"  {name:<34} {_auc_text(figure.auc):>7}   {_range(figure)}")
+    lines.append(f"  {'fitted minus current':<34} {_signed(c.gain.auc):>7}   {_range(c.gain)}")
+    tried = ", ".join(f"{l2:g}: {_auc_text(auc)}" for l2, auc in fit.cv_auc.items())
+    lines += [
+        "",
+        f"penalty chosen by 5-fold cross-validation over accounts: L2 = {fit.l2:g} "
+        f"(out-of-fold AUC of each tried: {tried})",
+        "weights (log-odds of churn per 100 points of the measure's score; the model weighs "
+        "a measure by minus that):",
+    ]
+    for choice in fit.choices:
+        alone = f"alone AUC {_auc_text(choice.alone_auc)}"
+        if not choice.varies:
+            what = "left out (token weight): the same score for every account in this data"
+        elif choice.coefficient >= 0:
+            what = "left out (token weight): its points went with more churn beside the others"
+        else:
+            what = f"{choice.coefficient * 100:+.3f}"
+        used = "" if choice.used == choice.measure else f" as {choice.used}"
+        lines.append(f"  {choice.measure:<28} {what}{used} ({alone})")
+    return lines
+
+
+def _range(figure: Figure) -> str:
+    return f"{figure.low:.3f} to {figure.high:.3f}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def heldout_counts_risk(train: list[Observation], held: list[Observation]) -> list[float]:
+    """The counts baseline fitted on the accounts the fit saw: its risk of each of ``held``."""
     labels = [o.churned for o in train]
-    if not train or all(labels) or not any(labels):
-        return None
     baseline = fit_logistic([o.counts for o in train], labels)
-    held = [o for o in observations if held_out(o.account_id)]
-    return auc([baseline.risk(o.counts) for o in held], [o.churned for o in held])
+    return [baseline.risk(o.counts) for o in held]
 
 
 def heldout_auc(observations: list[Observation]) -> float | None:

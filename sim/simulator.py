@@ -63,6 +63,11 @@ class SimProfile:
     fixed)."""
     churn_noise: float
     """Share of otherwise healthy accounts that churn anyway (budget cuts happen)."""
+    billing_days: int | None = 30
+    """Days between invoices (None: no payments, as an app paid through a store)."""
+    contract_days: int | None = None
+    """Contract length: an account leaves (or downgrades) only when its contract ends, and
+    each renewal is an outcome (None: it may leave any day)."""
 
 
 PROFILES: dict[str, SimProfile] = {
@@ -89,6 +94,24 @@ PROFILES: dict[str, SimProfile] = {
         features=4, daily_share=0.9, sessions=2.5, uses_per_session=3.0, weekend=0.9,
         ticket_rate=0.1, survey_rate=0.003, slide_share=0.15, new_share=0.5, new_failure=0.4,
         card_failure=0.04, churn_noise=0.02,
+    ),
+    # An app with one user per account and nothing but usage: no tickets, payments (the app
+    # store bills) or surveys.
+    "usage-only": SimProfile(
+        plans={"app": (1, 5, 1)},
+        segment_of={"app": "consumer"},
+        features=6, daily_share=0.6, sessions=1.5, uses_per_session=2.0, weekend=1.0,
+        ticket_rate=0.0, survey_rate=0.0, slide_share=0.2, new_share=0.5, new_failure=0.4,
+        card_failure=0.0, churn_noise=0.03, billing_days=None,
+    ),
+    # Team software on annual contracts: one invoice a year, and an account leaves only when
+    # its contract ends; each renewal is an outcome.
+    "annual-contracts": SimProfile(
+        plans={"business": (15, 6_000, 3), "corporate": (60, 24_000, 1)},
+        segment_of={"business": "smb", "corporate": "enterprise"},
+        features=10, daily_share=0.35, sessions=1.0, uses_per_session=1.0, weekend=0.2,
+        ticket_rate=0.8, survey_rate=0.005, slide_share=0.3, new_share=0.2, new_failure=0.25,
+        card_failure=0.0, churn_noise=0.03, billing_days=365, contract_days=365,
     ),
 }  # fmt: skip
 
@@ -186,16 +209,20 @@ def make_accounts(options: SimOptions, rng: random.Random) -> list[SimAccount]:
             joined_day=joined,
             card_fails_from=rng.randrange(max(30, joined + 30), options.days) if card else None,
         )
-        _decide_outcome(account, rng, options.days, business.churn_noise)
+        _decide_outcome(account, rng, options.days, business)
         accounts.append(account)
     return accounts
 
 
-def _decide_outcome(account: SimAccount, rng: random.Random, days: int, noise: float) -> None:
+def _decide_outcome(
+    account: SimAccount, rng: random.Random, days: int, business: SimProfile
+) -> None:
     """Ground truth: a deep slide that does not recover ends in churn a few weeks after it
     bottoms out; a shallow one in a downgrade; a card that keeps failing in churn two months
     after it started (two or three failed invoices), unless the slide came first; a few
-    healthy accounts churn anyway (budget cuts happen)."""
+    healthy accounts churn anyway (budget cuts happen). On contracts, the outcome waits for
+    the end of the contract."""
+    noise = business.churn_noise
     if account.slide_day is not None and not account.recovers:
         bottom = account.slide_day + account.slide_days
         if account.slide_depth > 0.6:
@@ -209,6 +236,10 @@ def _decide_outcome(account: SimAccount, rng: random.Random, days: int, noise: f
         gone = account.card_fails_from + 60 + rng.randint(1, 10)
         if account.outcome_day is None or gone < account.outcome_day:
             account.outcome, account.outcome_day = Outcome.CHURNED, gone
+    contract = business.contract_days
+    if contract is not None and account.outcome_day is not None:
+        terms = max(1, math.ceil((account.outcome_day - account.joined_day) / contract))
+        account.outcome_day = account.joined_day + terms * contract
     if account.outcome_day is not None and account.outcome_day >= days:
         account.outcome, account.outcome_day = Outcome.RENEWED, None  # beyond the window
 
@@ -237,7 +268,9 @@ class Simulation:
                 if account.joined_day <= day and not account.gone(day):
                     records.extend(self._day(account, day))
                 if day == account.outcome_day:
-                    records.append(self._outcome(account, day))
+                    records.append(self._outcome(account, day, account.outcome))
+                elif self._renews(account, day):
+                    records.append(self._outcome(account, day, Outcome.RENEWED))
             records.sort(key=event_time)
             yield from records
 
@@ -271,13 +304,21 @@ class Simulation:
             "occurred_at": self._at(day, hour),
         }
 
-    def _outcome(self, account: SimAccount, day: int) -> dict[str, Any]:
-        """What billing says on the day of the outcome (as ``outcomes()`` has it)."""
+    def _renews(self, account: SimAccount, day: int) -> bool:
+        """A contract ends today and goes on."""
+        contract = self.options.business.contract_days
+        tenure = day - account.joined_day
+        return (
+            contract is not None and tenure > 0 and not tenure % contract and not account.gone(day)
+        )
+
+    def _outcome(self, account: SimAccount, day: int, outcome: Outcome) -> dict[str, Any]:
+        """What billing says on the day of an outcome (as ``outcomes()`` has the last)."""
         price = self.options.business.plans[account.plan][1]
-        after = 0 if account.outcome is Outcome.CHURNED else price // 2
+        after = {Outcome.CHURNED: 0, Outcome.DOWNGRADED: price // 2}.get(outcome, price)
         return {
             **self._record("outcome", account, day, 0.25),
-            "outcome": account.outcome.value,
+            "outcome": outcome.value,
             "mrr_before": str(price),
             "mrr_after": str(after),
         }
@@ -360,7 +401,8 @@ class Simulation:
         return records
 
     def _billing(self, account: SimAccount, day: int, engagement: float) -> list[dict[str, Any]]:
-        if (day - account.joined_day) % 30:
+        every = self.options.business.billing_days
+        if every is None or (day - account.joined_day) % every:
             return []
         invoice = f"{account.account_id}-inv-{day}"
         price = str(self.options.business.plans[account.plan][1])

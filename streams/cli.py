@@ -198,9 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
     simulate.add_argument(
         "--profile",
-        choices=["b2b-seats", "smb", "consumer"],
+        choices=["b2b-seats", "smb", "consumer", "usage-only", "annual-contracts"],
         default="b2b-seats",
-        help="the kind of business: seats sold to teams, small businesses, or consumers",
+        help="the kind of business: seats sold to teams, small businesses, consumers, an app "
+        "with usage events only, or teams on annual contracts",
     )
     simulate.add_argument(
         "--out", type=Path, default=Path("simulation"), help="folder for events.jsonl, outcomes.csv"
@@ -231,8 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument(
         "--fit", type=Path, metavar="MODEL.yaml",
-        help="fit measure weights (logistic regression), write them as a model file and "
-        "compare it with the current model on held-out accounts",
+        help="fit measure weights (logistic regression), compare the fitted model with the "
+        "current one on held-out accounts, and write it here if it is better",
+    )  # fmt: skip
+    backtest.add_argument(
+        "--force", action="store_true",
+        help="with --fit: write the fitted model even when it is not better",
     )  # fmt: skip
     _mapping_arguments(backtest)
     audit = commands.add_parser(
@@ -347,6 +352,7 @@ def _run(args: argparse.Namespace) -> None:
             args.report,
             _mapping(args),
             args.fit,
+            args.force,
         )
         sys.exit(backtest(run, configured_model(_load_settings())))
     settings = _load_settings()
