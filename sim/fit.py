@@ -195,14 +195,15 @@ class Fit:
     """Cross-validated AUC of each penalty tried."""
 
 
-def _positive_fit(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Coefficients (log-odds per point) with every kept one lowering churn: a column whose
-    points raise the odds is left out and the rest fitted again (clipping it instead would
-    leave its partner making up for it). Columns left out get zero."""
+def _positive_fit(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """Intercept and coefficients (log-odds per point) with every kept one lowering churn: a
+    column whose points raise the odds is left out and the rest fitted again (clipping it
+    instead would leave its partner making up for it). Columns left out get zero."""
     coefficients = np.zeros(x.shape[1])
+    intercept = 0.0
     kept = list(range(x.shape[1]))
     while kept:
-        _, slopes = logistic_regression(x[:, kept].tolist(), y.tolist(), l2)
+        intercept, slopes = logistic_regression(x[:, kept].tolist(), y.tolist(), l2)
         found = np.asarray(slopes)
         coefficients[:] = 0.0
         coefficients[kept] = found
@@ -210,7 +211,7 @@ def _positive_fit(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
         if len(lowering) == len(kept):
             break
         kept = lowering
-    return coefficients
+    return intercept, coefficients
 
 
 def _cross_validated(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict[float, float | None]:
@@ -223,7 +224,9 @@ def _cross_validated(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict[fl
             train = ~test
             if not test.any() or y[train].all() or not y[train].any():
                 continue
-            risk[test] = x[test] @ _positive_fit(x[train], y[train], l2)
+            # Log-odds, intercept included: the folds' fits are pooled on one scale.
+            intercept, coefficients = _positive_fit(x[train], y[train], l2)
+            risk[test] = intercept + x[test] @ coefficients
         results[l2] = auc_array(risk, y)
     return results
 
@@ -248,7 +251,7 @@ def fit_weights(model: ScoringModel, observations: list[Observation]) -> Fit:
     # The best out-of-fold AUC; of the penalties within 0.001 of it, the strongest.
     best = max(scored.values())
     l2 = max(l2 for l2, auc in scored.items() if auc >= best - 0.001)
-    coefficients = dict(zip(names, _positive_fit(x, labels, l2), strict=True))
+    coefficients = dict(zip(names, _positive_fit(x, labels, l2)[1], strict=True))
     choices = [
         Choice(name, used.name, alone, varies, float(coefficients[name]))
         for name, (used, alone, varies) in chosen.items()
