@@ -107,7 +107,7 @@ PROFILES: dict[str, SimProfile] = {
     # Team software on annual contracts: one invoice a year, and an account leaves only when
     # its contract ends; each renewal is an outcome.
     "annual-contracts": SimProfile(
-        plans={"business": (15, 6_000, 3), "corporate": (60, 24_000, 1)},
+        plans={"business": (6, 3_000, 3), "corporate": (25, 12_000, 1)},
         segment_of={"business": "smb", "corporate": "enterprise"},
         features=10, daily_share=0.35, sessions=1.0, uses_per_session=1.0, weekend=0.2,
         ticket_rate=0.8, survey_rate=0.005, slide_share=0.3, new_share=0.2, new_failure=0.25,
