@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed
 run: install run-packages
 	$(BIN)/chs dev
 
+# On Apache Kafka (the release production runs); then the dev-broker subset on Tansu, the
+# broker of `make run`.
 test: install test-packages lint
 	$(BIN)/pytest
+	CHS_TEST_BROKER=tansu $(BIN)/pytest -m dev_broker
 
 # The fault-injection and scale-out tests (make test runs all but the scale-out ones).
 test-reliability: install test-packages
@@ -43,11 +46,12 @@ $(STAMP): pyproject.toml
 run-packages:
 	@scripts/ensure-packages redis-server:redis-server
 
-# The tests also run promtool, a real Prometheus server (Debian package prometheus) and
-# docker-compose config (Debian package docker-compose; no Docker engine needed).
+# The tests also run promtool, a real Prometheus server (Debian package prometheus),
+# docker-compose config (Debian package docker-compose; no Docker engine needed), headless
+# Chromium, and Apache Kafka from its jars (Java 17; Maven fetches the jars once).
 test-packages:
 	@scripts/ensure-packages redis-server:redis-server promtool:prometheus docker-compose:docker-compose \
-		chromium:chromium
+		chromium:chromium java:openjdk-17-jre-headless mvn:maven
 
 clean:
 	rm -rf $(VENV) .run .chs-data .pytest_cache .mypy_cache .ruff_cache *.egg-info

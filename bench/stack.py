@@ -1,4 +1,5 @@
-"""The services a benchmark runs against: the dev broker (Tansu), Redis, ``chs worker``s."""
+"""The services a benchmark runs against: a local broker (Apache Kafka by default, or the dev
+broker, Tansu), Redis, ``chs worker``s."""
 
 from __future__ import annotations
 
@@ -19,26 +20,30 @@ from streams.devstack import (
     settings_env,
     start_process,
     start_redis,
-    start_tansu,
     stopping,
     wait_for_port,
 )
+from streams.local_broker import BrokerKind, start_broker
 from streams.settings import Settings
 
 
 @contextmanager
-def dev_services(logs: Path, **changes: Any) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
-    """Tansu and Redis on free ports, and worker settings for them (dev-broker settings).
+def dev_services(
+    logs: Path, kind: BrokerKind = BrokerKind.KAFKA, **changes: Any
+) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
+    """A broker of ``kind`` and Redis on free ports, and worker settings for them:
+    production's client settings, and on the dev broker its work-arounds.
 
     Every process appended to the yielded list is stopped on the way out.
     """
     with stopping([]) as services:
         broker, redis = free_port(), free_port()
-        services.append(start_tansu(broker, logs / "tansu.log"))
+        log = logs / f"{kind.value}.log"
+        services.append(start_broker(kind, broker, log, logs / "broker-data"))
         services.append(start_redis(redis, logs / "redis.log"))
         settings = Settings.model_validate(
             {
-                **DEV_BROKER_SETTINGS,
+                **(DEV_BROKER_SETTINGS if kind is BrokerKind.TANSU else {}),
                 "broker_url": f"kafka://127.0.0.1:{broker}",
                 "redis_url": f"redis://127.0.0.1:{redis}/0",
                 "web_port": free_port(),

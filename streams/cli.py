@@ -257,7 +257,20 @@ def _parser() -> argparse.ArgumentParser:
         dest="alerts_command", required=True
     )
     alerts.add_parser("tail", help="print alerts from the alerts topic as they arrive")
-    commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
+    dev = commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
+    dev.add_argument(
+        "--broker", choices=["tansu", "kafka"], default=os.environ.get("CHS_DEV_BROKER", "tansu"),
+        help="the local broker: tansu (the dev broker, no Java; default) or kafka (Apache "
+        "Kafka 3.9.0; Java 17 and Maven). Env: CHS_DEV_BROKER",
+    )  # fmt: skip
+    broker = commands.add_parser(
+        "broker", help="run one local broker in the foreground (Apache Kafka or Tansu)"
+    )
+    broker.add_argument("--kind", choices=["kafka", "tansu"], default="kafka")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument(
+        "--data-dir", type=Path, help="its storage (default: a temporary folder, removed after)"
+    )
 
     model = commands.add_parser("model", help="scoring model files").add_subparsers(
         dest="model_command", required=True
@@ -341,6 +354,10 @@ def _run(args: argparse.Namespace) -> None:
         from streams.commands import check_model
 
         sys.exit(check_model(args.file))
+    if args.command == "broker":
+        from streams.local_broker import BrokerKind, run_broker
+
+        sys.exit(run_broker(BrokerKind(args.kind), args.port, args.data_dir))
     if args.command == "backtest":
         from sim.backtest import BacktestOptions
         from sim.commands import BacktestRun, backtest
@@ -402,8 +419,9 @@ def _run(args: argparse.Namespace) -> None:
         reaching(settings, tail_alerts(settings))
     elif args.command == "dev":
         from streams.devstack import run_dev
+        from streams.local_broker import BrokerKind
 
-        sys.exit(run_dev(settings, configured_model(settings)))
+        sys.exit(run_dev(settings, configured_model(settings), BrokerKind(args.broker)))
     elif args.command == "score":
         from streams.commands import explain_account
 

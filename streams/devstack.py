@@ -27,12 +27,15 @@ import time
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from scoring.scoring_model import ScoringModel
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.local_broker import BrokerKind
 
 DEV_BROKER_SETTINGS: dict[str, Any] = {
     "broker_session_timeout": 6.0,
@@ -243,15 +246,23 @@ def write_env(path: Path, env: dict[str, str]) -> Path:
     return path
 
 
-def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run")) -> int:
+def run_dev(
+    settings: Settings,
+    model: ScoringModel,
+    broker: BrokerKind | None = None,
+    run_dir: Path = Path(".run"),
+) -> int:
     """Broker, Redis, worker and demo on free ports; print score changes until Ctrl-C."""
+    from streams.local_broker import BrokerKind, describe, start_broker
     from streams.topics import ensure_topics
     from streams.watch import watch_scores
 
+    kind = broker or BrokerKind.TANSU
     broker_port, redis_port = free_port(), free_port()
     dev_settings = settings.model_copy(
         update={
-            **DEV_BROKER_SETTINGS,
+            # The dev broker's work-arounds, on the dev broker only.
+            **(DEV_BROKER_SETTINGS if kind is BrokerKind.TANSU else {}),
             "broker_url": f"kafka://127.0.0.1:{broker_port}",
             "redis_url": f"redis://127.0.0.1:{redis_port}/0",
             "web_port": free_port(),
@@ -272,8 +283,10 @@ def run_dev(settings: Settings, model: ScoringModel, run_dir: Path = Path(".run"
     try:
         with stopping([]) as services:
             print(f"chs dev: logs in {run_dir}/", flush=True)
-            services.append(start_tansu(broker_port, run_dir / "tansu.log"))
-            print(f"  broker  {dev_settings.broker_url}  (Tansu, in memory)", flush=True)
+            log, data = run_dir / f"{kind.value}.log", run_dir / "broker-data"
+            shutil.rmtree(data, ignore_errors=True)  # a fresh broker each time, as Tansu's
+            services.append(start_broker(kind, broker_port, log, data))
+            print(f"  broker  {dev_settings.broker_url}  ({describe(kind)})", flush=True)
             services.append(start_redis(redis_port, run_dir / "redis.log"))
             print(f"  redis   redis://127.0.0.1:{redis_port}/0", flush=True)
             asyncio.run(ensure_topics(dev_settings))

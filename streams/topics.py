@@ -37,8 +37,9 @@ def _topic_shape(settings: Settings, name: str) -> tuple[int, dict[str, str]]:
     if name in (settings.topic_peers, settings.topic_audit):
         # Books per partition, latest wins; every worker reads them all.
         return 1, {"cleanup.policy": "compact"}
-    if name == settings.topic_accounts:
-        # Attributes are snapshots: only the latest per account matters.
+    if name in (settings.topic_accounts, settings.topic_scores):
+        # Attributes are snapshots, a score is the latest: only the last per account
+        # matters (an erased or churned account's tombstone removes it).
         return settings.topic_partitions, {"cleanup.policy": "compact"}
     return settings.topic_partitions, {}
 

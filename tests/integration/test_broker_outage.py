@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.devstack import ManagedProcess, free_port, start_tansu
+from streams.devstack import ManagedProcess, free_port
+from streams.local_broker import start_broker
 from streams.settings import Settings
-from tests.conftest import isolated, start_worker
+from tests.conftest import TEST_BROKER, isolated, start_worker
 from tests.factories import feature, login
 from tests.integration.kafka import wait_consumed
 from tests.integration.reference import assert_matches_reference, changelog_states, reference
@@ -31,17 +32,19 @@ OUTAGE_SECONDS = 30
 async def proxied_broker(tmp_path: Path) -> AsyncIterator[tuple[CuttableProxy, ManagedProcess]]:
     port = free_port()
     proxy = CuttableProxy(port)
-    tansu = start_tansu_behind(proxy, port, tmp_path)
+    broker = start_behind(proxy, port, tmp_path)
     await proxy.start()
     try:
-        yield proxy, tansu
+        yield proxy, broker
     finally:
         await proxy.stop()
-        tansu.stop()
+        broker.stop()
 
 
-def start_tansu_behind(proxy: CuttableProxy, port: int, tmp_path: Path) -> ManagedProcess:
-    return start_tansu(port, tmp_path / "tansu.log", advertised_port=proxy.port)
+def start_behind(proxy: CuttableProxy, port: int, tmp_path: Path) -> ManagedProcess:
+    """A broker of its own (the session's advertises its own port, not the proxy's)."""
+    log, data = tmp_path / f"{TEST_BROKER.value}.log", tmp_path / "broker-data"
+    return start_broker(TEST_BROKER, port, log, data, advertised_port=proxy.port)
 
 
 async def test_worker_survives_a_30s_broker_outage_without_losing_events(

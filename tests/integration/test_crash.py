@@ -22,7 +22,7 @@ from tests.integration.reference import (
 from tests.integration.test_operations import metric
 from tests.integration.test_pipeline import produce
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.dev_broker]
 
 EVENTS = 50_000
 COMMIT_INTERVAL = 2.8

@@ -21,7 +21,7 @@ from streams.settings import Settings
 from tests.factories import T0, feature, login, payment, survey, ticket
 from tests.integration.kafka import Records, read_until, wait_consumed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dev_broker]
 
 
 def recent(events: list[Event]) -> list[Event]:
