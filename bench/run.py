@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import alert_latency, history_cost, recovery, rollup_cost, takeover, throughput
+from streams.local_broker import BrokerKind
 
 
 def machine() -> str:
@@ -45,9 +46,10 @@ def section(title: str, report: Callable[[], str]) -> str:
 
 
 def main() -> None:
-    rates = throughput.measure()
+    rates = throughput.measure(BrokerKind.KAFKA)
+    dev = throughput.measure(BrokerKind.TANSU)
     sections = [
-        section("Throughput", lambda: throughput.report(rates)),
+        section("Throughput", lambda: throughput.report(rates, dev)),
         # At half the measured maximum, as the performance targets put it (and a quarter).
         section("Latency", lambda: alert_latency.report(rates.worker)),
         section("Memory and recovery", recovery.report),

@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from bench.stack import dev_services, peak_rss, start_worker
 from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
 from streams.connections import kafka_options
 from streams.devstack import ManagedProcess, free_port, settings_env, start_process
+from streams.local_broker import BrokerKind
 from streams.settings import Settings
 from streams.topics import ensure_topics, group_lag
 
@@ -131,10 +133,15 @@ def worker_rate(settings: Settings, total: int, logs: Path) -> tuple[float, int,
         process.stop()
 
 
-def measure() -> Rates:
+def measure(kind: BrokerKind = BrokerKind.KAFKA) -> Rates:
+    """Every contender on a broker of ``kind`` (production client settings on Apache Kafka,
+    the dev-broker work-arounds on Tansu)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        dev_services(Path(tmp), topic_partitions=PARTITIONS, clock="event") as (settings, _),
+        dev_services(Path(tmp), kind, topic_partitions=PARTITIONS, clock="event") as (
+            settings,
+            _,
+        ),
     ):
         logs = Path(tmp)
         events = realistic_events()
@@ -153,33 +160,53 @@ def _rate(rate: float | None) -> str:
     return f"{rate:,.0f}" if rate else "did not finish (see its log)"
 
 
-def report(rates: Rates) -> str:
-    def ratio(other: float | None) -> str:
-        return f"x{rates.worker / other:.2f}" if other else "-"
+def report(rates: Rates, dev: Rates | None = None) -> str:
+    """The contenders on Apache Kafka, and on the dev broker beside them (``dev``)."""
 
+    def ratio(ours: float, other: float | None) -> str:
+        return f"x{ours / other:.2f}" if other else "-"
+
+    def cells(pick: Callable[[Rates], float | None]) -> str:
+        kafka = f"{_rate(pick(rates))} | {ratio(rates.worker, pick(rates))}"
+        if dev is None:
+            return kafka
+        return f"{kafka} | {_rate(pick(dev))} | {ratio(dev.worker, pick(dev))}"
+
+    rows = [
+        ("raw aiokafka consumer + `json.loads` (the ceiling)", lambda r: r.ceiling),
+        (
+            "naive Faust agent, one table write per event (`bench/peers/naive_faust.py`)",
+            lambda r: r.naive_faust,
+        ),
+        ("Quix Streams 3, RocksDB state with changelog, a count (`bench/peers/quix.py`)",
+         lambda r: r.quix),
+        (
+            "Quix Streams 3, **same work**: our scoring core (validate, fold, evaluate, "
+            "publish decision) in its stateful processing, the state encoded per event "
+            "(`bench/peers/quix_same_work.py`)",
+            lambda r: r.quix_same_work,
+        ),
+        ("our worker, end to end (first to last ScoreUpdate)", lambda r: r.worker),
+    ]  # fmt: skip
+    header = "| contender | Apache Kafka 3.9.0: events/s | ours against it |"
+    rule = "|---|---|---|"
+    if dev is not None:
+        header += " Tansu (dev broker): events/s | ours against it |"
+        rule += "---|---|"
     return "\n".join(
         [
             "## Throughput, side by side",
             "",
             f"`bench/throughput.py`: {rates.events:,} events (the demo's mix of the five kinds "
-            f"over {ACCOUNTS:,} accounts), on the dev broker's event topics ({PARTITIONS} "
-            "partitions) before anyone reads them; each contender is one process in its own "
-            "consumer group on the same machine as the broker. Faust contenders use the "
-            "dev-broker settings (one-record producer batches for their changelog).",
+            f"over {ACCOUNTS:,} accounts), on the event topics ({PARTITIONS} partitions) "
+            "before anyone reads them; each contender is one process in its own consumer "
+            "group on the same machine as the broker. On Apache Kafka every contender uses "
+            "production client settings; on the dev broker, its work-arounds (one-record "
+            "producer batches, short fetch waits: docs/dev-broker.md).",
             "",
-            "| contender | events/s | ours against it |",
-            "|---|---|---|",
-            f"| raw aiokafka consumer + `json.loads` (the ceiling) | {rates.ceiling:,.0f} | "
-            f"{ratio(rates.ceiling)} |",
-            f"| naive Faust agent, one table write per event (`bench/peers/naive_faust.py`) | "
-            f"{rates.naive_faust:,.0f} | {ratio(rates.naive_faust)} |",
-            f"| Quix Streams 3, RocksDB state with changelog, a count (`bench/peers/quix.py`) | "
-            f"{_rate(rates.quix)} | {ratio(rates.quix)} |",
-            "| Quix Streams 3, **same work**: our scoring core (validate, fold, evaluate, "
-            "publish decision) in its stateful processing, the state encoded per event "
-            f"(`bench/peers/quix_same_work.py`) | {_rate(rates.quix_same_work)} | "
-            f"{ratio(rates.quix_same_work)} |",
-            f"| our worker, end to end (first to last ScoreUpdate) | {rates.worker:,.0f} | x1 |",
+            header,
+            rule,
+            *(f"| {name} | {cells(pick)} |" for name, pick in rows),
             "",
             "The Faust rates are from the first commit of the group to the last; ours is the "
             "number of events over the time from the first ScoreUpdate on `chs.scores` to "
@@ -193,7 +220,7 @@ def report(rates: Rates) -> str:
             "below gives the same under a light live load.",
             "",
             *TABLE_HEADER,
-            rates.written.row("throughput backlog", rates.events),
+            rates.written.row("throughput backlog (Apache Kafka)", rates.events),
         ]
     )
 

@@ -44,7 +44,6 @@ from typing import Any, TypeVar, cast
 
 import aiokafka
 import faust
-from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, FutureMessage, Message, TransportT
@@ -174,10 +173,9 @@ class ChsConsumer(aiokafka_driver.Consumer):
         """Records of ``tp`` not handed on yet, as of its last fetch; None before a fetch told
         where it ends. Right after a seek the read offset is the next one to read, not the
         last one read: it counts one short then."""
-        try:
-            end = self.highwater(tp)
-        except IllegalStateError:
-            return None  # not assigned here (any more)
+        if tp not in self.assignment():
+            return 0  # not read here (any more): it holds nothing back
+        end = self.highwater(tp)
         if end is None:
             return None
         read = self._read_offset.get(tp)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiokafka import AIOKafkaClient
@@ -170,7 +171,9 @@ def broker_answers(port: int) -> bool:
         finally:
             await client.close()
 
-    return asyncio.run(ask())
+    # A thread of its own: the caller may be inside an event loop (an async test fixture).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ask()).result()
 
 
 def _wait_ready(service: ManagedProcess, port: int) -> None:
