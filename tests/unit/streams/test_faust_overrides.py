@@ -88,7 +88,9 @@ def test_the_consumer_counts_the_records_not_handed_on(
     tp, other = TP("chs.events.login", 0), TP("chs.events.login", 1)
     ends: dict[TP, int | None] = {tp: 120, other: None}
     monkeypatch.setattr(ChsConsumer, "highwater", lambda self, at: ends[at])
+    monkeypatch.setattr(ChsConsumer, "assignment", lambda self: {tp, other})
     assert consumer.records_waiting(other) is None  # no fetch told where it ends
+    assert consumer.records_waiting(TP("chs.events.login", 3)) == 0  # not read here
     assert consumer.records_waiting(tp) == 120  # none handed on, from the start
     consumer._read_offset[tp] = 99  # offsets 0-99 handed on
     assert consumer.records_waiting(tp) == 20
