@@ -33,17 +33,27 @@ async def batches(
     queue: asyncio.Queue[T], limit: int, idle: Callable[[], float | None] = lambda: None
 ) -> AsyncIterator[list[T]]:
     """What ``queue`` holds, up to ``limit`` messages at a time; waits for the first one, or
-    yields an empty batch after ``idle()`` seconds (None: never) with nothing to read."""
-    while True:
-        try:
-            async with asyncio.timeout(idle()):
-                batch = [await queue.get()]
-        except TimeoutError:
-            yield []
-            continue
-        while len(batch) < limit and not queue.empty():
-            batch.append(queue.get_nowait())
-        yield batch
+    yields an empty batch after ``idle()`` seconds (None: never) with nothing to read.
+
+    A wait that times out leaves its ``get`` pending for the next one: cancelling a get of
+    Faust's stream queue left the scoring task unwoken by later messages (the queue filled,
+    fetching stopped: the kill -9 test stalled on Apache Kafka)."""
+    waiting: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if waiting is None:
+                waiting = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({waiting}, timeout=idle())
+            if not done:
+                yield []
+                continue
+            batch, waiting = [waiting.result()], None
+            while len(batch) < limit and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+    finally:
+        if waiting is not None:
+            waiting.cancel()
 
 
 PRODUCER_BUFFER_MAX = 1_000

@@ -35,11 +35,13 @@ def start_broker(
     log_path: Path,
     data_dir: Path,
     advertised_port: int | None = None,
+    partitions: int = 8,
 ) -> ManagedProcess:
-    """A broker of ``kind`` serving on ``port`` when this returns."""
+    """A broker of ``kind`` serving on ``port`` when this returns (``partitions``: of a topic
+    created by its first record, on Apache Kafka)."""
     _refuse_taken(port)
     if kind is BrokerKind.KAFKA:
-        return start_kafka(port, log_path, data_dir, advertised_port)
+        return start_kafka(port, log_path, data_dir, advertised_port, partitions)
     return start_tansu(port, log_path, advertised_port)
 
 

@@ -47,7 +47,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
-num.partitions=1
+num.partitions={partitions}
 default.replication.factor=1
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=8
@@ -116,10 +116,16 @@ def _java(libs: Path, main: str, *args: str, heap: str = "-Xmx256m") -> list[str
 
 
 def start_kafka(
-    port: int, log_path: Path, data_dir: Path, advertised_port: int | None = None
+    port: int,
+    log_path: Path,
+    data_dir: Path,
+    advertised_port: int | None = None,
+    partitions: int = 8,
 ) -> ManagedProcess:
     """Apache Kafka on ``port`` (clients are told ``advertised_port`` when given: a proxy in
-    the tests), ready to serve when this returns; storage formatted in ``data_dir``."""
+    the tests), ready to serve when this returns; storage formatted in ``data_dir``. A topic
+    created by its first record gets ``partitions`` (docker-compose.yml sets the same as
+    ``CHS_TOPIC_PARTITIONS``)."""
     libs = kafka_libs()
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "server.properties"
@@ -128,6 +134,7 @@ def start_kafka(
             port=port,
             controller=free_port(),
             advertised=advertised_port or port,
+            partitions=partitions,
             data=data_dir / "log",
         )
     )

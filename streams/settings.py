@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = Field(
         default="wall", description="scoring time: wall clock, or newest event time (replays)"
     )
+    event_order: bool = Field(
+        default=False,
+        description="with the event clock: score the topic-partitions in event-time order "
+        "(replays on many partitions; docs/audit.md, which says what is still open)",
+    )
     publish_min_delta: float = Field(
         default=PUBLISH_MIN_DELTA,
         ge=0,

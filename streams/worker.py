@@ -319,7 +319,7 @@ def create_app(
 
     # On event time, the topic-partitions are scored in event-time order (``EventOrder``).
     order: EventOrder[Message] | None = None
-    if isinstance(clock, EventClock):
+    if isinstance(clock, EventClock) and settings.event_order:
 
         def waiting(topic: str, partition: int) -> int | None:
             return cast(ChsConsumer, app.consumer).records_waiting(TP(topic, partition))

@@ -38,6 +38,9 @@ def service_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("service-logs")
 
 
+TEST_PARTITIONS = 4
+"""Of the test topics; a topic created by a test's first record gets as many, as in
+docker-compose.yml."""
 TEST_BROKER = BrokerKind(os.environ.get("CHS_TEST_BROKER", BrokerKind.KAFKA.value))
 TEST_TIMEOUTS: dict[str, Any] = {
     "broker_session_timeout": 6.0,
@@ -64,7 +67,8 @@ def pytest_report_header() -> str:
 def broker_url(service_logs: Path) -> Iterator[str]:
     port = free_port()
     log = service_logs / f"{TEST_BROKER.value}.log"
-    broker = start_broker(TEST_BROKER, port, log, service_logs / "broker-data")
+    data = service_logs / "broker-data"
+    broker = start_broker(TEST_BROKER, port, log, data, partitions=TEST_PARTITIONS)
     try:
         yield f"kafka://127.0.0.1:{port}"
     finally:
@@ -91,7 +95,7 @@ def worker_settings(broker_url: str, redis_url: str, service_logs: Path) -> Sett
             "redis_url": redis_url,
             "web_port": free_port(),
             "data_dir": service_logs / "worker-data",
-            "topic_partitions": 4,
+            "topic_partitions": TEST_PARTITIONS,
         }
     )
 

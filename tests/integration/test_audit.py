@@ -110,6 +110,7 @@ def audited(worker_settings: Settings, private_redis: str, tmp_path: Path) -> Se
         redis_url=private_redis,
         audit_ship_seconds=1.0,
         shadow_model_files=[shadow_file],
+        event_order=True,
     )
     return settings
 
@@ -187,6 +188,7 @@ async def test_outcomes_produced_before_the_history_they_close_are_judged_as_off
         topic_partitions=8,
         redis_url=private_redis,
         audit_ship_seconds=1.0,
+        event_order=True,
     )
     after = [
         LoginEvent(event_id=f"{c.event_id}-after", account_id=c.account_id,

@@ -16,7 +16,7 @@ import pytest
 from streams.devstack import ManagedProcess, free_port
 from streams.local_broker import start_broker
 from streams.settings import Settings
-from tests.conftest import TEST_BROKER, isolated, start_worker
+from tests.conftest import TEST_BROKER, TEST_PARTITIONS, isolated, start_worker
 from tests.factories import feature, login
 from tests.integration.kafka import wait_consumed
 from tests.integration.reference import assert_matches_reference, changelog_states, reference
@@ -44,7 +44,7 @@ async def proxied_broker(tmp_path: Path) -> AsyncIterator[tuple[CuttableProxy, M
 def start_behind(proxy: CuttableProxy, port: int, tmp_path: Path) -> ManagedProcess:
     """A broker of its own (the session's advertises its own port, not the proxy's)."""
     log, data = tmp_path / f"{TEST_BROKER.value}.log", tmp_path / "broker-data"
-    return start_broker(TEST_BROKER, port, log, data, advertised_port=proxy.port)
+    return start_broker(TEST_BROKER, port, log, data, proxy.port, TEST_PARTITIONS)
 
 
 async def test_worker_survives_a_30s_broker_outage_without_losing_events(
