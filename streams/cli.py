@@ -259,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_parser("tail", help="print alerts from the alerts topic as they arrive")
     dev = commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
     dev.add_argument(
-        "--broker", choices=["tansu", "kafka"], default=os.environ.get("CHS_DEV_BROKER", "tansu"),
+        "--broker", choices=["tansu", "kafka"],
         help="the local broker: tansu (the dev broker, no Java; default) or kafka (Apache "
         "Kafka 3.9.0; Java 17 and Maven). Env: CHS_DEV_BROKER",
     )  # fmt: skip
@@ -421,7 +421,8 @@ def _run(args: argparse.Namespace) -> None:
         from streams.devstack import run_dev
         from streams.local_broker import BrokerKind
 
-        sys.exit(run_dev(settings, configured_model(settings), BrokerKind(args.broker)))
+        kind = BrokerKind(args.broker or settings.dev_broker)
+        sys.exit(run_dev(settings, configured_model(settings), kind))
     elif args.command == "score":
         from streams.commands import explain_account
 

@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = Field(
         default="wall", description="scoring time: wall clock, or newest event time (replays)"
     )
+    dev_broker: Literal["tansu", "kafka"] = Field(
+        default="tansu",
+        description="the broker chs dev starts: the dev broker (no Java) or Apache Kafka",
+    )
     event_order: bool = Field(
         default=False,
         description="with the event clock: score the topic-partitions in event-time order "
