@@ -1,6 +1,6 @@
 """Latency from an event's arrival to its alert on ``chs.alerts``, p50 and p99, under load.
 
-Starts the dev broker (Tansu), Redis and one worker (dev-broker settings), produces a
+Starts Apache Kafka 3.9.0, Redis and one worker (production client settings), produces a
 background load of logins and feature uses over 1,000 accounts, and every half second a
 probe: a failed payment on a fresh account, which raises a ``critical_event`` alert. The
 latency of a probe is from just before it is produced to the moment a plain consumer reads
@@ -170,8 +170,8 @@ def report(max_throughput: float = 2 * DEFAULT_LOAD) -> str:
         [
             "## Latency from an event to its alert",
             "",
-            "`bench/alert_latency.py`: one worker on the dev broker (Tansu) with dev-broker "
-            "settings (one-record producer batches, 0.1 s fetch wait), Redis, a background "
+            "`bench/alert_latency.py`: one worker on Apache Kafka 3.9.0 with production client "
+            "settings, Redis, a background "
             f"load of logins and feature uses over {ACCOUNTS:,} accounts at a share of the "
             f"throughput measured above, and {PROBES} probes, one every {PROBE_EVERY} s: a "
             "failed payment on a fresh account, which raises a `critical_event` alert. "

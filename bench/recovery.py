@@ -90,7 +90,7 @@ def report() -> str:
         [
             "## Memory and recovery with 100,000 accounts",
             "",
-            f"`bench/recovery.py`: one worker (dev-broker settings, {PARTITIONS} partitions) "
+            f"`bench/recovery.py`: one worker (Apache Kafka 3.9.0, {PARTITIONS} partitions) "
             f"scores one login for each of {ACCOUNTS:,} accounts; then it is stopped and "
             "started again, and restores its table from the changelog.",
             "",
@@ -102,9 +102,8 @@ def report() -> str:
             "",
             "State per account here is an account with one day of activity; a busy account "
             "with 90 days of buckets and full user and feature maps encodes larger (see the "
-            "cost-per-event table). Ready includes joining the group (about half the session "
-            "timeout on the dev broker) and replaying the whole changelog, which the dev "
-            "broker does not compact.",
+            "cost-per-event table). Ready includes joining the group and replaying the "
+            "changelog (compacted by the broker once its cleaner has run).",
         ]
     )
 

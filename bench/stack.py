@@ -29,7 +29,7 @@ from streams.settings import Settings
 
 @contextmanager
 def dev_services(
-    logs: Path, kind: BrokerKind = BrokerKind.KAFKA, **changes: Any
+    logs: Path, *, kind: BrokerKind = BrokerKind.KAFKA, **changes: Any
 ) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
     """A broker of ``kind`` and Redis on free ports, and worker settings for them:
     production's client settings, and on the dev broker its work-arounds.

@@ -138,7 +138,7 @@ def measure(kind: BrokerKind = BrokerKind.KAFKA) -> Rates:
     the dev-broker work-arounds on Tansu)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        dev_services(Path(tmp), kind, topic_partitions=PARTITIONS, clock="event") as (
+        dev_services(Path(tmp), kind=kind, topic_partitions=PARTITIONS, clock="event") as (
             settings,
             _,
         ),
