@@ -140,18 +140,16 @@ def start_kafka(
     )
     log4j = data_dir / "log4j.properties"
     log4j.write_text(LOG4J)
-    logging = f"-Dlog4j.configuration=file:{log4j}"
-    cluster = str(uuid.uuid4())
     formatted = subprocess.run(
-        _java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cluster), "-c",
+        _java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
               str(config), "--ignore-formatted"),
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if formatted.returncode != 0:
         raise ServiceError(f"formatting Kafka's storage failed:\n{formatted.stderr[-2000:]}")
     argv = _java(libs, "kafka.Kafka", str(config), heap=HEAP)
-    argv.insert(1, logging)
-    service = start_process("kafka", argv, log_path, {"KAFKA_LOG4J_OPTS": logging})
+    argv.insert(1, f"-Dlog4j.configuration=file:{log4j}")
+    service = start_process("kafka", argv, log_path)
     try:
         _wait_ready(service, port)
     except Exception:
@@ -160,9 +158,9 @@ def start_kafka(
     return service
 
 
-def _cluster_id(seed: str) -> str:
-    """A KRaft cluster id: 16 bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.UUID(seed).bytes).decode().rstrip("=")
+def _cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def broker_answers(port: int) -> bool:
