@@ -9,6 +9,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from bench.workload import produce
 from scoring.events import LoginEvent
 from streams.connections import kafka_options
 from streams.settings import Settings
+from streams.state_records import account_key_is_valid, account_of
 from streams.topics import ensure_topics, group_lag
 
 ACCOUNTS = 100_000
@@ -35,7 +37,7 @@ class StateFigures:
 
 
 async def _state_sizes(settings: Settings) -> list[int]:
-    """The encoded size of every account's latest table value."""
+    """The encoded size of every account's state: its latest input record and parts."""
     topic = f"{settings.app_id}-accounts-changelog"
     consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
@@ -50,7 +52,10 @@ async def _state_sizes(settings: Settings) -> list[int]:
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 sizes.update((r.key or b"", len(r.value or b"")) for r in records)
             behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
-        return list(sizes.values())
+        per_account: dict[bytes, int] = defaultdict(int)
+        for key, size in sizes.items():
+            per_account[key if account_key_is_valid(key) else account_of(key)] += size
+        return list(per_account.values())
     finally:
         await consumer.stop()
 
