@@ -12,9 +12,6 @@ integration/):
 - ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
   under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
   test_scale_out.py, adding a worker).
-- ``ChsConsumer.resume_partitions``/``perform_seek``/``resume_flow``: stream partitions
-  resumed by table recovery wait for its seek to the committed offsets (unit: ..._wait_for_
-  the_seek...; test_scale_out.py, adding a worker, on Apache Kafka).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
 - ``ChsConsumer.records_waiting``: the records of a topic-partition not handed on yet, from
@@ -41,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any, TypeVar, cast
 
@@ -144,39 +141,6 @@ class ChsConsumer(aiokafka_driver.Consumer):
         if records and self._thread.fetch_generation != self.app.consumer_generation_id:
             return {}, active_partitions
         return records, active_partitions
-
-    _held_for_seek: frozenset[TP] = frozenset()
-    _held_in: int | None = None
-    """The generation the stream partitions were held in; None once a seek in it ended."""
-
-    def resume_partitions(self, tps: Iterable[TP]) -> None:
-        """Faust's resume, except that stream partitions wait for the seek that follows.
-
-        Table recovery resumes the stream partitions, then seeks them to the committed
-        offsets (a broker round trip) with the flow already on. A partition the worker kept
-        through the rebalance was fetched in between from where its reading had stopped,
-        records it had not processed left behind: the drain loop took the jump for a gap
-        and Faust committed over it (events lost on Apache Kafka, the add-a-worker test,
-        docs/dev-broker.md). Held here, they resume with the flow after the seek.
-        """
-        tps = set(tps)
-        changelogs = self.app.tables.changelog_topics
-        streams = frozenset(tp for tp in tps if tp.topic not in changelogs)
-        if streams:
-            self._held_for_seek |= streams
-            self._held_in = self.app.consumer_generation_id
-        super().resume_partitions(tps - streams)
-
-    async def perform_seek(self) -> None:
-        await super().perform_seek()
-        if self._held_in == self.app.consumer_generation_id:
-            self._held_in = None  # seeked in the generation they were held in
-
-    def resume_flow(self) -> None:
-        super().resume_flow()
-        if self._held_for_seek and self._held_in is None:
-            held, self._held_for_seek = self._held_for_seek, frozenset()
-            super().resume_partitions(held & self.assignment())
 
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's next offset to commit, with a gap's offsets counted once.

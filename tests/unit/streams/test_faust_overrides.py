@@ -81,55 +81,6 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
 
 
-async def test_stream_partitions_resumed_by_recovery_wait_for_the_seek_and_the_flow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    worker = app(tmp_path)
-    consumer = chs_consumer(worker)
-    stream, other = TP("chs.events.login", 0), TP("chs.events.login", 1)
-    changelog = TP(next(iter(worker.tables.changelog_topics)), 0)
-    monkeypatch.setattr(ChsConsumer, "assignment", lambda self: {stream, changelog})
-    seeks: list[int] = []
-
-    async def seek(self: object) -> None:
-        seeks.append(worker.consumer_generation_id)
-
-    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", seek)
-    worker.consumer_generation_id = 1
-    consumer.pause_partitions({stream, other, changelog})
-    # Recovery reads the changelog at once; the stream partitions are resumed for later.
-    consumer.resume_partitions({stream, other, changelog})
-    assert consumer._get_active_partitions() == {changelog}
-    consumer.resume_flow()  # the flow alone does not let them in: no seek yet
-    assert consumer._get_active_partitions() == {changelog}
-    await consumer.perform_seek()
-    assert seeks == [1]
-    assert consumer._get_active_partitions() == {changelog}  # the flow is still off
-    consumer.resume_flow()
-    # Resumed, of those still assigned.
-    assert consumer._get_active_partitions() == {changelog, stream}
-
-
-async def test_a_seek_of_an_older_assignment_does_not_release_the_stream_partitions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    worker = app(tmp_path)
-    consumer = chs_consumer(worker)
-    stream = TP("chs.events.login", 0)
-    monkeypatch.setattr(ChsConsumer, "assignment", lambda self: {stream})
-
-    async def seek(self: object) -> None:
-        worker.consumer_generation_id = 2  # a rebalance lands while it runs
-
-    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", seek)
-    worker.consumer_generation_id = 1
-    consumer.pause_partitions({stream})
-    consumer.resume_partitions({stream})
-    await consumer.perform_seek()
-    consumer.resume_flow()
-    assert stream not in consumer._get_active_partitions()
-
-
 def test_the_consumer_counts_the_records_not_handed_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
