@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
@@ -30,6 +29,7 @@ from scoring.events import LoginEvent
 from scoring.update import ScoreUpdate
 from streams.connections import kafka_options
 from streams.demo import DemoOptions, history_events
+from streams.devstack import QUICK_FAILOVER
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics, group_lag
@@ -39,11 +39,7 @@ TAKEOVER_ACCOUNTS = (10_000, 100_000)
 THROUGHPUT_EVENTS = 60_000
 
 
-TIMEOUTS: dict[str, Any] = {
-    "broker_session_timeout": 6.0,
-    "broker_heartbeat_interval": 1.0,
-    "broker_rebalance_timeout": 6.0,
-}
+TIMEOUTS = QUICK_FAILOVER
 """A dead worker noticed in seconds, not after production's 60 s session timeout."""
 
 

@@ -37,10 +37,16 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from streams.local_broker import BrokerKind
 
-DEV_BROKER_SETTINGS: dict[str, Any] = {
+QUICK_FAILOVER: dict[str, Any] = {
     "broker_session_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 6.0,
+}
+"""Group timeouts shorter than production's (60 s, 3 s, 60 s): a dead worker's partitions move
+in seconds, not a minute. Same semantics; for tests, benchmarks and the dev broker."""
+
+DEV_BROKER_SETTINGS: dict[str, Any] = {
+    **QUICK_FAILOVER,
     "producer_max_batch_size": 1,
     "broker_fetch_max_wait": 0.1,
     "view_fetch_max_wait": 2.0,

@@ -20,6 +20,7 @@ import pytest
 
 from streams.devstack import (
     DEV_BROKER_SETTINGS,
+    QUICK_FAILOVER,
     ManagedProcess,
     chs_command,
     free_port,
@@ -42,13 +43,7 @@ TEST_PARTITIONS = 4
 """Of the test topics; a topic created by a test's first record gets as many, as in
 docker-compose.yml."""
 TEST_BROKER = BrokerKind(os.environ.get("CHS_TEST_BROKER", BrokerKind.KAFKA.value))
-TEST_TIMEOUTS: dict[str, Any] = {
-    "broker_session_timeout": 6.0,
-    "broker_heartbeat_interval": 1.0,
-    "broker_rebalance_timeout": 6.0,
-}
-"""Shorter than production (60 s, 3 s, 60 s) so that a killed worker's partitions move in
-seconds, not a minute: test time, same semantics."""
+TEST_TIMEOUTS = QUICK_FAILOVER
 
 
 def broker_settings() -> dict[str, Any]:
