@@ -12,6 +12,9 @@ integration/):
 - ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
   under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
   test_scale_out.py, adding a worker).
+- ``ChsConsumerThread.seek_to_committed``: seeks counted per partition, and records of a
+  partition taken before its last seek dropped (unit: ..._taken_before_a_seek_...;
+  test_scale_out.py, adding a worker).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
 - ``ChsConsumer.records_waiting``: the records of a topic-partition not handed on yet, from
@@ -38,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any, TypeVar, cast
 
@@ -87,6 +90,15 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     with the configured wait (``CHS_BROKER_FETCH_MAX_WAIT``)."""
 
     fetch_generation = 0
+    seeks = 0
+    """Seeks to the committed offsets so far."""
+    fetch_seeks = 0
+    """``seeks`` when the last fetch took its records from aiokafka's buffers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seeked_at: dict[TP, int] = {}
+        """Topic-partition -> the count of ``seeks`` of the last seek that moved it."""
 
     def _create_worker_consumer(
         self, transport: aiokafka_driver.Transport
@@ -108,9 +120,32 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         # really starts (Faust queues fetch requests to this thread; one may wait out a
         # whole rebalance before it runs).
         self.fetch_generation = self.app.consumer_generation_id
-        return await super()._fetch_records(
+        records = await super()._fetch_records(
             consumer, active_partitions, timeout=timeout, max_records=max_records
         )
+        # aiokafka takes the records from its buffers in the step that returns them here.
+        self.fetch_seeks = self.seeks
+        return records
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # Typed as Faust's; aiokafka's, like this one, also lists partitions without a commit.
+        return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed))
+
+    async def _seek_to_committed(self) -> dict[TP, int | None]:
+        """aiokafka's ``seek_to_committed``, counting the seeks for ``ChsConsumer``.
+
+        aiokafka seeks each partition as its committed offset arrives, with fetches returning
+        in between; here every seek and their count happen in one step of this thread's loop,
+        so a fetch's records came out of the buffers either before all of them or after.
+        """
+        consumer = self._ensure_consumer()
+        committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
+        self.seeks += 1
+        for tp, offset in committed.items():
+            if offset:  # aiokafka's rule: no seek to offset 0 or without a commit
+                consumer.seek(tp, offset)
+                self.seeked_at[cast(TP, tp)] = self.seeks
+        return cast(dict[TP, int | None], committed)
 
 
 class ChsConsumer(aiokafka_driver.Consumer):
@@ -126,6 +161,15 @@ class ChsConsumer(aiokafka_driver.Consumer):
     ends with a seek to the committed offsets, both after the fetch began. What counts is
     when the fetch really started in the consumer thread, not when it was asked for: a
     request queued before a rebalance may run after its seek, and its records are current.
+
+    Nor records of a partition taken from aiokafka's buffers before its last seek to the
+    committed offset. Table recovery resumes the stream partitions and only then seeks them:
+    a partition the worker kept through the rebalance is fetched from where it stopped, and
+    once the seek has set Faust's read offset back to the commit, those records looked like a
+    jump over a gap. They were handed on, the replay from the commit was then behind the read
+    offset and skipped, and the next commit went over the gap (events lost on Apache Kafka
+    when a worker was added, docs/dev-broker.md). Dropping them is safe: the seek moved the
+    partition's position back to the commit, so they are read again.
     """
 
     _thread: ChsConsumerThread
@@ -138,9 +182,15 @@ class ChsConsumer(aiokafka_driver.Consumer):
         timeout: float,  # noqa: ASYNC109 - Faust's signature
     ) -> tuple[RecordMap | None, set[TP] | None]:
         records, active_partitions = await super()._wait_next_records(timeout)
-        if records and self._thread.fetch_generation != self.app.consumer_generation_id:
+        thread = self._thread
+        if not records:
+            return records, active_partitions
+        if thread.fetch_generation != self.app.consumer_generation_id:
             return {}, active_partitions
-        return records, active_partitions
+        fetched, seeked_at = thread.fetch_seeks, thread.seeked_at
+        return {
+            tp: found for tp, found in records.items() if seeked_at.get(tp, 0) <= fetched
+        }, active_partitions
 
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's next offset to commit, with a gap's offsets counted once.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -79,6 +80,59 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
     # Asked for before the rebalance but run after it: current, kept.
     fetched_under.append(2)
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
+
+
+class FakeKafkaConsumer:
+    """aiokafka's consumer as ``seek_to_committed`` uses it."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.commits = committed
+        self.positions: dict[TP, int] = {}
+
+    def assignment(self) -> set[TP]:
+        return set(self.commits)
+
+    async def committed(self, tp: TP) -> int | None:
+        await asyncio.sleep(0)  # a request to the coordinator: fetches may return meanwhile
+        return self.commits[tp]
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
+
+
+async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = app(tmp_path)
+    consumer = chs_consumer(worker)
+    thread = consumer._thread
+    kept, never_committed = TP("chs.events.login", 0), TP("chs.events.login", 1)
+    kafka = FakeKafkaConsumer({kept: 1847, never_committed: None})
+    monkeypatch.setattr(thread, "_ensure_consumer", lambda: kafka)
+
+    async def in_thread(method: Callable[[], Awaitable[object]]) -> object:
+        return await method()
+
+    monkeypatch.setattr(thread, "call_thread", in_thread)
+    taken_at: list[int] = []
+
+    async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
+        consumer._thread.fetch_seeks = taken_at.pop(0)
+        return {kept: ["kept record"], never_committed: ["other record"]}, {kept}
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
+    taken_at.append(thread.seeks)  # taken from where the partition stopped, before the seek
+    assert await thread.seek_to_committed() == {kept: 1847, never_committed: None}
+    assert kafka.positions == {kept: 1847}  # no commit: nothing to seek to
+    records, active = await consumer._wait_next_records(1.0)
+    # The kept partition's records are read again from the commit; the other's are current.
+    assert records == {never_committed: ["other record"]}
+    assert active == {kept}
+    taken_at.append(thread.seeks)  # taken after the seek
+    assert (await consumer._wait_next_records(1.0))[0] == {
+        kept: ["kept record"],
+        never_committed: ["other record"],
+    }
 
 
 def test_the_consumer_counts_the_records_not_handed_on(
