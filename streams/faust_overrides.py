@@ -132,19 +132,36 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed))
 
     async def _seek_to_committed(self) -> dict[TP, int | None]:
-        """aiokafka's ``seek_to_committed``, counting the seeks for ``ChsConsumer``.
+        """aiokafka's ``seek_to_committed``, counting the seeks for ``ChsConsumer``, and
+        seeking the input partitions without a commit to their start.
 
         aiokafka seeks each partition as its committed offset arrives, with fetches returning
         in between; here every seek and their count happen in one step of this thread's loop,
         so a fetch's records came out of the buffers either before all of them or after.
+
+        aiokafka leaves a partition without a commit (or committed at 0) where it is. Faust
+        and the worker drop records taken before a rebalance ended, counting on this seek to
+        read them again: on such a partition they were lost. A worker that took over a
+        partition whose first records arrived while its owner was dead lost them all (the
+        takeover bench's probes, docs/reliability.md). The changelogs keep aiokafka's rule:
+        table recovery places them itself.
         """
         consumer = self._ensure_consumer()
+        changelogs = self.app.tables.changelog_topics
         committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
         self.seeks += 1
+        from_start = []
         for tp, offset in committed.items():
-            if offset:  # aiokafka's rule: no seek to offset 0 or without a commit
+            if offset:
                 consumer.seek(tp, offset)
-                self.seeked_at[cast(TP, tp)] = self.seeks
+            elif tp.topic in changelogs:
+                continue
+            else:
+                from_start.append(tp)
+            self.seeked_at[cast(TP, tp)] = self.seeks
+        if from_start:
+            # Its first step, before any await, marks them for a reset: in this same step.
+            await consumer.seek_to_beginning(*from_start)
         return cast(dict[TP, int | None], committed)
 
 

@@ -99,6 +99,11 @@ class FakeKafkaConsumer:
     def seek(self, tp: TP, offset: int) -> None:
         self.positions[tp] = offset
 
+    async def seek_to_beginning(self, *partitions: TP) -> None:
+        for tp in partitions:
+            self.positions[tp] = 0
+        await asyncio.sleep(0)  # aiokafka asks the broker where the start is
+
 
 async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -107,7 +112,8 @@ async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_drop
     consumer = chs_consumer(worker)
     thread = consumer._thread
     kept, never_committed = TP("chs.events.login", 0), TP("chs.events.login", 1)
-    kafka = FakeKafkaConsumer({kept: 1847, never_committed: None})
+    changelog, not_fetched = TP("chs-accounts-changelog", 0), TP("chs.events.login", 2)
+    kafka = FakeKafkaConsumer({kept: 1847, never_committed: None, changelog: None})
     monkeypatch.setattr(thread, "_ensure_consumer", lambda: kafka)
 
     async def in_thread(method: Callable[[], Awaitable[object]]) -> object:
@@ -116,23 +122,24 @@ async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_drop
     monkeypatch.setattr(thread, "call_thread", in_thread)
     taken_at: list[int] = []
 
+    fetched = {kept: ["kept"], never_committed: ["first"], not_fetched: ["other"]}
+
     async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
         consumer._thread.fetch_seeks = taken_at.pop(0)
-        return {kept: ["kept record"], never_committed: ["other record"]}, {kept}
+        return dict(fetched), {kept}
 
     monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
-    taken_at.append(thread.seeks)  # taken from where the partition stopped, before the seek
-    assert await thread.seek_to_committed() == {kept: 1847, never_committed: None}
-    assert kafka.positions == {kept: 1847}  # no commit: nothing to seek to
+    taken_at.append(thread.seeks)  # taken from where the partitions stopped, before the seek
+    assert await thread.seek_to_committed() == {kept: 1847, never_committed: None, changelog: None}
+    # An input partition without a commit is read from its start; a changelog, placed by
+    # table recovery, is left where it is.
+    assert kafka.positions == {kept: 1847, never_committed: 0}
     records, active = await consumer._wait_next_records(1.0)
-    # The kept partition's records are read again from the commit; the other's are current.
-    assert records == {never_committed: ["other record"]}
+    # Both seeked partitions' records are read again; the third was not assigned then.
+    assert records == {not_fetched: ["other"]}
     assert active == {kept}
     taken_at.append(thread.seeks)  # taken after the seek
-    assert (await consumer._wait_next_records(1.0))[0] == {
-        kept: ["kept record"],
-        never_committed: ["other record"],
-    }
+    assert (await consumer._wait_next_records(1.0))[0] == fetched
 
 
 def test_the_consumer_counts_the_records_not_handed_on(
