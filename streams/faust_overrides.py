@@ -12,9 +12,10 @@ integration/):
 - ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
   under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
   test_scale_out.py, adding a worker).
-- ``ChsConsumerThread.seek_to_committed``: seeks counted per partition, and records of a
-  partition taken before its last seek dropped (unit: ..._taken_before_a_seek_...;
-  test_scale_out.py, adding a worker).
+- ``ChsConsumerThread.seek_to_committed``: seeks counted per partition, records of a
+  partition taken before its last seek dropped, input partitions without a commit read from
+  their start (unit: ..._taken_before_a_seek_...; test_scale_out.py, adding a worker;
+  bench/takeover.py with a standby).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
 - ``ChsConsumer.records_waiting``: the records of a topic-partition not handed on yet, from
@@ -424,6 +425,9 @@ class ChsApp(faust.App):
     4. A commit waits until every record queued before it is sent (``ChsProducer``).
 
     5. A gap's offsets acked already are counted once when committing (``ChsConsumer``).
+
+    6. Records taken before a seek to the committed offsets are dropped, and input
+    partitions without a commit are read from their start (``ChsConsumerThread``).
     """
 
     _assignments = 0
