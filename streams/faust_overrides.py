@@ -12,10 +12,10 @@ integration/):
 - ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
   under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
   test_scale_out.py, adding a worker).
-- ``ChsConsumerThread.seek_to_committed``: seeks counted per partition, records of a
-  partition taken before its last seek dropped, input partitions without a commit read from
-  their start (unit: ..._taken_before_a_seek_...; test_scale_out.py, adding a worker;
-  bench/takeover.py with a standby).
+- ``ChsConsumerThread.seek_to_committed``: seeks noted per partition (count, assignment); an
+  input partition's records count only from its seek in the current assignment; input
+  partitions without a commit read from their start (unit: ..._count_only_from_their_seek_
+  to_the_commit_...; test_scale_out.py, adding a worker; bench/takeover.py with a standby).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
 - ``ChsConsumer.records_waiting``: the records of a topic-partition not handed on yet, from
@@ -100,6 +100,8 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         super().__init__(*args, **kwargs)
         self.seeked_at: dict[TP, int] = {}
         """Topic-partition -> the count of ``seeks`` of the last seek that moved it."""
+        self.seeked_in: dict[TP, int] = {}
+        """Topic-partition -> the assignment (``consumer_generation_id``) that seek began in."""
 
     def _create_worker_consumer(
         self, transport: aiokafka_driver.Transport
@@ -149,6 +151,7 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         """
         consumer = self._ensure_consumer()
         changelogs = self.app.tables.changelog_topics
+        generation = self.app.consumer_generation_id
         committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
         self.seeks += 1
         from_start = []
@@ -160,6 +163,7 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
             else:
                 from_start.append(tp)
             self.seeked_at[cast(TP, tp)] = self.seeks
+            self.seeked_in[cast(TP, tp)] = generation
         if from_start:
             # Its first step, before any await, marks them for a reset: in this same step.
             await consumer.seek_to_beginning(*from_start)
@@ -180,14 +184,17 @@ class ChsConsumer(aiokafka_driver.Consumer):
     when the fetch really started in the consumer thread, not when it was asked for: a
     request queued before a rebalance may run after its seek, and its records are current.
 
-    Nor records of a partition taken from aiokafka's buffers before its last seek to the
-    committed offset. Table recovery resumes the stream partitions and only then seeks them:
-    a partition the worker kept through the rebalance is fetched from where it stopped, and
-    once the seek has set Faust's read offset back to the commit, those records looked like a
-    jump over a gap. They were handed on, the replay from the commit was then behind the read
-    offset and skipped, and the next commit went over the gap (events lost on Apache Kafka
-    when a worker was added, docs/dev-broker.md). Dropping them is safe: the seek moved the
-    partition's position back to the commit, so they are read again.
+    Nor records of an input partition before it was seeked to its committed offset in the
+    current assignment, nor those taken from aiokafka's buffers before that seek. Table
+    recovery resumes the stream partitions and only then seeks them: a partition the worker
+    kept through the rebalance is fetched in between from where it stopped. Handed on after
+    the seek, those records looked like a jump over a gap, the replay from the commit was
+    behind the read offset and skipped, and the next commit went over the gap; handed on
+    before it, they raised the accounts' offset fences past the replay, which was then turned
+    away as already applied (both: events lost on Apache Kafka when a worker was added,
+    docs/dev-broker.md). Dropping them is safe: the seek moves the position back to the
+    commit, so they are read again. Changelog records are kept: table recovery reads them
+    before any seek, and places them itself.
     """
 
     _thread: ChsConsumerThread
@@ -205,9 +212,13 @@ class ChsConsumer(aiokafka_driver.Consumer):
             return records, active_partitions
         if thread.fetch_generation != self.app.consumer_generation_id:
             return {}, active_partitions
-        fetched, seeked_at = thread.fetch_seeks, thread.seeked_at
+        generation, changelogs = self.app.consumer_generation_id, self.app.tables.changelog_topics
+        fetched, seeked_at, seeked_in = thread.fetch_seeks, thread.seeked_at, thread.seeked_in
         return {
-            tp: found for tp, found in records.items() if seeked_at.get(tp, 0) <= fetched
+            tp: found
+            for tp, found in records.items()
+            if tp.topic in changelogs  # read by table recovery, before any seek
+            or (seeked_in.get(tp) == generation and seeked_at.get(tp, 0) <= fetched)
         }, active_partitions
 
     def _new_offset(self, tp: TP) -> int | None:

@@ -69,11 +69,13 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
 
     monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
     worker.consumer_generation_id = 1
+    consumer._thread.seeked_in[tp] = 1  # each assignment seeks the partition to its commit
     fetched_under.append(1)
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
     # Fetched before the rebalance, seen after it: old read positions.
     fetched_under.append(1)
     worker.consumer_generation_id = 2
+    consumer._thread.seeked_in[tp] = 2
     records, active = await consumer._wait_next_records(1.0)
     assert records == {}
     assert active == {tp}
@@ -105,14 +107,14 @@ class FakeKafkaConsumer:
         await asyncio.sleep(0)  # aiokafka asks the broker where the start is
 
 
-async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_dropped(
+async def test_input_records_count_only_from_their_seek_to_the_commit_in_each_assignment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = app(tmp_path)
     consumer = chs_consumer(worker)
     thread = consumer._thread
     kept, never_committed = TP("chs.events.login", 0), TP("chs.events.login", 1)
-    changelog, not_fetched = TP("chs-accounts-changelog", 0), TP("chs.events.login", 2)
+    changelog = TP("chs-accounts-changelog", 0)
     kafka = FakeKafkaConsumer({kept: 1847, never_committed: None, changelog: None})
     monkeypatch.setattr(thread, "_ensure_consumer", lambda: kafka)
 
@@ -120,25 +122,36 @@ async def test_records_of_a_partition_taken_before_a_seek_to_the_commit_are_drop
         return await method()
 
     monkeypatch.setattr(thread, "call_thread", in_thread)
+    fetched = {kept: ["kept"], never_committed: ["first"], changelog: ["state"]}
     taken_at: list[int] = []
 
-    fetched = {kept: ["kept"], never_committed: ["first"], not_fetched: ["other"]}
-
     async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
-        consumer._thread.fetch_seeks = taken_at.pop(0)
+        thread.fetch_generation = worker.consumer_generation_id
+        thread.fetch_seeks = taken_at.pop(0)
         return dict(fetched), {kept}
 
     monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
-    taken_at.append(thread.seeks)  # taken from where the partitions stopped, before the seek
+    worker.consumer_generation_id = 1
+    # Table recovery reads the changelog before any seek; the input partitions, resumed
+    # before their seek, are fetched from where they stopped: not handed on.
+    taken_at.append(thread.seeks)
+    records, active = await consumer._wait_next_records(1.0)
+    assert records == {changelog: ["state"]}
+    assert active == {kept}
+    taken_at.append(thread.seeks)  # taken before the seek, seen after it
     assert await thread.seek_to_committed() == {kept: 1847, never_committed: None, changelog: None}
     # An input partition without a commit is read from its start; a changelog, placed by
     # table recovery, is left where it is.
     assert kafka.positions == {kept: 1847, never_committed: 0}
-    records, active = await consumer._wait_next_records(1.0)
-    # Both seeked partitions' records are read again; the third was not assigned then.
-    assert records == {not_fetched: ["other"]}
-    assert active == {kept}
+    assert (await consumer._wait_next_records(1.0))[0] == {changelog: ["state"]}
     taken_at.append(thread.seeks)  # taken after the seek
+    assert (await consumer._wait_next_records(1.0))[0] == fetched
+    # The next assignment: nothing of the inputs until they are seeked again.
+    worker.consumer_generation_id = 2
+    taken_at.append(thread.seeks)
+    assert (await consumer._wait_next_records(1.0))[0] == {changelog: ["state"]}
+    await thread.seek_to_committed()
+    taken_at.append(thread.seeks)
     assert (await consumer._wait_next_records(1.0))[0] == fetched
 
 
