@@ -437,8 +437,9 @@ class ChsApp(faust.App):
 
     5. A gap's offsets acked already are counted once when committing (``ChsConsumer``).
 
-    6. Records taken before a seek to the committed offsets are dropped, and input
-    partitions without a commit are read from their start (``ChsConsumerThread``).
+    6. An input partition's records count only from its seek to the committed offset in the
+    current assignment, and input partitions without a commit are read from their start
+    (``ChsConsumerThread``, ``ChsConsumer``).
     """
 
     _assignments = 0
