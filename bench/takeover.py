@@ -39,10 +39,6 @@ TAKEOVER_ACCOUNTS = (10_000, 100_000)
 THROUGHPUT_EVENTS = 60_000
 
 
-TIMEOUTS = QUICK_FAILOVER
-"""A dead worker noticed in seconds, not after production's 60 s session timeout."""
-
-
 def _login(account: str, event_id: str) -> LoginEvent:
     return LoginEvent(
         event_id=event_id, account_id=account, occurred_at=datetime.now(UTC), user_id="u1"
@@ -116,7 +112,10 @@ def takeover(accounts: int, standbys: int) -> tuple[float, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         dev_services(
-            Path(tmp), **TIMEOUTS, topic_partitions=PARTITIONS, table_standby_replicas=standbys
+            Path(tmp),
+            **QUICK_FAILOVER,
+            topic_partitions=PARTITIONS,
+            table_standby_replicas=standbys,
         ) as (
             settings,
             services,
@@ -145,7 +144,7 @@ def throughput(workers: int) -> float:
     """Events per second a group of ``workers`` works through a backlog of demo events."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        dev_services(Path(tmp), **TIMEOUTS, topic_partitions=PARTITIONS, clock="event") as (
+        dev_services(Path(tmp), **QUICK_FAILOVER, topic_partitions=PARTITIONS, clock="event") as (
             settings,
             services,
         ),

@@ -98,10 +98,9 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.seeked_at: dict[TP, int] = {}
-        """Topic-partition -> the count of ``seeks`` of the last seek that moved it."""
-        self.seeked_in: dict[TP, int] = {}
-        """Topic-partition -> the assignment (``consumer_generation_id``) that seek began in."""
+        self.seeked: dict[TP, tuple[int, int]] = {}
+        """Topic-partition -> its last seek: the assignment (``consumer_generation_id``) it
+        began in, and the count of ``seeks`` it made."""
 
     def _create_worker_consumer(
         self, transport: aiokafka_driver.Transport
@@ -162,8 +161,7 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
                 continue
             else:
                 from_start.append(tp)
-            self.seeked_at[cast(TP, tp)] = self.seeks
-            self.seeked_in[cast(TP, tp)] = generation
+            self.seeked[cast(TP, tp)] = (generation, self.seeks)
         if from_start:
             # Its first step, before any await, marks them for a reset: in this same step.
             await consumer.seek_to_beginning(*from_start)
@@ -212,13 +210,17 @@ class ChsConsumer(aiokafka_driver.Consumer):
             return records, active_partitions
         if thread.fetch_generation != self.app.consumer_generation_id:
             return {}, active_partitions
-        generation, changelogs = self.app.consumer_generation_id, self.app.tables.changelog_topics
-        fetched, seeked_at, seeked_in = thread.fetch_seeks, thread.seeked_at, thread.seeked_in
+        generation, changelogs = thread.fetch_generation, self.app.tables.changelog_topics
+        fetched, seeked = thread.fetch_seeks, thread.seeked
         return {
             tp: found
             for tp, found in records.items()
             if tp.topic in changelogs  # read by table recovery, before any seek
-            or (seeked_in.get(tp) == generation and seeked_at.get(tp, 0) <= fetched)
+            or (
+                (seek := seeked.get(tp)) is not None
+                and seek[0] == generation
+                and seek[1] <= fetched
+            )
         }, active_partitions
 
     def _new_offset(self, tp: TP) -> int | None:

@@ -69,13 +69,13 @@ async def test_only_records_fetched_under_an_older_assignment_are_dropped(
 
     monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
     worker.consumer_generation_id = 1
-    consumer._thread.seeked_in[tp] = 1  # each assignment seeks the partition to its commit
+    consumer._thread.seeked[tp] = (1, 0)  # each assignment seeks the partition to its commit
     fetched_under.append(1)
     assert (await consumer._wait_next_records(1.0))[0] == {tp: ["record"]}
     # Fetched before the rebalance, seen after it: old read positions.
     fetched_under.append(1)
     worker.consumer_generation_id = 2
-    consumer._thread.seeked_in[tp] = 2
+    consumer._thread.seeked[tp] = (2, 0)
     records, active = await consumer._wait_next_records(1.0)
     assert records == {}
     assert active == {tp}
