@@ -1,6 +1,6 @@
 # The chs image: the worker (default), the score API and page (`api`), the demo (`demo`).
 # Built in two stages: a wheel of the whole project, then a slim non-root runtime with only
-# the installed wheel. tests/integration/test_image_install.py installs exactly what this file
+# the installed wheel. tests/integration/packaging/test_image_install.py installs exactly what this file
 # copies, the way this file does, and runs it: keep the COPY lines in the form it reads.
 
 FROM python:3.11-slim AS build

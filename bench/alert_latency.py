@@ -26,10 +26,10 @@ from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
 from bench.stack import dev_services, start_worker, wait_split
 from bench.workload import failed_payment_probe
 from scoring.events import FeatureUseEvent, LoginEvent
-from streams.connections import kafka_options
-from streams.producer import EventProducer
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.worker.connections import kafka_options
+from streams.worker.event_producer import EventProducer
+from streams.worker.topics import ensure_topics
 
 DEFAULT_LOAD = 1_000
 """Events/s of background load at half the maximum when run alone; ``make bench`` passes the

@@ -7,8 +7,8 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.connections import kafka_options
 from streams.settings import Settings
+from streams.worker.connections import kafka_options
 
 
 async def raw_consumer_rate(settings: Settings, expected: int) -> float:

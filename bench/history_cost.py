@@ -1,6 +1,6 @@
 """Cost per event against the account's history length: 10 events against 10,000.
 
-Runs the worker's hot path without Kafka (``streams.processing.Processor``: raw bytes ->
+Runs the worker's hot path without Kafka (``streams.pipeline.account_step.Processor``: raw bytes ->
 validate -> fold -> evaluate -> explain -> ScoreUpdate) on one account whose state already
 holds a short or a long history, and reports microseconds per event and the encoded state size.
 """
@@ -32,10 +32,10 @@ from scoring.events import (
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import PUBLISH_MIN_DELTA, Rescorer
-from streams.clock import EventClock
-from streams.demo import DemoOptions, history_events
-from streams.processing import Applied, Processor
-from streams.state_records import StateWriter
+from streams.ops.demo import DemoOptions, history_events
+from streams.pipeline.account_step import Applied, Processor
+from streams.pipeline.clock import EventClock
+from streams.worker.state_records import StateWriter
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 COPIES = 1_000
@@ -119,7 +119,7 @@ class HistoryCost:
     state_bytes: int
     """The whole state, encoded."""
     written_bytes: float
-    """What the table's changelog gets after one event (``streams/state_records.py``): the
+    """What the table's changelog gets after one event (``streams/worker/state_records.py``): the
     input record and any part that changed, mean over the round."""
     micros_to_encode: float
     """Making those records, as the worker does once per account touched in a batch."""
@@ -185,7 +185,7 @@ class DemoBytes:
     whole_state: float
     """The account's whole state, as the table's changelog got it before (one per batch)."""
     state_records: float
-    """The input record and the parts that changed (``streams/state_records.py``)."""
+    """The input record and the parts that changed (``streams/worker/state_records.py``)."""
     scores_every_move: float
     """ScoreUpdates when every move is published (``CHS_PUBLISH_MIN_DELTA=0``, as before)."""
     scores: float
@@ -338,8 +338,8 @@ def report() -> str:
             "seen; urgent open tickets), so an event costs the same whatever the history. The "
             "state is bounded (90 day buckets; user, feature, ticket and invoice maps capped "
             "at 500/200/200/100 entries). The table's changelog gets the input record and the "
-            "parts that changed (`streams/state_records.py`): making them encodes every part "
-            "to see which changed, so the last column, paid once per account and batch, still "
+            "parts that changed (`streams/worker/state_records.py`): making them encodes every "
+            "part to see which changed, so the last column, paid once per account and batch, still "
             "grows with the state up to those bounds.",
             "",
             f"State per account after {DEMO_DAYS} days of the demo's activity ({DEMO_ACCOUNTS} "

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.connections import kafka_options
 from streams.settings import Settings
+from streams.worker.connections import kafka_options
 
 
 @dataclass(frozen=True)

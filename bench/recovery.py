@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.stack import dev_services, peak_rss, readiness, start_worker
 from bench.workload import produce
 from scoring.events import LoginEvent
-from streams.connections import kafka_options
 from streams.settings import Settings
-from streams.state_records import account_key_is_valid, account_of
-from streams.topics import ensure_topics, group_lag
+from streams.worker.connections import kafka_options
+from streams.worker.state_records import account_key_is_valid, account_of
+from streams.worker.topics import ensure_topics, group_lag
 
 ACCOUNTS = 100_000
 PARTITIONS = 8

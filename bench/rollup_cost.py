@@ -1,6 +1,6 @@
 """Cost of a roll-up: one child's report at a parent of 10, 100 and 1,000 children.
 
-Runs the worker's processor without Kafka (``streams.processing.Processor``: raw bytes ->
+Runs the worker's processor without Kafka (``streams.pipeline.account_step.Processor``: raw bytes ->
 validate -> apply the report -> roll up -> explain -> ScoreUpdate) on copies of one parent,
 each report a child's new score, and reports microseconds per report beside an event's on an
 account of its own (``bench.history_cost``), the parent's state and its ScoreUpdate in bytes.
@@ -19,8 +19,8 @@ from bench.history_cost import NOW, _processor
 from bench.history_cost import measure as event_cost
 from scoring.rollup import ChildReport
 from scoring.state import AccountState, SourcePosition
-from streams.processing import Applied, Control
-from streams.state_records import StateWriter
+from streams.pipeline.account_step import Applied, Control
+from streams.worker.state_records import StateWriter
 
 CHILDREN = (10, 100, 1_000)
 COPIES = 200
@@ -65,7 +65,7 @@ class RollupCost:
     """A published parent ScoreUpdate (mean)."""
     state_bytes: int
     written_bytes: float
-    """What the table's changelog gets after a report (``streams/state_records.py``): the
+    """What the table's changelog gets after a report (``streams/worker/state_records.py``): the
     input record, the parts that changed and the child's record, mean."""
 
 

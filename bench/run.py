@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import alert_latency, history_cost, recovery, rollup_cost, takeover, throughput
-from streams.local_broker import BrokerKind
+from streams.ops.local_broker import BrokerKind
 
 
 def machine() -> str:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from streams.devstack import (
+from streams.ops.devstack import (
     DEV_BROKER_SETTINGS,
     ManagedProcess,
     chs_command,
@@ -23,7 +23,7 @@ from streams.devstack import (
     stopping,
     wait_for_port,
 )
-from streams.local_broker import BrokerKind, start_broker
+from streams.ops.local_broker import BrokerKind, start_broker
 from streams.settings import Settings
 
 

@@ -27,12 +27,12 @@ from bench.stack import dev_services, start_worker, wait_split
 from bench.workload import failed_payment_probe
 from scoring.events import LoginEvent
 from scoring.update import ScoreUpdate
-from streams.connections import kafka_options
-from streams.demo import DemoOptions, history_events
-from streams.devstack import QUICK_FAILOVER
-from streams.producer import EventProducer
+from streams.ops.demo import DemoOptions, history_events
+from streams.ops.devstack import QUICK_FAILOVER
 from streams.settings import Settings
-from streams.topics import ensure_topics, group_lag
+from streams.worker.connections import kafka_options
+from streams.worker.event_producer import EventProducer
+from streams.worker.topics import ensure_topics, group_lag
 
 PARTITIONS = 8
 TAKEOVER_ACCOUNTS = (10_000, 100_000)

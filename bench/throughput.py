@@ -23,11 +23,11 @@ from bench.ceiling import raw_consumer_rate
 from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
 from bench.stack import dev_services, peak_rss, start_worker
 from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
-from streams.connections import kafka_options
-from streams.devstack import ManagedProcess, free_port, settings_env, start_process
-from streams.local_broker import BrokerKind
+from streams.ops.devstack import ManagedProcess, free_port, settings_env, start_process
+from streams.ops.local_broker import BrokerKind
 from streams.settings import Settings
-from streams.topics import ensure_topics, group_lag
+from streams.worker.connections import kafka_options
+from streams.worker.topics import ensure_topics, group_lag
 
 PARTITIONS = 8
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scoring.events import Event, PaymentEvent, PaymentStatus
-from streams.connections import kafka_options
-from streams.demo import DemoOptions, history_events
-from streams.producer import EventProducer
+from streams.ops.demo import DemoOptions, history_events
 from streams.settings import Settings
+from streams.worker.connections import kafka_options
+from streams.worker.event_producer import EventProducer
 
 ACCOUNTS = 10_000
 EVENTS = 200_000

@@ -1,1 +1,2 @@
-"""The Redis read model: written by the worker (``streams/view_feed.py``), read by the API."""
+"""The Redis read model: written by the worker (``streams/worker/view_feed.py``), read by the
+API."""

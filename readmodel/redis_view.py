@@ -16,7 +16,7 @@ An account whose score is withdrawn (a tombstone on ``chs.scores``: it churned o
 leaves the view: its hash, its history and every ranking; an erased one's alerts leave the
 latest alerts too.
 
-The view's own consumer of ``chs.scores`` and ``chs.alerts`` (``streams/view_feed.py``) adds
+The view's own consumer of ``chs.scores`` and ``chs.alerts`` (``streams/worker/view_feed.py``) adds
 each update and alert as it reads them and writes what is pending in one pipelined round trip,
 so scoring never waits on Redis. Every write sets values (never increments), so writing an
 update twice changes nothing. A failed write is logged (without payloads) and counted, and

@@ -137,7 +137,7 @@ class AuditBook:
     results: dict[TallyKey, Tally] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
     changed_days: set[int] = field(default_factory=set)
-    """Days changed since shipped (``streams.audit_feed``)."""
+    """Days changed since shipped (``streams.worker.audit_feed``)."""
     results_changed: bool = False
     newest: int | None = None
     pending: Counter[int] = field(default_factory=Counter)

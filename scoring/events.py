@@ -27,7 +27,7 @@ from pydantic import (
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=256)]
 AccountId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00]")]
 """An account id never starts with a NUL: the table keeps records of its own under keys that
-do (``streams/state_records.py``)."""
+do (``streams/worker/state_records.py``)."""
 
 
 def _finite(value: Decimal) -> Decimal:

@@ -281,7 +281,7 @@ class AccountState(BaseModel):
     horizon."""
     _late_folds: int = PrivateAttr(default=0)
     """Events folded into a day before the newest: what, beside the days moving, changes the
-    closed days (``streams/state_records.py`` writes them again only then). Never stored."""
+    closed days (``streams/worker/state_records.py`` writes them again only then). Never stored."""
     _moved: set[str] = PrivateAttr(default_factory=set)
     """The inputs (event kinds, ``ATTRIBUTES``) folded since ``_measured`` was taken: the
     measures the next evaluation must take again. Never stored."""

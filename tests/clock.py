@@ -1,4 +1,4 @@
-"""A clock the tests move by hand (see ``streams.clock.Clock``)."""
+"""A clock the tests move by hand (see ``streams.pipeline.clock.Clock``)."""
 
 from __future__ import annotations
 

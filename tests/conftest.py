@@ -1,7 +1,7 @@
 """Fixtures that start real services on free loopback ports: the broker, redis-server, the
 worker.
 
-The broker is Apache Kafka 3.9.0 (``streams.local_kafka``), the release production runs;
+The broker is Apache Kafka 3.9.0 (``streams.ops.local_kafka``), the release production runs;
 ``CHS_TEST_BROKER=tansu`` runs the session on the dev broker instead (``make test`` runs the
 tests marked ``dev_broker`` on it too). One broker for the whole session. Each service is one
 process group, stopped (and killed if it lingers) at the end of the session; their logs are
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from streams.devstack import (
+from streams.ops.devstack import (
     DEV_BROKER_SETTINGS,
     QUICK_FAILOVER,
     ManagedProcess,
@@ -29,7 +29,7 @@ from streams.devstack import (
     start_redis,
     wait_for_port,
 )
-from streams.local_broker import BrokerKind, describe, start_broker
+from streams.ops.local_broker import BrokerKind, describe, start_broker
 from streams.settings import Settings
 from tests.slack_server import FakeSlack
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.devstack import free_port
+from streams.ops.devstack import free_port
 
 
 @dataclass(frozen=True)

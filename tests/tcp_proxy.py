@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from streams.devstack import free_port
+from streams.ops.devstack import free_port
 
 
 class CuttableProxy:

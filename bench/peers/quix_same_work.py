@@ -1,6 +1,6 @@
 """The "same work" Quix Streams peer: our scoring core (validate, fold, evaluate, publish
-decision and explanation: ``streams.processing.Processor``) in Quix Streams' stateful
-processing, each account's state records (``streams/state_records.py``) written to its
+decision and explanation: ``streams.pipeline.account_step.Processor``) in Quix Streams' stateful
+processing, each account's state records (``streams/worker/state_records.py``) written to its
 RocksDB state (and so its changelog) after every event, as our table's changelog is per
 batch. Beside ``bench/peers/quix.py`` (a count), it separates what our core costs from what
 the framework costs. ScoreUpdates are built but not produced. Run as
@@ -21,9 +21,9 @@ from bench.peers.quix import quix_application
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
-from streams.clock import EventClock
-from streams.processing import Processor, TopicRole
-from streams.state_records import StateWriter
+from streams.pipeline.account_step import Processor, TopicRole
+from streams.pipeline.clock import EventClock
+from streams.worker.state_records import StateWriter
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.connections import kafka_options
 from streams.settings import Settings
-from streams.topics import group_lag
+from streams.worker.connections import kafka_options
+from streams.worker.topics import group_lag
 
 Records = list[ConsumerRecord[bytes, bytes]]
 

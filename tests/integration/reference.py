@@ -17,11 +17,11 @@ from scoring.score import evaluate
 from scoring.scoring_model import default_model
 from scoring.state import AccountState, SourcePosition
 from scoring.update import Rescorer
-from streams.clock import EventClock
-from streams.demo import DemoOptions, history_events
-from streams.processing import Applied, Processor
+from streams.ops.demo import DemoOptions, history_events
+from streams.pipeline.account_step import Applied, Processor
+from streams.pipeline.clock import EventClock
 from streams.settings import Settings
-from streams.state_records import replay
+from streams.worker.state_records import replay
 from tests.integration.kafka import read_all
 
 AGGREGATES = (

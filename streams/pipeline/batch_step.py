@@ -1,0 +1,223 @@
+"""The scoring task's application step: one batch of input messages in; the accounts' states
+updated, their outputs sent, and what is left to write and acknowledge out.
+
+Its ports are passed in (in the manner of cosmicpython's service layer): the account store,
+the publisher, the schedule, the clock, the consumer's positions and the metrics.
+``streams/worker/app.py`` gives it the Faust table, topics and Prometheus; the unit tests give it
+in-memory fakes (tests/unit/streams/pipeline/test_batch_step.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from alerts.alert import Alert
+from scoring.state import AccountState, SourcePosition
+from scoring.update import ScoreUpdate
+from streams.pipeline.account_step import (
+    Control,
+    Erasure,
+    Folded,
+    Processor,
+    Rejected,
+    Skipped,
+    TopicRole,
+)
+from streams.pipeline.batching import AccountBatch
+from streams.pipeline.checkpoint import SettledBatch
+from streams.pipeline.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+class InputMessage(Protocol):
+    """What the step reads of a consumed record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+ERASURE_REASON_HEADER = "chs-reason"
+"""The header of a tombstone on the accounts topic that says why the account is erased."""
+ERASED_HEADER = "chs-erased"
+"""The header of a tombstone on ``chs.scores`` for an erased account (not a churned one): the
+view erases its alerts too."""
+
+
+def header(message: InputMessage, name: str) -> str | None:
+    """A header's value as text (Faust gives headers as a list of pairs or a mapping)."""
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return bytes(value).decode(errors="replace") if value is not None else ""
+    return None
+
+
+M = TypeVar("M", bound=InputMessage)
+
+
+class AccountStore(Protocol):
+    """The accounts' states by key (the worker's table, in memory)."""
+
+    def get(self, key: bytes) -> AccountState | None: ...
+    def put(self, key: bytes, state: AccountState) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+
+
+Delivery = Awaitable[Any]
+"""A send under way: it fails if its record was not delivered."""
+
+
+class Publisher(Protocol):
+    """The output topics."""
+
+    def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Delivery:
+        """A ScoreUpdate (None: a tombstone, the score is withdrawn; ``erased``: because
+        the account was erased)."""
+        ...
+
+    def alert(self, key: bytes, value: bytes) -> Delivery: ...
+    def rollup(self, key: bytes, value: bytes) -> Delivery:
+        """A child's report, keyed by its parent (``scoring.rollup.ChildReport``)."""
+        ...
+
+    def dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Delivery: ...
+
+
+class StateRecords(Protocol):
+    """An account's state as changelog records (``streams.worker.state_records.StateWriter``)."""
+
+    def records(self, key: bytes, state: AccountState) -> Iterable[tuple[bytes, bytes | None]]: ...
+    def deleted(self, key: bytes) -> Iterable[bytes]: ...
+
+
+class Schedule(Protocol):
+    def set(self, partition: int, key: bytes, due: float | None) -> None: ...
+
+
+class StepMetrics(Protocol):
+    """What the step counts (``streams.worker.metrics.PrometheusMetrics``)."""
+
+    def consumed(self, role: str) -> None: ...
+    def rejected(self, code: str) -> None: ...
+    def skipped(self, reason: str) -> None: ...
+    def event_lag(self, seconds: float) -> None: ...
+    def outcome(self, outcome: str) -> None: ...
+    def published(self, update: ScoreUpdate) -> None: ...
+    def withdrawn(self, band: str | None) -> None: ...
+    def erased(self) -> None: ...
+    def reported(self) -> None: ...
+    def alerted(self, alert: Alert) -> None: ...
+    def consumer_lag(self, topic: str, partition: int, behind: int) -> None: ...
+    def batch(self, inputs: int, seconds: float, wall: float) -> None: ...
+
+
+def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
+    return [
+        ("chs-reason-code", reason_code.encode()),
+        ("chs-reason", reason.encode()),
+        ("chs-source-topic", source.topic.encode()),
+        ("chs-source-partition", str(source.partition).encode()),
+        ("chs-source-offset", str(source.offset).encode()),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringPorts:
+    processor: Processor
+    roles: Mapping[str, TopicRole]
+    store: AccountStore
+    state_records: StateRecords
+    publisher: Publisher
+    schedule: Schedule
+    clock: Clock
+    metrics: StepMetrics
+    highwater: Callable[[str, int], int | None]
+    """The end offset of an input partition (None until the first fetch response)."""
+
+
+def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
+    """Fold each message of ``batch`` (the wiring has dropped what this worker must not
+    handle), then rescore and publish each touched account once. What is left (the states to
+    write once the outputs are delivered, the inputs to acknowledge) is the caller's."""
+    began = time.perf_counter()
+    wall = ports.clock.wall()  # one wall-clock time for the whole batch
+    metrics, publisher = ports.metrics, ports.publisher
+    work = AccountBatch(ports.processor, ports.store.get)
+    settled: SettledBatch[M] = SettledBatch(inputs=list(batch))
+    outputs = settled.outputs
+    for message in batch:
+        role = ports.roles.get(message.topic)
+        source = SourcePosition(message.topic, message.partition, message.offset)
+        outcome = work.add(role, message.key, message.value, source)
+        metrics.consumed(role.value if role else "unknown")
+        if isinstance(outcome, Rejected):
+            error = outcome.error
+            log.warning("Rejected %s/%d@%d: %s", *source, error)
+            metrics.rejected(error.code.value)
+            headers = dlq_headers(error.code.value, error.reason, source)
+            outputs.append(publisher.dead_letter(message.key, message.value, headers))
+        elif isinstance(outcome, Skipped):
+            metrics.skipped(outcome.reason.value)
+        elif isinstance(outcome, Erasure):
+            reason = header(message, ERASURE_REASON_HEADER) or "none given"
+            log.info("Erasing account %s (reason: %s)", outcome.state.account_id, reason)
+        elif outcome.event is not None:
+            metrics.event_lag(max(0.0, wall - outcome.event.occurred_ts))
+        elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
+            metrics.outcome(outcome.state.outcomes[-1].outcome.value)
+    for key, applied in work.settle():
+        state = applied.state
+        assert state.partition is not None
+        ports.schedule.set(state.partition, key, applied.next_due)
+        for report in applied.reports:
+            value = report.model_dump_json().encode()
+            outputs.append(publisher.rollup(report.account_id.encode(), value))
+            metrics.reported()
+        if applied.withdrawn:
+            metrics.withdrawn(state.published.band if state.published else None)
+            state.published = None
+        if applied.withdrawn or applied.erased:
+            outputs.append(publisher.score(key, None, applied.erased))
+        if applied.erased:
+            metrics.erased()
+        if applied.forget:
+            ports.store.delete(key)
+            deleted = ports.state_records.deleted(key)
+            settled.states.extend((record, state.partition, None) for record in deleted)
+            continue
+        ports.store.put(key, state)
+        if applied.update is not None:
+            metrics.published(applied.update)
+            outputs.append(publisher.score(key, applied.update.model_dump_json().encode()))
+        for alert in applied.alerts:
+            metrics.alerted(alert)
+            outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
+        records = ports.state_records.records(key, state)
+        settled.states.extend((record, state.partition, value) for record, value in records)
+    last_read = {(message.topic, message.partition): message.offset for message in batch}
+    for (topic, partition), offset in last_read.items():
+        highwater = ports.highwater(topic, partition)
+        if highwater is not None:
+            behind = max(0, highwater - offset - 1)
+            metrics.consumer_lag(topic, partition, behind)
+            ports.clock.backlog(topic, partition, behind)
+    metrics.batch(len(batch), time.perf_counter() - began, wall)
+    return settled
