@@ -47,8 +47,8 @@ from streams.pipeline.clock import Clock, EventClock
 from streams.pipeline.due_schedule import DueSchedule
 from streams.pipeline.event_order import EventOrder
 from streams.settings import Settings
+from streams.worker import metrics as prometheus_metrics
 from streams.worker.alert_delivery import AlertDelivery
-from streams.worker.app import metrics as prometheus_metrics
 from streams.worker.audit_feed import LiveAudit
 from streams.worker.book_reader import BookReader
 from streams.worker.connections import broker_credentials, redis_client

@@ -19,8 +19,8 @@ from streams.settings import Settings
 from tests.conftest import TEST_BROKER, TEST_PARTITIONS, isolated, start_worker
 from tests.factories import feature, login
 from tests.integration.kafka import wait_consumed
-from tests.integration.reference import assert_matches_reference, changelog_states, reference
 from tests.integration.pipeline.test_pipeline import produce, recent
+from tests.integration.reference import assert_matches_reference, changelog_states, reference
 from tests.tcp_proxy import CuttableProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

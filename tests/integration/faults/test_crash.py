@@ -13,6 +13,7 @@ from streams.settings import Settings
 from streams.worker.topics import group_lag
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed
+from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import (
     assert_matches_reference,
     changelog_states,
@@ -20,7 +21,6 @@ from tests.integration.reference import (
     reference,
 )
 from tests.integration.serving.test_operations import metric
-from tests.integration.pipeline.test_pipeline import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.dev_broker]
 

@@ -30,12 +30,12 @@ from scoring.update import ScoreUpdate
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import Records, read_all, read_until, wait_consumed
+from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import (
     assert_matches_reference,
     changelog_states,
     reference_run,
 )
-from tests.integration.pipeline.test_pipeline import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -15,8 +15,8 @@ from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.factories import login
 from tests.integration.kafka import Records, read_until
-from tests.integration.serving.test_operations import get, metric_url, samples
 from tests.integration.pipeline.test_pipeline import latest_updates, produce, recent
+from tests.integration.serving.test_operations import get, metric_url, samples
 from tests.integration.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

@@ -19,15 +19,15 @@ from streams.ops.devstack import ManagedProcess, free_port
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import read_all, wait_consumed
+from tests.integration.pipeline.test_alerts import alerts_in, posted_ids
+from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import (
     assert_matches_reference,
     changelog_states,
     demo_events,
     reference,
 )
-from tests.integration.pipeline.test_alerts import alerts_in, posted_ids
 from tests.integration.serving.test_operations import get, metric, metric_url
-from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack
 

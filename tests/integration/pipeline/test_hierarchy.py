@@ -28,8 +28,8 @@ from streams.worker.event_producer import EventProducer
 from tests.conftest import isolated, start_worker
 from tests.factories import login, payment
 from tests.integration.kafka import Records, read_all, read_until, wait_consumed
-from tests.integration.reference import changelog_states
 from tests.integration.pipeline.test_pipeline import produce, recent
+from tests.integration.reference import changelog_states
 from tests.integration.waiting import until
 
 pytestmark = pytest.mark.integration

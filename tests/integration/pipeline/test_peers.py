@@ -21,9 +21,9 @@ from scoring.state import day_of
 from scoring.update import ScoreUpdate
 from streams.settings import Settings
 from tests.conftest import isolated
+from tests.integration.faults.test_scale_out import Group, split_between
 from tests.integration.kafka import read_all, read_until, wait_consumed
 from tests.integration.pipeline.test_pipeline import produce
-from tests.integration.faults.test_scale_out import Group, split_between
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ from streams.settings import Settings
 from streams.worker.event_producer import EventProducer
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed
-from tests.integration.reference import demo_events
 from tests.integration.pipeline.test_pipeline import produce
+from tests.integration.reference import demo_events
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,9 @@ from streams.settings import Settings
 from streams.worker.connections import redis_client
 from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed
+from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import demo_events
 from tests.integration.serving.test_operations import get, metric_url
-from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack
 from tests.unit.streams.ops.test_commands import scored
