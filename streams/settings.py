@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import (
 
 from scoring.events import EventKind
 from scoring.update import PUBLISH_MIN_DELTA
+from streams.pipeline.account_step import Control, TopicRole
 
 SECRETS = (
     "broker_sasl_password",
@@ -52,6 +54,19 @@ class SecretFiles(PydanticBaseSettingsSource):
             if value is not None:
                 values[key] = json.loads(value) if name == "slack_routes" else value
         return values
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A project topic: its name, what the scoring task reads it as (None: not an input) and
+    its shape."""
+
+    name: str
+    role: TopicRole | None = None
+    books: bool = False
+    """One partition of per-partition books, read whole by every worker (else the account
+    partitions, co-partitioned with the inputs)."""
+    compacted: bool = False
 
 
 class Settings(BaseSettings):
@@ -289,50 +304,50 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        names = [
-            self.topic_login,
-            self.topic_feature_use,
-            self.topic_ticket,
-            self.topic_payment,
-            self.topic_survey,
-            self.topic_accounts,
-            self.topic_overrides,
-            self.topic_ticks,
-            self.topic_rollup,
-            self.topic_scores,
-            self.topic_dlq,
-            self.topic_alerts,
-            self.topic_alerts_dlq,
-            self.topic_outcomes,
-            self.topic_peers,
-            self.topic_audit,
-        ]
+        names = [topic.name for topic in self.topics]
         if len(set(names)) != len(names):
             raise ValueError(f"topic names must be distinct, got {names}")
         return self
 
     @property
+    def topics(self) -> tuple[TopicSpec, ...]:
+        """Every project topic: the one list the others derive from."""
+        return (
+            TopicSpec(self.topic_login, EventKind.LOGIN),
+            TopicSpec(self.topic_feature_use, EventKind.FEATURE_USE),
+            TopicSpec(self.topic_ticket, EventKind.TICKET),
+            TopicSpec(self.topic_payment, EventKind.PAYMENT),
+            TopicSpec(self.topic_survey, EventKind.SURVEY),
+            # Attributes are snapshots: only the last per account matters.
+            TopicSpec(self.topic_accounts, Control.ACCOUNTS, compacted=True),
+            TopicSpec(self.topic_overrides, Control.OVERRIDES),
+            TopicSpec(self.topic_outcomes, Control.OUTCOMES),
+            TopicSpec(self.topic_ticks, Control.TICKS),
+            TopicSpec(self.topic_rollup, Control.ROLLUP),
+            # A score is the latest (a churned or erased account's tombstone removes it).
+            TopicSpec(self.topic_scores, compacted=True),
+            TopicSpec(self.topic_dlq),
+            TopicSpec(self.topic_alerts),
+            TopicSpec(self.topic_alerts_dlq),
+            TopicSpec(self.topic_peers, books=True, compacted=True),
+            TopicSpec(self.topic_audit, books=True, compacted=True),
+        )
+
+    @property
+    def input_roles(self) -> dict[str, TopicRole]:
+        """Topic name -> what the scoring task reads it as: all co-partitioned, keyed by
+        account_id."""
+        return {topic.name: topic.role for topic in self.topics if topic.role is not None}
+
+    @property
     def event_topics(self) -> dict[str, EventKind]:
         """Topic name -> the kind of event it carries."""
-        return {
-            self.topic_login: EventKind.LOGIN,
-            self.topic_feature_use: EventKind.FEATURE_USE,
-            self.topic_ticket: EventKind.TICKET,
-            self.topic_payment: EventKind.PAYMENT,
-            self.topic_survey: EventKind.SURVEY,
-        }
+        roles = self.input_roles.items()
+        return {name: role for name, role in roles if isinstance(role, EventKind)}
 
     @property
     def input_topics(self) -> list[str]:
-        """Every topic the scoring task reads: all co-partitioned, keyed by account_id."""
-        return [
-            *self.event_topics,
-            self.topic_accounts,
-            self.topic_overrides,
-            self.topic_outcomes,
-            self.topic_ticks,
-            self.topic_rollup,
-        ]
+        return list(self.input_roles)
 
     def topic_for(self, kind: EventKind) -> str:
         return next(topic for topic, k in self.event_topics.items() if k is kind)

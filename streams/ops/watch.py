@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from alerts.alert import Alert
 from alerts.delivery.slack import log_line
 from scoring.update import ScoreUpdate
 from streams.settings import Settings
-from streams.worker.connections import kafka_options
+from streams.worker.consumer_loop import ConsumerLoop, each_record
 
 _GREEN, _YELLOW, _RED, _RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
@@ -110,24 +110,16 @@ async def follow(
 ) -> None:
     """Read ``topics`` from the beginning, forever, handing each record's topic, key and
     value (None: a tombstone) to ``handle``."""
-    consumer = AIOKafkaConsumer(
-        *topics,
-        **kafka_options(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    try:
-        await consumer.start()  # inside: a broker it cannot reach still closes the client
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    handle(tp.topic, record.key, record.value)
-            if tick is not None:
-                tick()
-            sys.stdout.flush()
-    finally:
-        await consumer.stop()
+
+    def take(record: ConsumerRecord[bytes, bytes]) -> None:
+        handle(record.topic, record.key, record.value)
+
+    def after() -> None:
+        if tick is not None:
+            tick()
+        sys.stdout.flush()
+
+    await ConsumerLoop(settings, "watch", topics, poll_seconds=0.5).run(each_record(take, after))
 
 
 async def watch_scores(

@@ -14,20 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import (
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRebalanceListener,
-    ConsumerRecord,
-    TopicPartition,
-)
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from alerts.alert import Alert
 from alerts.delivery.dedup import DeliveredAlerts
 from alerts.delivery.slack import DeliveryPolicy, Outcome, SlackNotifier, WebhookRoutes, log_line
 from streams.settings import Settings
 from streams.worker.connections import kafka_options, redis_client
+from streams.worker.consumer_loop import ConsumerLoop, Round
 from streams.worker.metrics import DLQ_RECORDS
 
 log = logging.getLogger(__name__)
@@ -62,6 +56,8 @@ class AlertDelivery:
         self._settings = settings
         self._notifier = notifier
         self._delivered = delivered
+        self._listener = FinishDeliveryFirst()
+        self._producer: AIOKafkaProducer | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertDelivery:
@@ -101,48 +97,43 @@ class AlertDelivery:
     async def run(self) -> None:
         """Consume ``chs.alerts`` until cancelled."""
         settings = self._settings
-        consumer = AIOKafkaConsumer(
-            **kafka_options(settings),
-            group_id=f"{settings.app_id}-alerts",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.broker_session_timeout * 1000),
-            heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
-        )
-        producer = AIOKafkaProducer(
+        self._producer = AIOKafkaProducer(
             **kafka_options(settings),
             max_batch_size=settings.producer_max_batch_size,
             acks="all",
         )
-        listener = FinishDeliveryFirst()
-        consumer.subscribe([settings.topic_alerts], listener=listener)
+        loop = ConsumerLoop(
+            settings,
+            "alerts",
+            [settings.topic_alerts],
+            group=f"{settings.app_id}-alerts",
+            listener=self._listener,
+            max_records=100,
+        )
         try:
-            await consumer.start()
-            await producer.start()
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=100)
-                for tp, records in batches.items():
-                    for record in records:
-                        if tp not in consumer.assignment():
-                            break  # taken by a rebalance: the new owner goes on from the commit
-                        # Shielded: a stop lets the alert in hand finish and be recorded.
-                        delivery = asyncio.ensure_future(self._one(consumer, producer, tp, record))
-                        listener.in_flight = delivery
-                        await asyncio.shield(delivery)
+            await self._producer.start()
+            await loop.run(self.sink)
         finally:
-            await producer.stop()
-            await consumer.stop()
+            await self._producer.stop()
             if self._notifier is not None:
                 await self._notifier.close()
             if self._delivered is not None:
                 await self._delivered.close()
 
+    async def sink(self, received: Round) -> bool:
+        """Deliver each alert of the round in turn, committing after each."""
+        for tp, records in received.fetched.items():
+            for record in records:
+                if not received.owns(tp):
+                    break  # taken by a rebalance: the new owner goes on from the commit
+                # Shielded: a stop lets the alert in hand finish and be recorded.
+                delivery = asyncio.ensure_future(self._one(received, tp, record))
+                self._listener.in_flight = delivery
+                await asyncio.shield(delivery)
+        return True
+
     async def _one(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        tp: TopicPartition,
-        record: ConsumerRecord[bytes, bytes],
+        self, received: Round, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
     ) -> None:
         try:
             alert = Alert.model_validate_json(record.value or b"")
@@ -150,16 +141,13 @@ class AlertDelivery:
             failure: str | None = "not an alert"
         else:
             failure = await self.handle(alert)
-        if failure is not None:
-            await producer.send_and_wait(
+        if failure is not None and self._producer is not None:
+            await self._producer.send_and_wait(
                 self._settings.topic_alerts_dlq,
                 key=record.key,
                 value=record.value,
                 headers=[("chs-reason", failure.encode())],
             )
-        try:
-            await consumer.commit({tp: record.offset + 1})
-        except (IllegalStateError, CommitFailedError):
-            # A rebalance took the partition while the alert was being posted: the new owner
-            # reads it again from the last commit and finds it among the delivered ones.
-            log.info("Alerts partition %s moved to another worker during a delivery", tp)
+        # A rebalance may have taken the partition while the alert was being posted: the new
+        # owner reads it again from the last commit and finds it among the delivered ones.
+        await received.commit({tp: record.offset + 1})

@@ -6,7 +6,7 @@ rebuilt from the accounts' states whenever it is assigned partitions (a book is 
 them, and they live in the table with its changelog), and ships what changed every
 ``CHS_AUDIT_SHIP_SECONDS`` to ``chs.audit`` (one partition, compacted): one record per
 (partition, day) with that day's score distributions, and one per partition with its churners'
-results and outcomes. It reads that topic whole (``streams.worker.book_reader.BookReader``) and sums
+results and outcomes. It reads that topic whole (``streams.worker.book_reader.read_books``) and sums
 the other partitions' records with its own books.
 
 Bounds: a day's distribution of one model holds at most 1,001 counts whatever the number of

@@ -5,41 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from streams.settings import Settings
-from streams.worker.connections import kafka_options
+from streams.worker.consumer_loop import ConsumerLoop, each_record
 
 FETCH_MAX_WAIT_MS = 5_000
 """Books change once per ship interval: a slow fetch costs the broker least."""
 
 
-class BookReader:
-    """Hands every record of ``topic`` (one partition) to ``take``, until cancelled."""
-
-    def __init__(
-        self, settings: Settings, topic: str, take: Callable[[ConsumerRecord[bytes, bytes]], None]
-    ) -> None:
-        self._settings = settings
-        self._topic = topic
-        self._take = take
-
-    async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **kafka_options(self._settings),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        try:
-            await consumer.start()
-            consumer.assign([TopicPartition(self._topic, 0)])
-            await consumer.seek_to_beginning()
-            while True:
-                fetched = await consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS + 1_000)
-                for records in fetched.values():
-                    for record in records:
-                        self._take(record)
-        finally:
-            await consumer.stop()
+async def read_books(
+    settings: Settings, topic: str, take: Callable[[ConsumerRecord[bytes, bytes]], None]
+) -> None:
+    """Hands every record of ``topic`` to ``take``, until cancelled."""
+    loop = ConsumerLoop(
+        settings,
+        topic,
+        [topic],
+        poll_seconds=FETCH_MAX_WAIT_MS / 1000 + 1,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+    await loop.run(each_record(take))

@@ -35,6 +35,9 @@ integration/):
   the flow resumes, the recovery queue still cleared (unit: ..._keeps_what_the_stream_buffers_
   hold; test_crash.py, test_scale_out.py).
 - ``ChsApp._new_transport``: the classes above.
+- ``ChsApp.read_in_bulk``, ``scorable``, ``ack``, ``ready_checks``: the scoring task's raw
+  input queue, the generation check and acknowledgement of its messages, recovery state for
+  /readyz (test_pipeline.py, test_crash.py, test_operations.py).
 - ``ChsWorker.on_setup_root_logger``: no DEBUG records on the hot path (unit: ..._keeps_debug_
   records_off_the_hot_path).
 """
@@ -52,7 +55,7 @@ import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, ChannelT, FutureMessage, Message, TransportT
+from faust.types import TP, FutureMessage, Message, TransportT
 from faust.types.transports import ProducerBufferT
 from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
@@ -271,7 +274,7 @@ class ChsConsumer(aiokafka_driver.Consumer):
         Faust awaits, per message, a race between the conductor's callback and the flow's
         suspension: two tasks, a lock and three awaits, about 110 µs of one core each, more
         than the 15,000 events/s target allows for everything (docs/performance.md). A
-        message of a topic registered with ``ChsApp.deliver_in_bulk`` goes straight onto its
+        message of a topic registered with ``ChsApp.read_in_bulk`` goes straight onto its
         channel's queue instead while the flow is on (otherwise, in a rebalance, it takes
         Faust's way). A full queue makes this loop wait for room, so fetching stops until
         the scoring task catches up: plain back-pressure. Faust's way instead pauses the
@@ -473,7 +476,7 @@ class ChsApp(faust.App):
         super().__init__(*args, **kwargs)
         self.broker_fetch_max_wait = broker_fetch_max_wait
         self.bulk_queues: dict[str, ThrowableQueue[Message]] = {}
-        """Topic name -> the queue of the one channel reading it raw (``deliver_in_bulk``)."""
+        """Topic name -> the queue of the one channel reading it raw (``read_in_bulk``)."""
         # The table recovery's own queue of changelog records keeps Faust's clearing: a
         # standby's records still queued when its partition turns active must not be
         # applied before the replay from the start (the replay would skip every lower
@@ -482,12 +485,47 @@ class ChsApp(faust.App):
             self, maxsize=self.conf.stream_buffer_maxsize, clear_on_resume=True
         )
 
-    def deliver_in_bulk(self, channel: ChannelT[Any]) -> None:
-        """Let the consumer put raw messages of ``channel``'s topics straight onto its queue
-        (``ChsConsumer._drain_messages``). ``channel`` must be the only reader of them and
-        take the messages as they are (a ``RawMessageTopic``)."""
-        for name in cast(faust.Topic, channel).topics:
-            self.bulk_queues[name] = cast(ThrowableQueue[Message], channel.queue)
+    def read_in_bulk(self, topic: RawMessageTopic) -> ThrowableQueue[Message]:
+        """Subscribe to ``topic`` now (before the worker joins the group) and let the consumer
+        put its raw messages straight onto the returned queue (``ChsConsumer._drain_messages``):
+        the queue must be their only reader."""
+        channel = topic.__aiter__()
+        queue = cast(ThrowableQueue[Message], channel.queue)
+        for name in topic.topics:
+            self.bulk_queues[name] = queue
+        return queue
+
+    def scorable(self, batch: list[Message], owned: frozenset[int]) -> tuple[list[Message], int]:
+        """The messages of ``batch`` that may be scored now, tracked for acknowledgement
+        (``ack``), and how many were of a partition no longer owned."""
+        consumer = self.consumer
+        generation = self.consumer_generation_id
+        flowing = self.flow_control.is_active()
+        kept, moved = [], 0
+        for message in batch:
+            if not flowing or message.generation_id != generation:
+                # Fetched before a rebalance: read again from the last commit (as Faust's own
+                # streams drop them).
+                continue
+            if message.partition not in owned:
+                # Defence in depth: a partition now another worker's must not be written.
+                moved += 1
+                continue
+            consumer.track_message(message)
+            kept.append(message)
+        return kept, moved
+
+    def ack(self, message: Message) -> None:
+        """``message`` handled: its offset may be committed once those before it are."""
+        message.ack(self.consumer)
+
+    def ready_checks(self) -> dict[str, bool]:
+        """Whether the worker has joined its group and recovered its tables."""
+        recovery = self.tables.recovery  # type: ignore[attr-defined]
+        return {
+            "joined_group": self.consumer_generation_id > 0 and not self.rebalancing,
+            "recovery_done": recovery.completed.is_set(),
+        }
 
     @property
     def consumer_generation_id(self) -> int:

@@ -4,7 +4,7 @@ owns only some partitions.
 Each worker fills the peer books (``scoring.peers.PeerBook``) of the partitions it owns and
 ships each changed one every ``CHS_PEERS_SHIP_SECONDS`` to ``chs.peers`` (one partition,
 compacted, keyed by the account partition), and reads that topic whole, from the start, with
-a consumer of no group (``streams.worker.book_reader.BookReader``): its board holds every
+a consumer of no group (``streams.worker.book_reader.read_books``): its board holds every
 partition's latest book and merges them on read. A worker that takes a partition over
 carries on with the book last shipped for it.
 

@@ -1,8 +1,8 @@
-"""Create the project's topics up front, with the configured partition count.
+"""Create the project's topics (``Settings.topics``) up front, and measure a group's lag.
 
-The five event topics, the scores topic and the dead-letter topic must be co-partitioned
-(same partition count, keyed by account_id) so that one worker owns all of an account's
-events and its table partition. Faust creates only its own changelog topics.
+Every topic but the books is co-partitioned (the configured partition count, keyed by
+account_id) so that one worker owns all of an account's inputs and its table partition.
+Faust creates only its own changelog topics.
 """
 
 from __future__ import annotations
@@ -14,34 +14,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-from streams.settings import Settings
+from streams.settings import Settings, TopicSpec
 from streams.worker.connections import kafka_options
 
 log = logging.getLogger(__name__)
 
 
-def project_topics(settings: Settings) -> list[str]:
-    return [
-        *settings.input_topics,
-        settings.topic_scores,
-        settings.topic_dlq,
-        settings.topic_alerts,
-        settings.topic_alerts_dlq,
-        settings.topic_peers,
-        settings.topic_audit,
-    ]
-
-
-def _topic_shape(settings: Settings, name: str) -> tuple[int, dict[str, str]]:
-    """Partitions and configs of a project topic."""
-    if name in (settings.topic_peers, settings.topic_audit):
-        # Books per partition, latest wins; every worker reads them all.
-        return 1, {"cleanup.policy": "compact"}
-    if name in (settings.topic_accounts, settings.topic_scores):
-        # Attributes are snapshots, a score is the latest: only the last per account
-        # matters (an erased or churned account's tombstone removes it).
-        return settings.topic_partitions, {"cleanup.policy": "compact"}
-    return settings.topic_partitions, {}
+def _new_topic(settings: Settings, topic: TopicSpec) -> NewTopic:
+    return NewTopic(
+        name=topic.name,
+        num_partitions=1 if topic.books else settings.topic_partitions,
+        replication_factor=settings.topic_replication,
+        topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
+    )
 
 
 async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> list[str]:
@@ -58,21 +43,11 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
             await asyncio.sleep(0.5)
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in project_topics(settings) if name not in existing]
+        missing = [topic for topic in settings.topics if topic.name not in existing]
         if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        name=name,
-                        num_partitions=_topic_shape(settings, name)[0],
-                        replication_factor=settings.topic_replication,
-                        topic_configs=_topic_shape(settings, name)[1],
-                    )
-                    for name in missing
-                ]
-            )
-            log.info("Created topics %s", ", ".join(missing))
-        return missing
+            await admin.create_topics([_new_topic(settings, topic) for topic in missing])
+            log.info("Created topics %s", ", ".join(topic.name for topic in missing))
+        return [topic.name for topic in missing]
     finally:
         await admin.close()
 

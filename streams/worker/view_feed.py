@@ -11,24 +11,19 @@ has it. A plain aiokafka consumer, like alert delivery (``streams/worker/alert_d
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from alerts.alert import Alert
 from streams.pipeline.batch_step import ERASED_HEADER
 from streams.settings import Settings
-from streams.worker.connections import kafka_options
+from streams.worker.consumer_loop import ConsumerLoop, Fetched, Round
 
 log = logging.getLogger(__name__)
 
-RETRY_SECONDS = 1.0
-"""Wait between two tries to write the view while Redis is away."""
 MAX_RECORDS = 5_000
 """Records read per round (one Redis round trip and one commit each)."""
 FETCH_MIN_BYTES = 4 * 1024 * 1024
@@ -38,9 +33,6 @@ Every fetch costs the broker: with the dev broker's one-record batches, fetching
 there was anything cut the worker's throughput on a 60,000-event backlog from 1,784 to 1,027
 events/s (Tansu at 120 % CPU), and a fetch every half second still made an alert's p99
 latency 3.2 s at 650 events/s (0.5 s with a 2 s wait, the dev setting)."""
-
-Fetched = Mapping[TopicPartition, Iterable[ConsumerRecord[bytes, bytes]]]
-"""What one ``getmany`` returns: each partition's records."""
 
 
 class ViewWriter(Protocol):
@@ -96,48 +88,29 @@ class ViewFeed:
         read, self._read = self._read, {}
         return read
 
+    async def sink(self, received: Round) -> bool:
+        """Queue the round on the view, write it, commit; False while Redis is away (read
+        nothing more until it is back: the broker keeps it)."""
+        if not self.take(received.fetched) and not self._read:
+            return True
+        if not await self._view.flush():
+            return False
+        await received.commit(self.read_positions())
+        return True
+
     async def run(self) -> None:
         """Read, write the view, commit; until cancelled."""
         settings = self._settings
-        consumer = AIOKafkaConsumer(
-            settings.topic_scores,
-            settings.topic_alerts,
-            **kafka_options(settings),
-            group_id=f"{settings.app_id}-view",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        loop = ConsumerLoop(
+            settings,
+            "view",
+            [settings.topic_scores, settings.topic_alerts],
+            group=f"{settings.app_id}-view",
+            max_records=MAX_RECORDS,
             fetch_max_wait_ms=round(settings.view_fetch_max_wait * 1000),
             fetch_min_bytes=FETCH_MIN_BYTES,
-            session_timeout_ms=int(settings.broker_session_timeout * 1000),
-            heartbeat_interval_ms=int(settings.broker_heartbeat_interval * 1000),
         )
         try:
-            await consumer.start()
-            while True:
-                records = await consumer.getmany(timeout_ms=1000, max_records=MAX_RECORDS)
-                if not self.take(records) and not self._read:
-                    continue
-                if not await self._view.flush():
-                    # Redis is away: read nothing more until it is back (the broker keeps it),
-                    # but keep polling so that the group does not take this member for dead.
-                    consumer.pause(*consumer.assignment())
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
-                consumer.resume(*consumer.paused())
-                await self._commit(consumer, self.read_positions())
+            await loop.run(self.sink)
         finally:
-            await consumer.stop()
             await self._view.close()
-
-    @staticmethod
-    async def _commit(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
-        owned = consumer.assignment()
-        mine = {tp: offset for tp, offset in positions.items() if tp in owned}
-        if not mine:
-            return
-        try:
-            await consumer.commit(mine)
-        except (IllegalStateError, CommitFailedError):
-            # A rebalance moved a partition: its new owner reads it again from the last
-            # commit, and writing an update twice changes nothing.
-            log.info("View partitions moved to another worker during a write")

@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import Any
 
-import faust
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.settings import Settings
+from streams.worker.account_table import AccountTable
 from streams.worker.connections import redis_client
+from streams.worker.faust_overrides import ChsApp
 
 STARTED = time.time()
 
@@ -25,13 +26,9 @@ async def _reachable(host: str, port: int) -> bool:
     return True
 
 
-async def readiness(app: faust.App, settings: Settings, redis: aioredis.Redis) -> dict[str, Any]:
+async def readiness(app: ChsApp, settings: Settings, redis: aioredis.Redis) -> dict[str, Any]:
     """What /readyz reports: every check, and which ones fail."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    checks: dict[str, bool] = {
-        "joined_group": app.consumer_generation_id > 0 and not app.rebalancing,
-        "recovery_done": recovery.completed.is_set(),
-    }
+    checks = app.ready_checks()
     brokers = []
     for server in settings.bootstrap_servers:
         host, _, port = server.rpartition(":")
@@ -45,7 +42,7 @@ async def readiness(app: faust.App, settings: Settings, redis: aioredis.Redis) -
     return {"ready": not failing, "checks": checks, "failing": failing}
 
 
-def add_web_views(app: faust.App, settings: Settings, accounts: Any) -> None:
+def add_web_views(app: ChsApp, settings: Settings, accounts: AccountTable) -> None:
     redis = redis_client(settings, timeout=1)
 
     @app.page("/metrics")

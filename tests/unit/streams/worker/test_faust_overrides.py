@@ -18,7 +18,8 @@ from alerts.config import default_rules
 from scoring.scoring_model import default_model
 from streams.pipeline.clock import WallClock
 from streams.settings import Settings
-from streams.worker.app import AccountTable, create_app
+from streams.worker.account_table import AccountTable
+from streams.worker.app import create_app
 from streams.worker.faust_overrides import (
     PRODUCER_BUFFER_MAX,
     TESTED_RELEASES,
@@ -225,13 +226,13 @@ async def test_the_timer_forgets_partitions_as_soon_as_a_rebalance_takes_them(
     table = worker.tables["accounts"]
     assert isinstance(table, AccountTable)
     for partition in range(4):
-        table.schedule.set(partition, f"acct-{partition}".encode(), 100.0)
+        table.ownership.schedule.set(partition, f"acct-{partition}".encode(), 100.0)
     changelog = table.changelog_topic.get_topic_name()
     kept = {TP("chs.events.login", 1), TP("chs.events.payment", 3)}
     standby = {TP(changelog, 0)}  # a warm copy is not scored: no timer for it
     revoked = {TP("chs.events.login", 0), TP("chs.events.login", 2)}
     await table.on_rebalance(kept | standby, revoked, set(), 2)
-    due = table.schedule.pop_due(now=200.0, limit=10)
+    due = table.ownership.schedule.pop_due(now=200.0, limit=10)
     assert sorted((partition, key) for partition, key, _ in due) == [
         (1, b"acct-1"),
         (3, b"acct-3"),
