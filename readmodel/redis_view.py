@@ -274,10 +274,6 @@ class ScoreView:
         """Recently erased account -> the erasure's time: an alert of it raised before, read
         after (``chs.alerts`` is not ordered with ``chs.scores``), is dropped."""
 
-    def add(self, update: ScoreUpdate) -> None:
-        """Queue ``update`` for the next ``flush``; it replaces any older one of the account."""
-        self.add_published(update.model_dump_json().encode())
-
     def add_published(self, encoded: bytes) -> None:
         """Queue a ScoreUpdate as published on ``chs.scores`` (its JSON) for the next
         ``flush``; it replaces any older one of the account. Raises ``ValueError`` if

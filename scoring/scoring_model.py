@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from scoring.config import ConfigError, load_config, parse_config, parse_yaml
+from scoring.config import ConfigError, load_config, parse_yaml
 from scoring.events import AccountAttributes
 from scoring.state import HORIZON_DAYS
 
@@ -502,11 +502,6 @@ class ScoringModel(_Strict):
         )
 
     @cached_property
-    def measure_metrics(self) -> dict[str, Metric]:
-        """Each measure's metric, by the measure's name."""
-        return {m.name: m.metric for c in self.components.values() for m in c.measures}
-
-    @cached_property
     def _default_profile(self) -> Profile:
         weights = {name: c.weight for name, c in self.components.items()}
         if self.override is not None:
@@ -560,10 +555,6 @@ def shadow_conflicts(live: ScoringModel, shadow: ScoringModel) -> list[str]:
 
 ModelError = ConfigError
 """A model file that cannot be used; the message names the file, the field and the problem."""
-
-
-def parse_model(data: Any, source: str) -> ScoringModel:
-    return parse_config(ScoringModel, data, source)
 
 
 def load_model(path: Path) -> ScoringModel:

@@ -1,4 +1,5 @@
-"""``ScoreUpdate``, the wire model of a score change, and ``rescore`` that produces it."""
+"""``ScoreUpdate``, the wire model of a score change, and the ``Rescorer`` that evaluates an
+account and produces it."""
 
 from __future__ import annotations
 
@@ -166,20 +167,6 @@ class Rescorer:
         self._explainer = Explainer(model)
         self.publish_min_delta = publish_min_delta
         """A score that moved less than this (and nothing else changed) is not published."""
-
-    def rescore(
-        self,
-        state: AccountState,
-        now: float,
-        trigger: Trigger,
-        event_id: str | None,
-        computed_at: datetime,
-    ) -> ScoreUpdate | None:
-        """Evaluate, and publish what matters, with no alert in between."""
-        evaluation = self.evaluate(state, now)
-        if evaluation is None:
-            return None
-        return self.publish(state, evaluation, now, trigger, event_id, computed_at)
 
     def evaluate(self, state: AccountState, now: float) -> Evaluation | None:
         """Score the account at ``now`` (a parent as the roll-up of its children,

@@ -20,6 +20,8 @@ from scoring.events import (
     TicketEvent,
     TicketPriority,
 )
+from scoring.state import AccountState
+from scoring.update import Rescorer, ScoreUpdate, Trigger
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 """A Monday noon, the reference time of the unit tests."""
@@ -113,3 +115,18 @@ def outcome(
     return OutcomeEvent(
         event_id=_event_id(), account_id=account, occurred_at=at(days), outcome=kind
     )
+
+
+def rescore(
+    rescorer: Rescorer,
+    state: AccountState,
+    now: float,
+    trigger: Trigger,
+    event_id: str | None,
+    computed_at: datetime,
+) -> ScoreUpdate | None:
+    """Evaluate, and publish what matters, with no alert in between."""
+    evaluation = rescorer.evaluate(state, now)
+    if evaluation is None:
+        return None
+    return rescorer.publish(state, evaluation, now, trigger, event_id, computed_at)

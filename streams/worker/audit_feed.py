@@ -24,6 +24,7 @@ from aiokafka import ConsumerRecord
 
 from scoring.audit import TRAIL_DAYS, AuditBook, Auditor, ScoreCounts, Tally, TallyKey
 from scoring.state import AccountState
+from streams.worker.own_books import NO_PARTITION, OwnBooks
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +75,17 @@ class ShippedPartition:
         """Days of churns told and not in effect yet."""
 
 
-class LiveAudit:
+class LiveAudit(OwnBooks[AuditBook]):
     """The worker's ``AuditPort``: its own partitions' books, and the others' as shipped."""
 
     def __init__(self) -> None:
-        self._own: dict[int, AuditBook] = {}
+        super().__init__()
         self._shipped: dict[int, ShippedPartition] = {}
         self._waiting: dict[str, tuple[int, int]] = {}
         """Churner's account id -> (its partition, the day its judgement waits for)."""
 
-    def book_for(self, partition: int | None) -> AuditBook:
-        key = -1 if partition is None else partition
-        book = self._own.get(key)
-        if book is None:
-            book = self._own[key] = AuditBook()
-        return book
+    def _new_book(self, partition: int) -> AuditBook:
+        return AuditBook()
 
     def rebuild(self, partition: int, states: Iterable[AccountState], auditor: Auditor) -> None:
         """The partition's book from its accounts' states (all of them shipped again)."""
@@ -103,14 +100,13 @@ class LiveAudit:
 
     def keep_only(self, partitions: set[int]) -> None:
         """Forget the books of partitions now another worker's (it rebuilds them)."""
-        for partition in set(self._own) - partitions:
-            del self._own[partition]
+        super().keep_only(partitions)
         for account_id, (partition, _) in list(self._waiting.items()):
             if partition not in partitions:
                 del self._waiting[account_id]
 
     def wait(self, partition: int | None, account_id: str, day: int) -> None:
-        self._waiting[account_id] = (-1 if partition is None else partition, day)
+        self._waiting[account_id] = (NO_PARTITION if partition is None else partition, day)
 
     def ready(self) -> list[tuple[int, bytes]]:
         """(partition, account key) of the churners waiting for a day now reached, no longer
@@ -167,8 +163,8 @@ class LiveAudit:
         """Send what changed in each own book since it was last shipped; the records sent."""
         sent = 0
         for partition, book in list(self._own.items()):
-            if partition < 0:
-                continue  # accounts of no known partition (tests without a broker)
+            if partition == NO_PARTITION:
+                continue
             days, book.changed_days = book.changed_days, set()
             for day in sorted(days):
                 await send(day_key(partition, day), encode_day(book, day))

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import ConsumerRecord
 
 from scoring.peers import PeerBoard, PeerBook, PeerDistribution
+from streams.worker.own_books import OwnBooks
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +31,21 @@ Ship = Callable[[int, bytes], Awaitable[None]]
 """Sends one partition's book (the account partition, its bytes) to ``chs.peers``."""
 
 
-class LivePeers:
+class LivePeers(OwnBooks[PeerBook]):
     """The worker's ``PeerPort``: it ranks against the board, and fills its own books."""
 
     def __init__(self, min_accounts: int) -> None:
+        super().__init__()
         self.board = PeerBoard(min_accounts)
-        self._own: dict[int, PeerBook] = {}
 
     def distribution(self, today: int) -> PeerDistribution:
         return self.board.distribution(today)
 
-    def book_for(self, partition: int | None) -> PeerBook:
-        key = -1 if partition is None else partition
-        book = self._own.get(key)
-        if book is None:
-            shipped = self.board.book(key)
-            # A copy: the board's is replaced whenever the topic brings a newer one.
-            book = PeerBook.from_bytes(shipped.to_bytes()) if shipped else PeerBook()
-            self._own[key] = book
-        return book
-
-    def keep_only(self, partitions: set[int]) -> None:
-        """Forget the books of partitions now another worker's (it carries them on)."""
-        for partition in set(self._own) - partitions:
-            del self._own[partition]
+    def _new_book(self, partition: int) -> PeerBook:
+        # Carries on from the book last shipped for the partition: a copy, since the board's
+        # is replaced whenever the topic brings a newer one.
+        shipped = self.board.book(partition)
+        return PeerBook.from_bytes(shipped.to_bytes()) if shipped else PeerBook()
 
     async def ship(self, send: Ship) -> int:
         """Send every book that changed since it was last shipped; the number sent."""

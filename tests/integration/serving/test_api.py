@@ -42,6 +42,11 @@ TOKEN = "s3cret-token"
 Client = TestClient[web.Request, web.Application]
 
 
+def put(view: ScoreView, update: ScoreUpdate) -> None:
+    """Queue ``update`` on the view as the worker's view feed does (its JSON on chs.scores)."""
+    view.add_published(update.model_dump_json().encode())
+
+
 def update(account: str, score: float, band: str, **fields: object) -> ScoreUpdate:
     return scored().model_copy(
         update={"account_id": account, "score": score, "band": band, "as_of": T0, **fields}
@@ -84,10 +89,10 @@ async def fill(redis_url: str) -> None:
     # globex fell over three days (all written in one flush, as in a replay): it was
     # healthy, then at-risk, now critical.
     for days_ago, score, band in ((2, 75.0, "healthy"), (1, 45.0, "at-risk")):
-        view.add(update("globex", score, band, as_of=T0 - days_ago * DAY, segment="enterprise"))
+        put(view, update("globex", score, band, as_of=T0 - days_ago * DAY, segment="enterprise"))
     for entry in BOOK:
-        view.add(entry)
-        view.add(entry)  # written twice: the same read model
+        put(view, entry)
+        put(view, entry)  # written twice: the same read model
     for n in range(3):
         view.add_alert(alert(n, T0 - (3 - n) * DAY))
     assert await view.flush()
@@ -157,8 +162,8 @@ async def test_an_account_leaves_the_band_and_segment_it_moved_out_of(
     client = aioredis.Redis.from_url(private_redis)
     model = default_model()
     view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
-    view.add(update("hooli", 30.0, "critical", owner="ana", segment="enterprise"))
-    view.add(update("globex", 60.0, "at-risk", owner="ana"))
+    put(view, update("hooli", 30.0, "critical", owner="ana", segment="enterprise"))
+    put(view, update("globex", 60.0, "at-risk", owner="ana"))
     assert await view.flush()  # a later write than the book's
     # Out of the sets themselves, not only filtered out of the answers.
     assert await client.zrange(band_key("healthy"), 0, -1) == []
@@ -210,7 +215,7 @@ async def test_an_account_hash_of_the_older_form_is_read_then_replaced(
     await client.hset(account_key("acme"), mapping=older_view_fields(older))  # type: ignore[arg-type]
     assert ScoreUpdate.model_validate(await get(api, "/accounts/acme")) == older
     view = ScoreView(client)
-    view.add(BOOK[2])
+    put(view, BOOK[2])
     assert await view.flush()
     stored = await client.hgetall(account_key("acme"))
     assert set(stored) == {b"update", b"score", b"band", b"segment", b"owner", b"parent"}
@@ -323,9 +328,9 @@ async def test_parents_and_their_children_filter(api: Client, private_redis: str
     rolled_up = RollupInfo(
         method=RollupMethod.MRR_WEIGHTED, children=2, scored_children=2, own_score=False
     )
-    view.add(update("holding", 40.0, "at-risk", rollup=rolled_up))
-    view.add(update("holding-eu", 30.0, "critical", parent="holding"))
-    view.add(update("holding-us", 70.0, "healthy", parent="holding"))
+    put(view, update("holding", 40.0, "at-risk", rollup=rolled_up))
+    put(view, update("holding-eu", 30.0, "critical", parent="holding"))
+    put(view, update("holding-us", 70.0, "healthy", parent="holding"))
     assert await view.flush()
     await client.aclose()
     assert ids(await get(api, "/accounts?parent=holding")) == ["holding-eu", "holding-us"]
@@ -341,7 +346,7 @@ async def test_parents_and_their_children_filter(api: Client, private_redis: str
     # The children are a ranking of their parent's: a child that moves or leaves goes out of it.
     client = aioredis.Redis.from_url(private_redis)
     view = ScoreView(client, model.band_labels, [segment.name for segment in model.segments])
-    view.add(update("holding-us", 72.0, "healthy", parent="other"))
+    put(view, update("holding-us", 72.0, "healthy", parent="other"))
     view.remove("holding-eu")
     assert await view.flush()
     assert await client.zrange(parent_key("holding"), 0, -1) == []

@@ -27,6 +27,7 @@ from tests.conftest import isolated, start_worker
 from tests.integration.kafka import wait_consumed
 from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import demo_events
+from tests.integration.serving.test_api import put
 from tests.integration.serving.test_operations import get, metric_url
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack
@@ -63,7 +64,7 @@ async def test_the_read_model_works_through_an_authenticated_redis(locked_redis:
     settings = Settings(redis_url=redis_url(locked_redis, REDIS_PASSWORD))
     view = ScoreView(redis_client(settings))
     update = scored()
-    view.add(update)
+    put(view, update)
     assert await view.flush()
     store = ReadModel(redis_client(settings))
     try:

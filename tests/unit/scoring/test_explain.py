@@ -23,7 +23,7 @@ from scoring.explain import Explainer, component_effects
 from scoring.scoring_model import default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, apply_attributes, fold
 from scoring.update import Rescorer, Trigger
-from tests.factories import T0, feature, login, payment, survey, ticket
+from tests.factories import T0, feature, login, payment, rescore, survey, ticket
 
 NOW = T0.timestamp()
 MODEL = default_model()
@@ -102,7 +102,7 @@ def test_a_bad_event_never_raises_the_score_nor_shows_a_component_rising(
     for event in history:
         fold(state, event)
     rescorer = Rescorer(MODEL)
-    first = rescorer.rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    first = rescore(rescorer, state, NOW, Trigger.EVENT, "e0", T0)
     assert first is not None
     fold(state, bad_event(kind, history, worst))
     evaluation = rescorer.evaluate(state, NOW)
@@ -117,7 +117,7 @@ def test_drivers_add_up_to_the_change_when_measures_start_counting() -> None:
     for day in range(40):
         fold(state, login(days=-day))
     rescorer = Rescorer(MODEL)
-    before = rescorer.rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    before = rescore(rescorer, state, NOW, Trigger.EVENT, "e0", T0)
     assert before is not None
     assert state.published is not None
     published = state.published
@@ -160,7 +160,7 @@ def test_a_new_account_is_never_critical_for_want_of_data() -> None:
     fold(state, login())
     fold(state, feature(n=3))
     fold(state, survey(score=10))
-    update = Rescorer(MODEL).rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    update = rescore(Rescorer(MODEL), state, NOW, Trigger.EVENT, "e0", T0)
     assert update is not None
     assert update.onboarding is not None
     assert update.onboarding.judged_from_day == MODEL.onboarding.days
@@ -215,7 +215,7 @@ def test_a_brand_new_accounts_first_score_is_never_critical_for_want_of_data(
             ),
         )
     fold(state, first)
-    update = Rescorer(MODEL).rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    update = rescore(Rescorer(MODEL), state, NOW, Trigger.EVENT, "e0", T0)
     assert update is not None
     assert update.onboarding is not None
     assert update.band != update.bands[-1].label, (update.score, update.segment, update.drags)
@@ -225,7 +225,7 @@ def test_trouble_in_a_new_accounts_data_can_make_it_critical_at_once() -> None:
     state = AccountState(account_id="acme")
     fold(state, payment(invoice="i1", status=PaymentStatus.FAILED))
     fold(state, payment(invoice="i2", status=PaymentStatus.FAILED))
-    update = Rescorer(MODEL).rescore(state, NOW, Trigger.EVENT, "e0", T0)
+    update = rescore(Rescorer(MODEL), state, NOW, Trigger.EVENT, "e0", T0)
     assert update is not None
     assert update.onboarding is not None
     assert update.score < MODEL.bands[-2].min

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scoring import score as score_module
+from scoring.config import parse_config
 from scoring.events import (
     SURVEY_SCALES,
     AccountAttributes,
@@ -29,7 +30,6 @@ from scoring.scoring_model import (
     Metric,
     ScoringModel,
     default_model,
-    parse_model,
 )
 from scoring.state import SECONDS_PER_DAY, AccountState, apply_attributes, day_of, fold
 from tests.factories import T0, at, feature, login, payment, survey, ticket
@@ -55,7 +55,7 @@ def every_metric_model() -> ScoringModel:
     base["components"] = components
     base["segments"] = []
     base["sticky_features"] = ["f1", "f2"]
-    return parse_model(base, "every-metric")
+    return parse_config(ScoringModel, base, "every-metric")
 
 
 DEFAULT = default_model()

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scoring import state as state_module
+from scoring.config import parse_config
 from scoring.events import (
     AccountAttributes,
     Event,
@@ -21,7 +22,7 @@ from scoring.events import (
     TicketPriority,
 )
 from scoring.measures import MetricContext, Windows, metric_value
-from scoring.scoring_model import Measure, Metric, ScoringModel, default_model, parse_model
+from scoring.scoring_model import Measure, Metric, ScoringModel, default_model
 from scoring.state import URGENT_PRIORITIES, AccountState, day_of, fold
 from tests.factories import T0, feature, login, payment, survey, ticket
 
@@ -48,7 +49,7 @@ def model_with(*measures: dict[str, Any], sticky: list[str] | None = None) -> Sc
     }
     base["segments"] = []
     base["sticky_features"] = sticky or []
-    return parse_model(base, "test")
+    return parse_config(ScoringModel, base, "test")
 
 
 def value(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from scoring.config import parse_config
 from scoring.explain import Explainer
 from scoring.peers import (
     SKETCH_K,
@@ -19,10 +20,10 @@ from scoring.peers import (
     peer_group,
 )
 from scoring.score import contribute, evaluate
-from scoring.scoring_model import ScoringModel, parse_model
+from scoring.scoring_model import ScoringModel
 from scoring.state import SECONDS_PER_DAY, AccountState, day_of, fold
 from scoring.update import Rescorer, Trigger
-from tests.factories import T0, login
+from tests.factories import T0, login, rescore
 
 NOW = T0.timestamp()
 TODAY = day_of(NOW)
@@ -132,7 +133,8 @@ def test_peer_groups_by_segment_and_tenure_band() -> None:
 
 def model(**mapping: Any) -> ScoringModel:
     """One measure, active days in 30 days, ranked among peers (fallback: 0..20 linear)."""
-    return parse_model(
+    return parse_config(
+        ScoringModel,
         {
             "name": "peers",
             "peers": {"min_accounts": 5},
@@ -238,10 +240,10 @@ def test_live_rescoring_and_the_backtest_rank_against_the_same_peers() -> None:
     rescorer = Rescorer(peers_model, live)
     states = {account: active(days, account) for account, days in accounts.items()}
     for state in states.values():
-        rescorer.rescore(state, midnight - 1, Trigger.TIMER, None, T0)
+        rescore(rescorer, state, midnight - 1, Trigger.TIMER, None, T0)
     live_scores = {}
     for account, state in states.items():
-        rescorer.rescore(state, midnight, Trigger.TIMER, None, T0)
+        rescore(rescorer, state, midnight, Trigger.TIMER, None, T0)
         assert state.published is not None
         live_scores[account] = state.published.score
     offline = Backtest(peers_model, {})
@@ -263,4 +265,4 @@ def test_tenure_bands_must_be_positive_and_ascending(bands: list[int]) -> None:
     model_data = model().model_dump(mode="json")
     model_data["peers"]["tenure_bands_days"] = bands
     with pytest.raises(ValueError, match="tenure_bands_days"):
-        parse_model(model_data, "bad")
+        parse_config(ScoringModel, model_data, "bad")

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from scoring.config import parse_config
 from scoring.events import AccountAttributes, Event, PaymentStatus
 from scoring.score import RawValues, evaluate, score_value
-from scoring.scoring_model import OVERRIDE_COMPONENT, ScoringModel, default_model, parse_model
+from scoring.scoring_model import OVERRIDE_COMPONENT, ScoringModel, default_model
 from scoring.state import SECONDS_PER_DAY, AccountState, ActiveOverride, fold
 from tests.factories import T0, feature, login, payment, ticket
 
@@ -54,7 +55,7 @@ def small_model(**changes: Any) -> ScoringModel:
         "grades": [{"label": "A", "min": 80}, {"label": "B", "min": 50}, {"label": "F", "min": 0}],
     }
     data.update(changes)
-    return parse_model(data, "small")
+    return parse_config(ScoringModel, data, "small")
 
 
 def logins(n: int, days: float = 0) -> list[Event]:
@@ -89,11 +90,15 @@ def sparse_model() -> ScoringModel:
     window of open tickets is zero, not missing)."""
     data = small_model().model_dump(mode="json")
     data["components"]["support"]["measures"] = [linear("csat", "csat_average", 5, window_days=30)]
-    return parse_model(data, "sparse")
+    return parse_config(ScoringModel, data, "sparse")
 
 
 def test_component_without_data_is_skipped_and_its_weight_shared() -> None:
-    score = evaluate(state_of(*logins(6)), sparse_model(), NOW)
+    score = evaluate(
+        state_of(*logins(6)),
+        sparse_model(),
+        NOW,
+    )
     assert score is not None
     assert set(score.components) == {"usage"}
     assert score.components["usage"].weight == 1.0
@@ -103,7 +108,7 @@ def test_component_without_data_is_skipped_and_its_weight_shared() -> None:
 def test_neutral_rule_counts_a_missing_measure_as_neutral() -> None:
     data = sparse_model().model_dump(mode="json")
     data["components"]["support"]["measures"][0].update(missing="neutral", neutral_score=40)
-    neutral = parse_model(data, "neutral")
+    neutral = parse_config(ScoringModel, data, "neutral")
     score = evaluate(state_of(*logins(6)), neutral, NOW)
     assert score is not None
     assert score.components["support"].score == 40.0
@@ -117,13 +122,13 @@ def test_measure_weights_and_min_aggregation_inside_a_component() -> None:
     data["components"]["usage"]["measures"].append(
         linear("active_days_7d", "active_days", 7, window_days=7, weight=3)
     )
-    model = parse_model(data, "m")
+    model = parse_config(ScoringModel, data, "m")
     state = state_of(*logins(10))  # logins 100, active days 1 of 7 -> 14.3
     score = evaluate(state, model, NOW)
     assert score is not None
     assert score.components["usage"].score == pytest.approx((100 + 3 * 100 / 7) / 4, abs=0.05)
     data["components"]["usage"]["aggregation"] = "min"
-    lowest = evaluate(state, parse_model(data, "m"), NOW)
+    lowest = evaluate(state, parse_config(ScoringModel, data, "m"), NOW)
     assert lowest is not None
     assert lowest.components["usage"].score == 14.3
 

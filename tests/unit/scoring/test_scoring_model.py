@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scoring.config import parse_config
 from scoring.events import AccountAttributes
 from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
@@ -16,11 +17,11 @@ from scoring.scoring_model import (
     Measure,
     Metric,
     ModelError,
+    ScoringModel,
     StepsMapping,
     default_model,
     label_for,
     load_model,
-    parse_model,
 )
 from tests.factories import T0
 
@@ -191,9 +192,9 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_version_is_a_content_hash() -> None:
-    a = parse_model(minimal(), "a")
-    b = parse_model(minimal(), "b")
-    c = parse_model(minimal(stale_after_days=3), "c")
+    a = parse_config(ScoringModel, minimal(), "a")
+    b = parse_config(ScoringModel, minimal(), "b")
+    c = parse_config(ScoringModel, minimal(stale_after_days=3), "c")
     assert a.version == b.version
     assert a.version != c.version
 

@@ -14,7 +14,7 @@ from scoring.scoring_model import default_model
 from scoring.state import AccountState, fold
 from scoring.update import Rescorer, ScoreUpdate, Trigger
 from streams.ops.commands import describe_model, describe_update, override_from_args
-from tests.factories import T0, login, payment
+from tests.factories import T0, login, payment, rescore
 
 COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
 
@@ -24,7 +24,9 @@ def scored() -> ScoreUpdate:
     for day in range(10):
         fold(state, login(days=-day, user=f"u{day}"))
     fold(state, payment())
-    update = Rescorer(default_model()).rescore(state, T0.timestamp(), Trigger.EVENT, "e1", COMPUTED)
+    update = rescore(
+        Rescorer(default_model()), state, T0.timestamp(), Trigger.EVENT, "e1", COMPUTED
+    )
     assert update is not None
     return update
 
@@ -58,8 +60,8 @@ def test_describe_update_of_a_parent_says_it_is_a_roll_up_of_its_children() -> N
             account_id="group", child_id=child, score=score, at=T0, path=[child], mrr=100
         )
         apply_report(parent, report)
-    update = Rescorer(default_model()).rescore(
-        parent, T0.timestamp(), Trigger.CHILD, None, COMPUTED
+    update = rescore(
+        Rescorer(default_model()), parent, T0.timestamp(), Trigger.CHILD, None, COMPUTED
     )
     assert update is not None
     text = describe_update(update, {})

@@ -33,7 +33,7 @@ from streams.worker.state_records import (
     part_record,
     replay,
 )
-from tests.factories import T0, feature, login, payment, survey, ticket
+from tests.factories import T0, feature, login, payment, rescore, survey, ticket
 
 NOW = T0.timestamp()
 KEY = b"acme"
@@ -57,7 +57,7 @@ def busy_state(days: int = 40) -> AccountState:
             fold(state, ticket(days=d + 0.02, ticket_id=f"t{d}"))
         if d % 11 == 0:
             fold(state, payment(days=d + 0.03, invoice=f"i{d}", status=PaymentStatus.FAILED))
-        scorer.rescore(state, NOW + d * SECONDS_PER_DAY + 3600, Trigger.EVENT, None, T0)
+        rescore(scorer, state, NOW + d * SECONDS_PER_DAY + 3600, Trigger.EVENT, None, T0)
     fold(state, survey(days=-1))
     for d in range(-days, 1):
         observe(state, 60.0 + d % 7, NOW + d * SECONDS_PER_DAY)
@@ -210,8 +210,8 @@ def test_the_closed_days_part_changes_only_with_its_mark(script: list[tuple[str,
                 at = NOW + day * SECONDS_PER_DAY + n * 600
                 observe(state, 50.0 + n, at)
             case "rescore":
-                scorer.rescore(
-                    state, NOW + day * SECONDS_PER_DAY + n * 600, Trigger.TIMER, None, T0
+                rescore(
+                    scorer, state, NOW + day * SECONDS_PER_DAY + n * 600, Trigger.TIMER, None, T0
                 )
             case _:
                 day += 1 + n % 3
