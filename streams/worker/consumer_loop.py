@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -30,10 +30,17 @@ Fetched = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 """What one fetch returns: each partition's records."""
 
 
+class GroupMember(Protocol):
+    """What a round needs of its consumer (an ``AIOKafkaConsumer``)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None: ...
+
+
 class Round:
     """One fetch as a sink sees it: the records, and the consumer's ownership and commit."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, fetched: Fetched, name: str) -> None:
+    def __init__(self, consumer: GroupMember, fetched: Fetched, name: str) -> None:
         self.fetched = fetched
         self._consumer = consumer
         self._name = name
@@ -70,6 +77,7 @@ class ConsumerLoop:
         listener: ConsumerRebalanceListener | None = None,
         max_records: int | None = None,
         poll_seconds: float = 1.0,
+        make_consumer: Callable[..., AIOKafkaConsumer] = AIOKafkaConsumer,
         **options: Any,
     ) -> None:
         self.name = name
@@ -78,6 +86,7 @@ class ConsumerLoop:
         self._listener = listener
         self._max_records = max_records
         self._poll_ms = round(poll_seconds * 1000)
+        self._make_consumer = make_consumer
         grouped = (
             {
                 "session_timeout_ms": int(settings.broker_session_timeout * 1000),
@@ -96,7 +105,7 @@ class ConsumerLoop:
         }
 
     async def run(self, sink: Sink) -> None:
-        consumer = AIOKafkaConsumer(**self._options)
+        consumer = self._make_consumer(**self._options)
         try:
             # Without a group, every partition of the topics, from the start.
             consumer.subscribe(self._topics, listener=self._listener)

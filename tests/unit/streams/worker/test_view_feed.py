@@ -9,7 +9,9 @@ from aiokafka import ConsumerRecord, TopicPartition
 from alerts.alert import Alert, alert_id
 from alerts.config import Severity
 from streams.settings import Settings
+from streams.worker.consumer_loop import Round
 from streams.worker.view_feed import ViewFeed
+from tests.unit.streams.worker.test_consumer_loop import FakeConsumer
 
 
 class FakeView:
@@ -102,3 +104,25 @@ def test_a_record_of_another_shape_is_logged_and_passed(caplog: pytest.LogCaptur
     assert view.alerts == []
     assert feed.read_positions() == {alerts: 6}  # not read again and again
     assert f"{alerts}@5 is not a valid alert" in caplog.text
+
+
+async def test_while_redis_is_away_nothing_is_committed_and_the_loop_is_held() -> None:
+    settings = Settings()
+    view = FakeView()
+    redis_up = [False, True]
+    view.flush = lambda: _answer(redis_up.pop(0))  # type: ignore[method-assign]
+    feed = ViewFeed(settings, view)
+    scores = TopicPartition(settings.topic_scores, 0)
+    consumer = FakeConsumer([])
+    consumer.owned = {scores}
+    held = await feed.sink(Round(consumer, {scores: [record(scores, 4, b"{}")]}, "view"))
+    assert held is False
+    assert consumer.commits == []
+    # Back: what was read while away is written and committed, with nothing new read.
+    assert await feed.sink(Round(consumer, {}, "view")) is True
+    assert consumer.commits == [{scores: 5}]
+    assert view.updates == [b"{}"]
+
+
+async def _answer(value: bool) -> bool:
+    return value
