@@ -20,7 +20,8 @@ from scoring.events import (
     TicketEvent,
     TicketPriority,
 )
-from scoring.state import AccountState
+from scoring.scoring_model import default_model
+from scoring.state import AccountState, fold
 from scoring.update import Rescorer, ScoreUpdate, Trigger
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -130,3 +131,19 @@ def rescore(
     if evaluation is None:
         return None
     return rescorer.publish(state, evaluation, now, trigger, event_id, computed_at)
+
+
+COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
+"""When the updates of ``scored`` were computed."""
+
+
+def scored() -> ScoreUpdate:
+    state = AccountState(account_id="acme")
+    for day in range(10):
+        fold(state, login(days=-day, user=f"u{day}"))
+    fold(state, payment())
+    update = rescore(
+        Rescorer(default_model()), state, T0.timestamp(), Trigger.EVENT, "e1", COMPUTED
+    )
+    assert update is not None
+    return update

@@ -20,7 +20,7 @@ from streams.worker.connections import kafka_options
 log = logging.getLogger(__name__)
 
 
-def _new_topic(settings: Settings, topic: TopicSpec) -> NewTopic:
+def new_topic(settings: Settings, topic: TopicSpec) -> NewTopic:
     return NewTopic(
         name=topic.name,
         num_partitions=1 if topic.books else settings.topic_partitions,
@@ -45,7 +45,7 @@ async def ensure_topics(settings: Settings, connect_timeout: float = 30.0) -> li
         existing = set(await admin.list_topics())
         missing = [topic for topic in settings.topics if topic.name not in existing]
         if missing:
-            await admin.create_topics([_new_topic(settings, topic) for topic in missing])
+            await admin.create_topics([new_topic(settings, topic) for topic in missing])
             log.info("Created topics %s", ", ".join(topic.name for topic in missing))
         return [topic.name for topic in missing]
     finally:

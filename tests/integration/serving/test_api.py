@@ -31,8 +31,9 @@ from scoring.score import RollupInfo
 from scoring.scoring_model import RollupMethod, default_model
 from scoring.update import ScoreUpdate
 from streams.ops.devstack import free_port
+from tests.factories import scored
 from tests.unit.alerts.delivery.test_slack import alert as template_alert
-from tests.unit.streams.ops.test_commands import older_view_fields, scored
+from tests.unit.readmodel.test_redis_view import older_view_fields
 
 pytestmark = pytest.mark.integration
 

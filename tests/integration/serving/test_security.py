@@ -24,6 +24,7 @@ from streams.ops.devstack import (
 from streams.settings import Settings
 from streams.worker.connections import redis_client
 from tests.conftest import isolated, start_worker
+from tests.factories import scored
 from tests.integration.kafka import wait_consumed
 from tests.integration.pipeline.test_pipeline import produce
 from tests.integration.reference import demo_events
@@ -31,7 +32,6 @@ from tests.integration.serving.test_api import put
 from tests.integration.serving.test_operations import get, metric_url
 from tests.integration.waiting import eventually
 from tests.slack_server import FakeSlack
-from tests.unit.streams.ops.test_commands import scored
 
 pytestmark = pytest.mark.integration
 

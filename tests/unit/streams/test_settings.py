@@ -7,7 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from scoring.events import EventKind
+from streams.pipeline.account_step import Control
 from streams.settings import Settings
+from streams.worker.topics import new_topic
 
 
 def test_defaults_match_the_documented_contract() -> None:
@@ -63,3 +65,39 @@ def test_an_empty_secret_from_the_environment_means_unset(
     settings = Settings()
     assert settings.api_token is None
     assert settings.slack_webhook_url is None
+
+
+def test_every_topic_setting_is_in_the_registry_and_the_inputs_derive_from_it() -> None:
+    settings = Settings(topic_ticket="acme.tickets")
+    fields = {name for name in Settings.model_fields if name.startswith("topic_")}
+    named = {getattr(settings, name) for name in fields - {"topic_partitions", "topic_replication"}}
+    assert {topic.name for topic in settings.topics} == named
+    roles = settings.input_roles
+    assert roles["acme.tickets"] is EventKind.TICKET
+    assert roles[settings.topic_ticks] is Control.TICKS
+    assert settings.input_topics == list(roles)
+    assert set(settings.event_topics) == {
+        topic for topic, role in roles.items() if isinstance(role, EventKind)
+    }
+    # Outputs are not read by the scoring task.
+    assert not {settings.topic_scores, settings.topic_alerts, settings.topic_peers} & set(roles)
+
+
+def test_books_have_one_partition_and_snapshots_are_compacted() -> None:
+    settings = Settings(topic_partitions=12)
+    shapes = {topic.name: new_topic(settings, topic) for topic in settings.topics}
+    for name in (settings.topic_peers, settings.topic_audit):
+        assert shapes[name].num_partitions == 1
+    assert shapes[settings.topic_login].num_partitions == 12
+    compacted = {name for name, t in shapes.items() if t.topic_configs}
+    assert compacted == {
+        settings.topic_peers,
+        settings.topic_audit,
+        settings.topic_accounts,
+        settings.topic_scores,
+    }
+    assert all(
+        t.topic_configs == {"cleanup.policy": "compact"}
+        for name, t in shapes.items()
+        if name in compacted
+    )

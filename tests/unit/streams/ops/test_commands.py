@@ -1,34 +1,18 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-from pydantic_core import to_json
 
-from readmodel.redis_view import update_from_view, view_fields
 from scoring.events import OverrideAction
 from scoring.rollup import ChildReport, apply_report
 from scoring.scoring_model import default_model
-from scoring.state import AccountState, fold
-from scoring.update import Rescorer, ScoreUpdate, Trigger
+from scoring.state import AccountState
+from scoring.update import Rescorer, Trigger
 from streams.ops.commands import describe_model, describe_update, override_from_args
-from tests.factories import T0, login, payment, rescore
-
-COMPUTED = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)
-
-
-def scored() -> ScoreUpdate:
-    state = AccountState(account_id="acme")
-    for day in range(10):
-        fold(state, login(days=-day, user=f"u{day}"))
-    fold(state, payment())
-    update = rescore(
-        Rescorer(default_model()), state, T0.timestamp(), Trigger.EVENT, "e1", COMPUTED
-    )
-    assert update is not None
-    return update
+from tests.factories import COMPUTED, T0, rescore, scored
 
 
 def test_describe_model_lists_components_with_their_share() -> None:
@@ -69,31 +53,6 @@ def test_describe_update_of_a_parent_says_it_is_a_roll_up_of_its_children() -> N
     assert "child:us" in text
     assert "measures" not in text
     assert "what pulls it down: us -35: score 30, 50% of the group" in text
-
-
-def test_the_redis_view_round_trips_a_score_update() -> None:
-    update = scored()
-    stored = view_fields(update, update.model_dump_json().encode())
-    assert stored["band"] == update.band
-    assert stored["segment"] == ""
-    assert stored["score"] == str(update.score)
-    assert update_from_view(stored) == update
-
-
-def older_view_fields(update: ScoreUpdate) -> dict[bytes, bytes]:
-    """An account's hash as the view wrote it before storing the update whole: every field
-    flat, nested ones as JSON, None as "" (as HGETALL returns them: bytes)."""
-    return {
-        name.encode(): (
-            b"" if value is None else value.encode() if isinstance(value, str) else to_json(value)
-        )
-        for name, value in update.model_dump(mode="json").items()
-    }
-
-
-def test_the_redis_view_still_reads_hashes_of_the_older_form() -> None:
-    update = scored()
-    assert update_from_view(older_view_fields(update)) == update
 
 
 def args(**fields: object) -> argparse.Namespace:
