@@ -47,7 +47,7 @@ def test_since_takes_rfc_3339_or_posix_seconds_and_says_what_is_wrong() -> None:
     with pytest.raises(BadRequest, match="time zone"):
         _since("2026-11-20T00:00:00")
     with pytest.raises(BadRequest, match="RFC 3339"):
-        _since("2026-W47")
+        _since("2026-11-20 00:00Z")  # ISO 8601, not RFC 3339
 
 
 def test_a_limit_and_a_flag_are_checked() -> None:
