@@ -8,10 +8,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
@@ -26,6 +26,8 @@ from scoring.scoring_model import (
 )
 from streams.settings import Settings
 from streams.worker.connections import Unreachable, reaching
+
+C = TypeVar("C")
 
 if TYPE_CHECKING:
     from sim.files import CsvMapping
@@ -42,14 +44,21 @@ def _load_settings() -> Settings:
         sys.exit("chs: invalid configuration:\n" + "\n".join(problems))
 
 
-def configured_model(settings: Settings) -> ScoringModel:
-    """The model named by ``CHS_MODEL_FILE``, or the default one; exits on a bad file."""
-    if settings.model_file is None:
-        return default_model()
+def _configured(
+    path: Path | None, load: Callable[[Path], C], default: Callable[[], C], what: str
+) -> C:
+    """The file's configuration, or the default one; exits on a bad file."""
+    if path is None:
+        return default()
     try:
-        return load_model(settings.model_file)
-    except ModelError as error:
-        sys.exit(f"chs: invalid scoring model:\n{error}")
+        return load(path)
+    except ConfigError as error:
+        sys.exit(f"chs: invalid {what}:\n{error}")
+
+
+def configured_model(settings: Settings) -> ScoringModel:
+    """The model named by ``CHS_MODEL_FILE``, or the default one."""
+    return _configured(settings.model_file, load_model, default_model, "scoring model")
 
 
 def shadow_models(paths: list[Path], live: ScoringModel) -> tuple[ScoringModel, ...]:
@@ -71,12 +80,7 @@ def shadow_models(paths: list[Path], live: ScoringModel) -> tuple[ScoringModel, 
 
 def configured_rules(settings: Settings) -> AlertRules:
     """The alert rules named by ``CHS_ALERT_RULES_FILE``, or the default ones."""
-    if settings.alert_rules_file is None:
-        return default_rules()
-    try:
-        return load_rules(settings.alert_rules_file)
-    except ConfigError as error:
-        sys.exit(f"chs: invalid alert rules:\n{error}")
+    return _configured(settings.alert_rules_file, load_rules, default_rules, "alert rules")
 
 
 def _check_credentials(settings: Settings) -> None:

@@ -1,10 +1,9 @@
 """Input messages in batches: each batch is folded into the account states, then every account
 it touched is rescored, written to the table and published once.
 
-Faust's per-event stream (an ``Event`` per message, a changelog write and a send for each)
-cost more than the scoring itself (docs/performance.md). Here the conductor hands the raw
-messages to a queue, and the scoring task takes whatever is there, up to a limit: one
-message at a time when the load is light, thousands when it is behind.
+Rather than Faust's per-event stream (an ``Event``, a changelog write and a send for each),
+the conductor hands the raw messages to a queue and the scoring task takes whatever is there,
+up to a limit: one message when the load is light, thousands when it is behind.
 """
 
 from __future__ import annotations
@@ -33,9 +32,8 @@ async def batches(
     """What ``queue`` holds, up to ``limit`` messages at a time; waits for the first one, or
     yields an empty batch after ``idle()`` seconds (None: never) with nothing to read.
 
-    A wait that times out leaves its ``get`` pending for the next one: cancelling a get of
-    Faust's stream queue left the scoring task unwoken by later messages (the queue filled,
-    fetching stopped: the kill -9 test stalled on Apache Kafka)."""
+    A wait that times out leaves its ``get`` pending for the next one: a cancelled get of
+    Faust's stream queue can leave the task unwoken by later messages (docs/reliability.md)."""
     waiting: asyncio.Future[T] | None = None
     try:
         while True:

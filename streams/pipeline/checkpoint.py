@@ -2,10 +2,9 @@
 outputs were lost.
 
 The changelog record of an account's state says which inputs were applied (the offset fence)
-and which alerts were raised and which score published. If it reached the broker while an
-alert or ScoreUpdate of the same batch did not (separate sends to other partitions), a restart
-recovered the state, turned the input away as already applied, and the output was lost for
-good (docs/reliability.md). So each batch's states are written to the changelog only once
+and which alerts were raised and which score published: written before an output of its batch
+was delivered, a crash between the two would lose the output for good (docs/reliability.md).
+So each batch's states are written to the changelog only once
 every output of the batch (ScoreUpdates, alerts, dead-lettered inputs) is delivered, and its
 inputs are acknowledged only after that (a commit waits for the changelog records queued
 before it, ``ChsProducer.flush``). A crash in between replays the inputs from the last commit
@@ -26,10 +25,8 @@ InputT = TypeVar("InputT")
 
 MAX_PENDING_INPUTS = 5_000
 """Inputs of the settled batches waiting for their outputs before the scoring task waits too.
-Counted in inputs, not batches: under a light load a batch holds one input, and a bound of 8
-batches held the scoring task back whenever 8 events waited for their sends (the alert
-latency's p99 went from 376 to 2,495 ms at 650 events/s); under a backlog a batch holds
-hundreds, and every input waiting here is read again after a crash."""
+Counted in inputs, not batches: a batch holds one input under a light load, hundreds under a
+backlog (docs/performance.md, "Why the code is shaped so")."""
 
 
 @dataclass(slots=True)

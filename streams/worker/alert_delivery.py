@@ -3,10 +3,9 @@
 Its own consumer of ``chs.alerts`` (group ``<app_id>-alerts``), committing each partition's
 offset only after the alert was delivered, recorded as delivered, or sent to the alerts
 dead-letter topic: at-least-once, and alerts already delivered (ids remembered in Redis with an
-expiry) are skipped, so a restarted worker posts nothing twice. It runs beside the Faust
-agents, never in their way: scoring does not wait on Slack. (A plain aiokafka consumer rather
-than a Faust agent: on the dev broker Faust dropped alert messages fetched around the second
-rebalance of a restart; see docs/dev-broker.md.)
+expiry) are skipped, so a restarted worker posts nothing twice. It runs beside the scoring
+task, never in its way: scoring does not wait on Slack. A plain aiokafka consumer
+(``consumer_loop``) rather than a Faust agent (docs/dev-broker.md says why).
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ class FinishDeliveryFirst(ConsumerRebalanceListener):  # type: ignore[misc]
     """Holds a rebalance until the alert being delivered is recorded and its offset committed.
 
     The new owner of a partition skips alerts recorded as delivered; one still being posted
-    when the partition moved was not recorded yet, and was posted by both workers (seen once
-    on Apache Kafka in the add-a-worker test).
+    when the partition moved is not recorded yet, and would be posted by both workers.
     """
 
     def __init__(self) -> None:

@@ -272,21 +272,15 @@ class ChsConsumer(aiokafka_driver.Consumer):
         """Faust's loop handing fetched messages on, with a short way for bulk topics.
 
         Faust awaits, per message, a race between the conductor's callback and the flow's
-        suspension: two tasks, a lock and three awaits, about 110 µs of one core each, more
-        than the 15,000 events/s target allows for everything (docs/performance.md). A
+        suspension, which costs more than scoring the message (docs/performance.md). A
         message of a topic registered with ``ChsApp.read_in_bulk`` goes straight onto its
         channel's queue instead while the flow is on (otherwise, in a rebalance, it takes
         Faust's way). A full queue makes this loop wait for room, so fetching stops until
-        the scoring task catches up: plain back-pressure. Faust's way instead pauses the
-        partition once the queue is past its high-water mark and resumes it as the queue
-        drains; with this loop filling the queue that fast, a worker with a backlog once in
-        eight runs of test_crash.py stopped reading for good. The producer's back-pressure
-        is the reader's: it waits for the producer buffer to ebb after each batch. Read
-        offsets and gaps are kept as in Faust's loop. Commits are left to Faust's commit
-        timer (``broker_commit_interval``): Faust's loop also commits every
-        ``broker_commit_every`` acks and stops fetching until that commit is done, which
-        waits for the producer; every such pause delayed every event behind it (up to 5 s
-        measured, the alert latency's p99).
+        the scoring task catches up: plain back-pressure rather than Faust's pause and
+        resume of the partition (docs/reliability.md). Read offsets and gaps are kept as in
+        Faust's loop. Commits are left to Faust's commit timer (``broker_commit_interval``):
+        Faust's loop also commits every ``broker_commit_every`` acks and stops fetching
+        until that commit is done, delaying every event behind it.
         """
         callback = self.callback
         getmany = self.getmany
@@ -388,11 +382,8 @@ async def wait_for_producer(buffer: ProducerBufferT) -> None:
     """Back-pressure: wait until ``buffer`` holds at most ``PRODUCER_BUFFER_MAX`` records.
 
     Faust's ``wait_until_ebb`` lets a stream go on once a hundred records are sent, which
-    suits one event at a time; a batch adds up to two records per account (its changelog
-    write and its ScoreUpdate), so the buffer grew without bound under a backlog (18,000
-    records in 8 s with the dev broker's one-record producer batches), and each commit,
-    which waits for what was queued before it, fell ever further behind. It also logged a
-    warning per batch.
+    suits one event at a time; a batch adds up to two records per account, and the buffer
+    grew without bound under a backlog (docs/performance.md).
     """
     while buffer.size > PRODUCER_BUFFER_MAX:
         await buffer.flush_atmost(buffer.size - PRODUCER_BUFFER_MAX)
@@ -443,17 +434,15 @@ class ChsTransport(aiokafka_driver.Transport):
 class ChsApp(faust.App):
     """faust.App with fixes to faust-streaming's (0.15) rebalance handling and commits.
 
-    Without them a worker (re)started or rebalanced with a backlog lost messages or stalled
-    on them (tests/integration/faults/test_crash.py and test_scale_out.py caught it):
+    Without them a worker (re)started or rebalanced with a backlog loses messages or stalls
+    on them (docs/dev-broker.md, docs/reliability.md):
 
     1. ``consumer_generation_id`` changes on every partition assignment. Faust stamps each
     fetched message with it and drops work from an older generation: stale messages, and a
     table recovery that a newer rebalance overtook. It takes the number from the group
-    coordinator, which a broker may repeat (the dev broker answers generation 1 to two
-    rebalances in a row, docs/dev-broker.md), and then resumed a stale recovery in the middle
-    of the next rebalance. Faust only compares these numbers with each other, so a local
-    count of assignments keeps its meaning on Apache Kafka, whose coordinator also changes
-    the generation on every rebalance.
+    coordinator, which a broker may repeat (the dev broker does), and then resumes a stale
+    recovery in the middle of the next rebalance. Faust only compares these numbers with
+    each other, so a local count of assignments keeps its meaning on every broker.
 
     2. Stream buffers are not emptied when the flow resumes (``FlowControlQueue``).
 
@@ -559,12 +548,9 @@ class ChsApp(faust.App):
 
 
 GC_YOUNG_THRESHOLD = 50_000
-"""Allocations between two collections of the youngest generation (Python's default: 700).
-
-Each event allocates a few hundred short-lived objects (the parsed event, the score, the
-update and their JSON), freed by reference counting; with the default, collections ran every
-few events and promoted those objects into the older generations, whose collections walk the
-whole table. 50,000 gained about 10 % of throughput (docs/performance.md)."""
+"""Allocations between two collections of the youngest generation (Python's default: 700):
+an event's few hundred short-lived objects are freed by reference counting, and the default
+promoted them into generations whose collections walk the whole table (docs/performance.md)."""
 
 
 class ChsWorker(faust.Worker):
@@ -573,8 +559,7 @@ class ChsWorker(faust.Worker):
 
     Faust's terminal spinner puts the root logger at DEBUG (it ticks on every record) and
     filters in the handlers, so every ``log.debug`` of aiokafka and Faust on the per-message
-    path built a LogRecord only to drop it: about a tenth of the worker's CPU under load
-    (py-spy).
+    path would build a LogRecord only to drop it (docs/performance.md).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

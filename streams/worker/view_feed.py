@@ -1,12 +1,10 @@
 """The Redis view as a projection of ``chs.scores`` and ``chs.alerts``.
 
-Its own consumer (group ``<app_id>-view``) reads what the scoring task published and commits
-each partition's offset only once the view has written what it read. The view therefore ends
-with each account's last update on ``chs.scores``, whatever crashed when: a worker killed
-before its timer wrote Redis used to leave an update out of the view for good (the scoring
-task's state said it was published, so nothing published it again). While Redis is away the
-consumer pauses and keeps what it read, latest per account; nothing is committed until Redis
-has it. A plain aiokafka consumer, like alert delivery (``streams/worker/alert_delivery.py``).
+Its own consumer (group ``<app_id>-view``, ``consumer_loop``) reads what the scoring task
+published and commits each partition's offset only once the view has written what it read.
+The view therefore ends with each account's last update on ``chs.scores``, whatever crashed
+when (docs/reliability.md). While Redis is away the consumer pauses and keeps what it read,
+latest per account; nothing is committed until Redis has it.
 """
 
 from __future__ import annotations
@@ -28,11 +26,8 @@ MAX_RECORDS = 5_000
 """Records read per round (one Redis round trip and one commit each)."""
 FETCH_MIN_BYTES = 4 * 1024 * 1024
 """Few large fetches: the broker answers once this much is there or after
-``CHS_VIEW_FETCH_MAX_WAIT`` (the view may lag ``chs.scores`` that long), not once per update.
-Every fetch costs the broker: with the dev broker's one-record batches, fetching as soon as
-there was anything cut the worker's throughput on a 60,000-event backlog from 1,784 to 1,027
-events/s (Tansu at 120 % CPU), and a fetch every half second still made an alert's p99
-latency 3.2 s at 650 events/s (0.5 s with a 2 s wait, the dev setting)."""
+``CHS_VIEW_FETCH_MAX_WAIT`` (the view may lag ``chs.scores`` that long), not once per update:
+every fetch costs the broker (docs/performance.md)."""
 
 
 class ViewWriter(Protocol):
