@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic_settings import (
 from scoring.events import EventKind
 from scoring.update import PUBLISH_MIN_DELTA
 from streams.pipeline.account_step import Control, TopicRole
+from streams.wire import TopicSpec
 
 SECRETS = (
     "broker_sasl_password",
@@ -54,19 +54,6 @@ class SecretFiles(PydanticBaseSettingsSource):
             if value is not None:
                 values[key] = json.loads(value) if name == "slack_routes" else value
         return values
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A project topic: its name, what the scoring task reads it as (None: not an input) and
-    its shape."""
-
-    name: str
-    role: TopicRole | None = None
-    books: bool = False
-    """One partition of per-partition books, read whole by every worker (else the account
-    partitions, co-partitioned with the inputs)."""
-    compacted: bool = False
 
 
 class Settings(BaseSettings):

@@ -24,8 +24,8 @@ from scoring.scoring_model import (
     load_model,
 )
 from scoring.update import ScoreUpdate
-from streams.pipeline.batch_step import ERASURE_REASON_HEADER
 from streams.settings import Settings
+from streams.wire import REASON_HEADER
 from streams.worker.connections import redis_client
 from streams.worker.event_producer import EventProducer
 
@@ -218,7 +218,7 @@ async def erase_account(settings: Settings, args: argparse.Namespace) -> int:
         print("invalid erasure: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()))
         return 2
     async with EventProducer(settings) as producer:
-        headers = [(ERASURE_REASON_HEADER, request.reason.encode())]
+        headers = [(REASON_HEADER, request.reason.encode())]
         await producer.send_tombstone(settings.topic_accounts, request.account_id, headers)
         await producer.flush()
     print(

@@ -16,20 +16,22 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from alerts.alert import Alert
-from scoring.state import AccountState, SourcePosition
+from scoring.state import AccountState, SourcePosition, day_of
 from scoring.update import ScoreUpdate
 from streams.pipeline.account_step import (
+    Applied,
     Control,
     Erasure,
     Folded,
+    FoldOutcome,
     Processor,
     Rejected,
     Skipped,
     TopicRole,
 )
-from streams.pipeline.batching import AccountBatch
 from streams.pipeline.checkpoint import SettledBatch
 from streams.pipeline.clock import Clock
+from streams.wire import REASON_CODE_HEADER, REASON_HEADER, SOURCE_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,6 @@ class InputMessage(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Any: ...
-
-
-ERASURE_REASON_HEADER = "chs-reason"
-"""The header of a tombstone on the accounts topic that says why the account is erased."""
-ERASED_HEADER = "chs-erased"
-"""The header of a tombstone on ``chs.scores`` for an erased account (not a churned one): the
-view erases its alerts too."""
 
 
 def header(message: InputMessage, name: str) -> str | None:
@@ -130,12 +125,13 @@ class StepMetrics(Protocol):
 
 
 def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
+    topic, partition, offset = SOURCE_HEADERS
     return [
-        ("chs-reason-code", reason_code.encode()),
-        ("chs-reason", reason.encode()),
-        ("chs-source-topic", source.topic.encode()),
-        ("chs-source-partition", str(source.partition).encode()),
-        ("chs-source-offset", str(source.offset).encode()),
+        (REASON_CODE_HEADER, reason_code.encode()),
+        (REASON_HEADER, reason.encode()),
+        (topic, source.topic.encode()),
+        (partition, str(source.partition).encode()),
+        (offset, str(source.offset).encode()),
     ]
 
 
@@ -151,6 +147,73 @@ class ScoringPorts:
     metrics: StepMetrics
     highwater: Callable[[str, int], int | None]
     """The end offset of an input partition (None until the first fetch response)."""
+
+
+class AccountBatch:
+    """The inputs of one batch, folded per account as they come; ``settle`` rescores each
+    account once, after its last input of the batch, and once more at the end of each day
+    its inputs pass: an input of a later day first settles the account's inputs of the days
+    before (their evaluation is that day's closing score, as an input at a time would have
+    left it; a batch under a backlog spans days of event time). An account erased in the
+    batch is erased first; inputs after its erasure start it anew."""
+
+    def __init__(
+        self, processor: Processor, lookup: Callable[[bytes], AccountState | None]
+    ) -> None:
+        self._processor = processor
+        self._lookup = lookup
+        self._folded: dict[bytes, list[Folded]] = {}
+        self._states: dict[bytes, AccountState | None] = {}
+        """The state of each account as this batch has left it so far (None: erased)."""
+        self._settled: list[tuple[bytes, Applied]] = []
+        """Accounts settled at the end of a day, before inputs of a later day."""
+        self._erased: dict[bytes, Erasure] = {}
+
+    def add(
+        self,
+        role: TopicRole | None,
+        key: bytes | None,
+        payload: bytes | None,
+        source: SourcePosition,
+    ) -> FoldOutcome:
+        processor = self._processor
+        prepared = processor.prepare(role, key, payload, source)
+        if isinstance(prepared, Rejected):
+            return prepared
+        pending = self._folded.get(key) if key is not None else None
+        if pending and prepared.parsed is not None:
+            now = processor.clock.now(source.partition)
+            if day_of(now) > day_of(pending[-1].now):
+                assert key is not None
+                self._settled.append((key, processor.settle(pending)))
+                self._folded[key] = []
+        outcome = processor.apply(self._state, prepared)
+        if isinstance(outcome, Folded):
+            assert key is not None
+            self._folded.setdefault(key, []).append(outcome)
+            self._states[key] = outcome.state
+        elif isinstance(outcome, Erasure):
+            assert key is not None
+            self._folded.pop(key, None)
+            self._settled = [(k, applied) for k, applied in self._settled if k != key]
+            self._states[key] = None
+            self._erased.setdefault(key, outcome)  # the first holds the state held before
+        return outcome
+
+    def _state(self, key: bytes) -> AccountState | None:
+        """The account's state as this batch has left it so far."""
+        if key in self._states:
+            return self._states[key]
+        return self._lookup(key)
+
+    def settle(self) -> list[tuple[bytes, Applied]]:
+        processor = self._processor
+        erased = [(key, processor.erase(erasure)) for key, erasure in self._erased.items()]
+        return (
+            erased
+            + self._settled
+            + [(key, processor.settle(inputs)) for key, inputs in self._folded.items() if inputs]
+        )
 
 
 def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
@@ -177,7 +240,7 @@ def score_batch(ports: ScoringPorts, batch: Sequence[M]) -> SettledBatch[M]:
         elif isinstance(outcome, Skipped):
             metrics.skipped(outcome.reason.value)
         elif isinstance(outcome, Erasure):
-            reason = header(message, ERASURE_REASON_HEADER) or "none given"
+            reason = header(message, REASON_HEADER) or "none given"
             log.info("Erasing account %s (reason: %s)", outcome.state.account_id, reason)
         elif outcome.event is not None:
             metrics.event_lag(max(0.0, wall - outcome.event.occurred_ts))

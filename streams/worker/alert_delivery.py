@@ -19,6 +19,7 @@ from alerts.alert import Alert
 from alerts.delivery.dedup import DeliveredAlerts
 from alerts.delivery.slack import DeliveryPolicy, Outcome, SlackNotifier, WebhookRoutes, log_line
 from streams.settings import Settings
+from streams.wire import REASON_HEADER
 from streams.worker.connections import kafka_options, redis_client
 from streams.worker.consumer_loop import ConsumerLoop, Round
 from streams.worker.metrics import DLQ_RECORDS
@@ -144,7 +145,7 @@ class AlertDelivery:
                 self._settings.topic_alerts_dlq,
                 key=record.key,
                 value=record.value,
-                headers=[("chs-reason", failure.encode())],
+                headers=[(REASON_HEADER, failure.encode())],
             )
         # A rebalance may have taken the partition while the alert was being posted: the new
         # owner reads it again from the last commit and finds it among the delivered ones.

@@ -12,12 +12,13 @@ import faust
 from faust.types import TP, Message
 
 from streams.pipeline.account_step import Processor, SkipReason, Tick
-from streams.pipeline.batch_step import ERASED_HEADER, Delivery, ScoringPorts, score_batch
+from streams.pipeline.batch_step import Delivery, ScoringPorts, score_batch
 from streams.pipeline.batching import batches
 from streams.pipeline.checkpoint import OutputLost, OutputsFirst
 from streams.pipeline.clock import Clock, EventClock
 from streams.pipeline.event_order import EventOrder
 from streams.settings import Settings
+from streams.wire import ERASED_HEADER
 from streams.worker import metrics as prometheus_metrics
 from streams.worker.account_table import AccountTable, TableStore
 from streams.worker.faust_overrides import ChsApp, ChsConsumer, RawMessageTopic, wait_for_producer

@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-from streams.settings import Settings, TopicSpec
+from streams.settings import Settings
+from streams.wire import TopicSpec
 from streams.worker.connections import kafka_options
 
 log = logging.getLogger(__name__)

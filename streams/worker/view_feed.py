@@ -16,8 +16,8 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from alerts.alert import Alert
-from streams.pipeline.batch_step import ERASED_HEADER
 from streams.settings import Settings
+from streams.wire import ERASED_HEADER
 from streams.worker.consumer_loop import ConsumerLoop, Fetched, Round
 
 log = logging.getLogger(__name__)

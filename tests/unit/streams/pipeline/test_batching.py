@@ -5,7 +5,8 @@ import asyncio
 from scoring.events import Event, EventKind, PaymentStatus
 from scoring.state import AccountState, SourcePosition
 from streams.pipeline.account_step import Skipped, SkipReason
-from streams.pipeline.batching import AccountBatch, batches
+from streams.pipeline.batch_step import AccountBatch
+from streams.pipeline.batching import batches
 from streams.pipeline.clock import EventClock
 from tests.factories import feature, login, payment
 from tests.unit.streams.pipeline.test_account_step import processor
