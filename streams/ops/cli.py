@@ -193,6 +193,33 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("api", help="serve the score API and the at-risk page (reads Redis)")
+    _add_history_commands(commands)
+    commands.add_parser("watch", help="print score changes and alerts as they happen")
+    alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
+        dest="alerts_command", required=True
+    )
+    alerts.add_parser("tail", help="print alerts from the alerts topic as they arrive")
+    dev = commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
+    dev.add_argument(
+        "--broker", choices=["tansu", "kafka"],
+        help="the local broker: tansu (the dev broker, no Java; default) or kafka (Apache "
+        "Kafka 3.9.0; Java 17 and Maven). Env: CHS_DEV_BROKER",
+    )  # fmt: skip
+    broker = commands.add_parser(
+        "broker", help="run one local broker in the foreground (Apache Kafka or Tansu)"
+    )
+    broker.add_argument("--kind", choices=["kafka", "tansu"], default="kafka")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument(
+        "--data-dir", type=Path, help="its storage (default: a temporary folder, removed after)"
+    )
+
+    _add_account_commands(commands)
+    return parser
+
+
+def _add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands over past events: simulate, replay, backtest, audit."""
     simulate = commands.add_parser(
         "simulate", help="simulated accounts and events with ground truth (churn, renewals)"
     )
@@ -256,26 +283,10 @@ def _parser() -> argparse.ArgumentParser:
         "--window", type=int, default=180, help="judge the churns of the last DAYS days"
     )
     _mapping_arguments(audit)
-    commands.add_parser("watch", help="print score changes and alerts as they happen")
-    alerts = commands.add_parser("alerts", help="alerts").add_subparsers(
-        dest="alerts_command", required=True
-    )
-    alerts.add_parser("tail", help="print alerts from the alerts topic as they arrive")
-    dev = commands.add_parser("dev", help="local broker + Redis + worker + demo + watch (make run)")
-    dev.add_argument(
-        "--broker", choices=["tansu", "kafka"],
-        help="the local broker: tansu (the dev broker, no Java; default) or kafka (Apache "
-        "Kafka 3.9.0; Java 17 and Maven). Env: CHS_DEV_BROKER",
-    )  # fmt: skip
-    broker = commands.add_parser(
-        "broker", help="run one local broker in the foreground (Apache Kafka or Tansu)"
-    )
-    broker.add_argument("--kind", choices=["kafka", "tansu"], default="kafka")
-    broker.add_argument("--port", type=int, default=9092)
-    broker.add_argument(
-        "--data-dir", type=Path, help="its storage (default: a temporary folder, removed after)"
-    )
 
+
+def _add_account_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands about models and accounts: model, score, override, account."""
     model = commands.add_parser("model", help="scoring model files").add_subparsers(
         dest="model_command", required=True
     )
@@ -315,7 +326,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("account")
     delete.add_argument("--reason", required=True, help="why, for the log (e.g. a ticket id)")
-    return parser
 
 
 def _mapping_arguments(parser: argparse.ArgumentParser) -> None:
