@@ -77,7 +77,16 @@ class AccountTable(CodecTable[bytes, AccountState]):
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
-        merge_recovered(self.data, self.state_writer)
+        not_read = merge_recovered(self.data, self.state_writer)
+        if not_read:
+            metrics.PARTS_NOT_RECOVERED.inc(sum(len(parts) for parts in not_read.values()))
+            named = ", ".join(f"{k.decode()} {'/'.join(p)}" for k, p in list(not_read.items())[:5])
+            log.error(
+                "Recovery: parts named by %d accounts' input records were not read back "
+                "(left at their defaults), e.g. %s",
+                len(not_read),
+                named,
+            )
         owned = {tp.partition for tp in active_tps}
         self.active_partitions = frozenset(owned)
         self.standby_partitions = frozenset(tp.partition for tp in standby_tps)

@@ -12,9 +12,10 @@ integration/):
 - ``ChsConsumerThread._fetch_records`` and ``ChsConsumer._wait_next_records``: records fetched
   under an older assignment are dropped (unit: ..._fetched_under_an_older_assignment_...;
   test_scale_out.py, adding a worker).
-- ``ChsConsumerThread.seek_to_committed``: seeks noted per partition (count, assignment); an
-  input partition's records count only from its seek in the current assignment; input
-  partitions without a commit read from their start (unit: ..._count_only_from_their_seek_
+- ``ChsConsumerThread.seek_to_committed`` and ``_seek_wait``: seeks noted per partition
+  (count, assignment); an input partition's records count only from its seek in the current
+  assignment, a changelog's from table recovery's last seek of it; input partitions without a
+  commit read from their start (unit: ..._count_only_from_their_seek_
   to_the_commit_...; test_scale_out.py, adding a worker; bench/takeover.py with a standby).
 - ``ChsConsumer._new_offset``: a gap's offsets acked already count once (unit: ..._taken_for_a_
   gap_are_committed_once; test_crash.py).
@@ -135,6 +136,17 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         self.fetch_seeks = self.seeks
         return records
 
+    async def _seek_wait(
+        self, consumer: aiokafka.AIOKafkaConsumer, partitions: Mapping[TP, int]
+    ) -> None:
+        """Faust's seek of the changelogs for table recovery, counted for ``ChsConsumer``
+        (the count and the seeks in one step of this thread's loop)."""
+        self.seeks += 1
+        generation = self.app.consumer_generation_id
+        for tp in partitions:
+            self.seeked[tp] = (generation, self.seeks)
+        await super()._seek_wait(consumer, partitions)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         # Typed as Faust's; aiokafka's, like this one, also lists partitions without a commit.
         return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed))
@@ -197,8 +209,12 @@ class ChsConsumer(aiokafka_driver.Consumer):
     before it, they raised the accounts' offset fences past the replay, which was then turned
     away as already applied (both: events lost on Apache Kafka when a worker was added,
     docs/dev-broker.md). Dropping them is safe: the seek moves the position back to the
-    commit, so they are read again. Changelog records are kept: table recovery reads them
-    before any seek, and places them itself.
+    commit, so they are read again.
+
+    A changelog's records count from table recovery's last seek of it, even in a fetch begun
+    under an older assignment: recovery seeks each changelog once and reads on, so records
+    taken after that seek and dropped were never read again, and the accounts they held
+    recovered without them (a state part lost on a takeover, docs/reliability.md).
     """
 
     _thread: ChsConsumerThread
@@ -214,16 +230,29 @@ class ChsConsumer(aiokafka_driver.Consumer):
         thread = self._thread
         if not records:
             return records, active_partitions
-        if thread.fetch_generation != self.app.consumer_generation_id:
-            return {}, active_partitions
-        generation, changelogs = thread.fetch_generation, self.app.tables.changelog_topics
+        generation, changelogs = self.app.consumer_generation_id, self.app.tables.changelog_topics
+        current = thread.fetch_generation == generation
         fetched, seeked = thread.fetch_seeks, thread.seeked
         return {
             tp: found
             for tp, found in records.items()
-            if tp.topic in changelogs  # read by table recovery, before any seek
+            if (
+                # A changelog counts from table recovery's last seek of it, even in a fetch
+                # begun under an older assignment once this one has seeked it: recovery
+                # places it once, and reads on from there.
+                tp.topic in changelogs
+                and (
+                    ((seek := seeked.get(tp)) is None and current)
+                    or (
+                        seek is not None
+                        and seek[1] <= fetched
+                        and (current or seek[0] == generation)
+                    )
+                )
+            )
             or (
-                (seek := seeked.get(tp)) is not None
+                current
+                and (seek := seeked.get(tp)) is not None
                 and seek[0] == generation
                 and seek[1] <= fetched
             )

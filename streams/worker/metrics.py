@@ -65,6 +65,10 @@ LAST_EVENT = Gauge(
     "chs_last_event_processed_timestamp_seconds", "Wall-clock time the last input was handled"
 )
 REBALANCES = Counter("chs_rebalances_total", "Partition assignments completed (after recovery)")
+PARTS_NOT_RECOVERED = Counter(
+    "chs_recovery_parts_missing_total",
+    "State parts named by an account's input record but not read back by a recovery",
+)
 TIMER_TICKS = Counter(
     "chs_reevaluations_scheduled_total", "Accounts sent for re-evaluation by the timer"
 )

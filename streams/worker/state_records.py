@@ -211,13 +211,20 @@ def decode(value: bytes) -> Recovered:
     return AccountState.model_validate_json(value)  # the older form: the whole state
 
 
-def merge(record: InputRecord, parts: dict[tuple[str, int], AccountState]) -> AccountState:
-    """The account's state from its input record and the parts in the slots it names."""
+def merge(
+    record: InputRecord,
+    parts: dict[tuple[str, int], AccountState],
+    missing: list[str] | None = None,
+) -> AccountState:
+    """The account's state from its input record and the parts in the slots it names (those
+    not among ``parts`` are added to ``missing``, and left at their defaults)."""
     state = record.state
     for part, slot in record.slots.items():
         found = parts.get((part, slot))
         if found is None:
-            continue  # never written: the part is at its defaults
+            if missing is not None:
+                missing.append(part)
+            continue
         if part == CLOSED_DAYS:
             state.days = {**found.days, **state.days}
             state.history = {**found.history, **state.history}
@@ -315,10 +322,14 @@ class StateWriter:
             self._children[key] = dict(children)
 
 
-def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None) -> None:
+def merge_recovered(
+    data: MutableMapping[bytes, Any], writer: StateWriter | None
+) -> dict[bytes, list[str]]:
     """Turn the records a recovery read into ``data`` (record key -> ``decode``'s value)
     into account states: each input record merged with the parts it names; the part records
-    leave ``data``."""
+    leave ``data``. Returns the parts named but not read back, by account (none, unless
+    records were lost)."""
+    not_read: dict[bytes, list[str]] = {}
     parts: dict[bytes, dict[tuple[str, int], AccountState]] = {}
     children: dict[bytes, dict[str, ChildEntry]] = {}
     inputs: dict[bytes, InputRecord] = {}
@@ -334,7 +345,10 @@ def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None
         elif writer is not None:
             writer.recovered(key, {})  # the older form: it names no part
     for key, record in inputs.items():
-        state = data[key] = merge(record, parts.get(key, {}))
+        missing: list[str] = []
+        state = data[key] = merge(record, parts.get(key, {}), missing)
+        if missing:
+            not_read[key] = missing
         written = children.get(key, {})
         # Child records come in no order: the older reports first, as the parent got them.
         state.children = {
@@ -344,6 +358,7 @@ def merge_recovered(data: MutableMapping[bytes, Any], writer: StateWriter | None
         if writer is not None:
             # An older form's children (in the account part) have no record yet.
             writer.recovered(key, record.slots, written if written else None)
+    return not_read
 
 
 def replay(records: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, AccountState]:

@@ -159,6 +159,48 @@ async def test_input_records_count_only_from_their_seek_to_the_commit_in_each_as
     assert (await consumer._wait_next_records(1.0))[0] == fetched
 
 
+async def test_changelog_records_count_from_recoverys_seek_whenever_their_fetch_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = app(tmp_path)
+    consumer = chs_consumer(worker)
+    thread = consumer._thread
+    changelog = TP(worker.tables["accounts"].changelog_topic.get_topic_name(), 3)
+    kafka = FakeKafkaConsumer({changelog: None})
+    monkeypatch.setattr(thread, "_ensure_consumer", lambda: kafka)
+
+    async def in_thread(method: Callable[..., Awaitable[object]], *args: object) -> object:
+        return await method(*args)
+
+    async def position(tp: TP) -> int:
+        return kafka.positions[tp]
+
+    monkeypatch.setattr(thread, "call_thread", in_thread)
+    monkeypatch.setattr(kafka, "position", position, raising=False)
+    taken: list[tuple[int, int]] = []  # (assignment the fetch began in, seeks when taken)
+
+    async def fetch(self: object, *_: object) -> tuple[RecordMap, set[TP]]:
+        thread.fetch_generation, thread.fetch_seeks = taken.pop(0)
+        return {changelog: ["record"]}, {changelog}
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "_wait_next_records", fetch)
+    worker.consumer_generation_id = 1
+    await thread.seek_wait({changelog: 0})  # the first assignment's recovery
+    taken.append((1, thread.seeks))
+    assert (await consumer._wait_next_records(1.0))[0] == {changelog: ["record"]}
+    began = worker.consumer_generation_id
+    worker.consumer_generation_id = 2  # a rebalance while a fetch waits
+    taken.append((began, thread.seeks))  # taken before this recovery's seek: an old position
+    assert (await consumer._wait_next_records(1.0))[0] == {}
+    before_seek = thread.seeks
+    await thread.seek_wait({changelog: 0})  # this recovery replays the changelog from 0
+    assert kafka.positions == {changelog: 0}
+    taken.append((began, thread.seeks))  # the same fetch, taken after the seek: offset 0 on
+    assert (await consumer._wait_next_records(1.0))[0] == {changelog: ["record"]}
+    taken.append((began, before_seek))  # taken before the seek, seen after it
+    assert (await consumer._wait_next_records(1.0))[0] == {}
+
+
 def test_the_consumer_counts_the_records_not_handed_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
