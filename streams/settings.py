@@ -219,9 +219,11 @@ class Settings(BaseSettings):
         le=30,
         description="seconds the Redis view's consumer of chs.scores waits to fetch more at once",
     )
-    producer_max_batch_size: int = Field(default=16384, ge=1, description="bytes")
+    producer_max_batch_size: int = Field(
+        default=262_144, ge=1, description="bytes per producer batch (per partition)"
+    )
     producer_linger_seconds: float = Field(
-        default=0.0, ge=0, description="wait this long to fill a producer batch"
+        default=0.005, ge=0, description="wait this long to fill a producer batch"
     )
     broker_max_poll_records: int | None = Field(
         default=None, ge=1, description="most records one fetch hands over (None: no limit)"

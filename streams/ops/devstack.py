@@ -48,6 +48,7 @@ in seconds, not a minute. Same semantics; for tests, benchmarks and the dev brok
 DEV_BROKER_SETTINGS: dict[str, Any] = {
     **QUICK_FAILOVER,
     "producer_max_batch_size": 1,
+    "producer_linger_seconds": 0.0,  # one-record batches: lingering would only delay them
     "broker_fetch_max_wait": 0.1,
     "view_fetch_max_wait": 2.0,
 }
