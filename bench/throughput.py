@@ -91,7 +91,7 @@ def quix_rate(settings: Settings, total: int, logs: Path, peer: str = "quix") ->
     return float(found.group(1)) if found else None
 
 
-async def _score_updates_rate(settings: Settings, total: int) -> float:
+async def score_updates_rate(settings: Settings, total: int) -> float:
     """Events/s from the first to the last ScoreUpdate, once the group has read everything."""
     consumer = AIOKafkaConsumer(
         settings.topic_scores,
@@ -125,7 +125,7 @@ def worker_rate(settings: Settings, total: int, logs: Path) -> tuple[float, int,
     asyncio.run(ensure_topics(member))
     member, process = start_worker(member, "chs-worker", logs)
     try:
-        rate = asyncio.run(_score_updates_rate(member, total))
+        rate = asyncio.run(score_updates_rate(member, total))
         rss = peak_rss(process.process.pid)
         time.sleep(SETTLE_SECONDS)
         return rate, rss, asyncio.run(output_bytes(member))

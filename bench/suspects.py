@@ -1,0 +1,100 @@
+"""`python -m bench.suspects [VARIANT ...]`: our worker on the throughput backlog with one
+setting changed at a time, on one local Apache Kafka (docs/performance.md, "each suspect
+measured apart"). Each variant is its own consumer group with its own output topics, so each
+reads the whole backlog; it prints one table row per variant as it finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.output_bytes import output_bytes
+from bench.stack import dev_services, start_worker
+from bench.throughput import PARTITIONS, SETTLE_SECONDS, score_updates_rate
+from bench.workload import create_event_topics, produce, realistic_events
+from streams.ops.local_broker import BrokerKind
+from streams.settings import Settings
+from streams.worker.topics import ensure_topics
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "production settings": {},
+    "producer batches 16 KiB, no linger": {
+        "producer_max_batch_size": 16_384,
+        "producer_linger_seconds": 0.0,
+    },
+    "producer batches 16 KiB": {"producer_max_batch_size": 16_384},
+    "no linger": {"producer_linger_seconds": 0.0},
+    "no ticks (timer every hour)": {"timer_interval": 3600.0},
+    "batches of at most 100 inputs": {"input_batch_max": 100},
+}
+
+OUTPUT_TOPICS = ("scores", "alerts", "alerts_dlq", "dlq", "ticks", "rollup", "peers", "audit")
+"""The topics a worker writes: each variant gets its own."""
+
+
+def batch_figures(web_port: int) -> tuple[float, float]:
+    """Inputs per batch and the scoring task's seconds per input, from the worker's metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+
+    def value(name: str) -> float:
+        found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+        return float(found.group(1)) if found else float("nan")
+
+    inputs = value("chs_batch_inputs_sum")
+    return inputs / value("chs_batch_inputs_count"), value(
+        "chs_batch_handling_seconds_sum"
+    ) / inputs
+
+
+def variant_settings(settings: Settings, index: int, change: dict[str, object]) -> Settings:
+    topics = {
+        f"topic_{name}": f"{getattr(settings, f'topic_{name}')}.v{index}" for name in OUTPUT_TOPICS
+    }
+    return settings.model_copy(update={"app_id": f"chs-v{index}", **topics, **change})
+
+
+def main(names: list[str]) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dev_services(
+            Path(tmp), kind=BrokerKind.KAFKA, topic_partitions=PARTITIONS, clock="event"
+        ) as (settings, _),
+    ):
+        events = realistic_events()
+        asyncio.run(create_event_topics(settings))
+        asyncio.run(produce(settings, events))
+        total = len(events)
+        print("| variant | events/s | inputs per batch | µs per input | changelog records "
+              "per input | ScoreUpdates per input | bytes per input |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+        for index, name in enumerate(names):
+            member = variant_settings(settings, index, VARIANTS[name])
+            asyncio.run(ensure_topics(member))
+            member, process = start_worker(member, f"worker-v{index}", Path(tmp))
+            try:
+                rate = asyncio.run(score_updates_rate(member, total))
+                per_batch, seconds = batch_figures(member.web_port)
+                time.sleep(SETTLE_SECONDS)
+                written = asyncio.run(output_bytes(member))
+            finally:
+                process.stop()
+            print(
+                f"| {name} | {rate:,.0f} | {per_batch:,.0f} | {seconds * 1e6:,.0f} | "
+                f"{written.changelog_records / total:.2f} | "
+                f"{written.scores_records / total:.2f} | {written.total / total:,.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(VARIANTS)
+    unknown = [name for name in chosen if name not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    main(chosen)
