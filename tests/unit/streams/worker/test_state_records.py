@@ -158,6 +158,21 @@ def test_a_recovered_account_writes_its_next_parts_to_the_slots_not_in_use() -> 
     assert same(read_back([*first, *second]), recovered)
 
 
+def test_a_recovery_names_the_parts_an_input_record_names_but_it_did_not_read() -> None:
+    state = busy_state()
+    records = list(StateWriter().records(KEY, state))
+
+    def read() -> dict[bytes, Any]:
+        return {key: decode(value) for key, value in records if value is not None}
+
+    assert merge_recovered(read(), None) == {}  # every part read back
+    data = read()
+    missing = next(key for key, value in data.items() if getattr(value, "part", None) == "m")
+    del data[missing]  # the part with the survey answers was not read
+    assert merge_recovered(data, None) == {KEY: ["m"]}
+    assert data[KEY].latest_surveys == {}  # left at its defaults, and now said so
+
+
 def test_a_deleted_account_leaves_no_record() -> None:
     state = busy_state(5)
     writer = StateWriter()
