@@ -141,7 +141,7 @@ def start_kafka(
     log4j = data_dir / "log4j.properties"
     log4j.write_text(LOG4J)
     formatted = subprocess.run(
-        _java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
+        _java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c",
               str(config), "--ignore-formatted"),
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -158,9 +158,14 @@ def start_kafka(
     return service
 
 
-def _cluster_id() -> str:
-    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never
+    starting with "-" (the storage tool would read it as an option; Kafka's own
+    ``Uuid.randomUuid`` draws again in that case too)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def broker_answers(port: int) -> bool:
