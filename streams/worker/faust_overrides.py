@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any, TypeVar, cast
 
@@ -141,11 +141,15 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     ) -> None:
         """Faust's seek of the changelogs for table recovery, counted for ``ChsConsumer``
         (the count and the seeks in one step of this thread's loop)."""
+        self._note_seeks(partitions)
+        await super()._seek_wait(consumer, partitions)
+
+    def _note_seeks(self, partitions: Iterable[TP]) -> None:
+        """One more seek, of ``partitions``, in the current assignment."""
         self.seeks += 1
         generation = self.app.consumer_generation_id
         for tp in partitions:
             self.seeked[tp] = (generation, self.seeks)
-        await super()._seek_wait(consumer, partitions)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         # Typed as Faust's; aiokafka's, like this one, also lists partitions without a commit.
@@ -168,10 +172,8 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         """
         consumer = self._ensure_consumer()
         changelogs = self.app.tables.changelog_topics
-        generation = self.app.consumer_generation_id
         committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
-        self.seeks += 1
-        from_start = []
+        seeked, from_start = [], []
         for tp, offset in committed.items():
             if offset:
                 consumer.seek(tp, offset)
@@ -179,11 +181,28 @@ class ChsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
                 continue
             else:
                 from_start.append(tp)
-            self.seeked[cast(TP, tp)] = (generation, self.seeks)
+            seeked.append(cast(TP, tp))
+        self._note_seeks(seeked)
         if from_start:
             # Its first step, before any await, marks them for a reset: in this same step.
             await consumer.seek_to_beginning(*from_start)
         return cast(dict[TP, int | None], committed)
+
+
+def _counts(
+    seek: tuple[int, int] | None, changelog: bool, current: bool, generation: int, fetched: int
+) -> bool:
+    """Whether a fetch's records of a partition are handed on (``ChsConsumer``): ``seek`` is
+    the partition's last (assignment, seek count), ``current`` whether the fetch began in
+    this assignment, ``fetched`` the seek count when its records were taken."""
+    if seek is None:
+        return changelog and current  # an input partition counts only from its seek
+    taken_after_seek = seek[1] <= fetched
+    if changelog:
+        # From table recovery's last seek of it, even in a fetch begun under an older
+        # assignment once this one has seeked it: recovery places it once and reads on.
+        return taken_after_seek and (current or seek[0] == generation)
+    return taken_after_seek and current and seek[0] == generation
 
 
 class ChsConsumer(aiokafka_driver.Consumer):
@@ -236,26 +255,7 @@ class ChsConsumer(aiokafka_driver.Consumer):
         return {
             tp: found
             for tp, found in records.items()
-            if (
-                # A changelog counts from table recovery's last seek of it, even in a fetch
-                # begun under an older assignment once this one has seeked it: recovery
-                # places it once, and reads on from there.
-                tp.topic in changelogs
-                and (
-                    ((seek := seeked.get(tp)) is None and current)
-                    or (
-                        seek is not None
-                        and seek[1] <= fetched
-                        and (current or seek[0] == generation)
-                    )
-                )
-            )
-            or (
-                current
-                and (seek := seeked.get(tp)) is not None
-                and seek[0] == generation
-                and seek[1] <= fetched
-            )
+            if _counts(seeked.get(tp), tp.topic in changelogs, current, generation, fetched)
         }, active_partitions
 
     def _new_offset(self, tp: TP) -> int | None:
