@@ -32,3 +32,6 @@ class TopicSpec:
     """One partition of per-partition books, read whole by every worker (else the account
     partitions, co-partitioned with the inputs)."""
     compacted: bool = False
+
+    def partitions(self, account_partitions: int) -> int:
+        return 1 if self.books else account_partitions

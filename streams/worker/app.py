@@ -71,13 +71,13 @@ class WorkerTopics:
     """The Faust topics the worker reads and writes raw (shapes from ``Settings.topics``)."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
-        shapes = {topic.name: 1 if topic.books else None for topic in settings.topics}
+        partitions = {t.name: t.partitions(settings.topic_partitions) for t in settings.topics}
 
         def raw(*names: str, kind: type[faust.Topic] = faust.Topic) -> faust.Topic:
             return kind(
                 app,
                 topics=list(names),
-                partitions=shapes[names[0]] or settings.topic_partitions,
+                partitions=partitions[names[0]],
                 key_serializer="raw",
                 value_serializer="raw",
             )

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def new_topic(settings: Settings, topic: TopicSpec) -> NewTopic:
     return NewTopic(
         name=topic.name,
-        num_partitions=1 if topic.books else settings.topic_partitions,
+        num_partitions=topic.partitions(settings.topic_partitions),
         replication_factor=settings.topic_replication,
         topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
     )
