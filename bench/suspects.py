@@ -31,14 +31,20 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no linger": {"producer_linger_seconds": 0.0},
     "no ticks (timer every hour)": {"timer_interval": 3600.0},
     "batches of at most 100 inputs": {"input_batch_max": 100},
+    "one batch per window (no windows)": {"window_max_inputs": 1},
+    "windows of at most 10,000 inputs": {"window_max_inputs": 10_000},
+    "windows of at most 200,000 inputs or 30 s": {
+        "window_max_inputs": 200_000,
+        "window_max_seconds": 30.0,
+    },
 }
 
 OUTPUT_TOPICS = ("scores", "alerts", "alerts_dlq", "dlq", "ticks", "rollup", "peers", "audit")
 """The topics a worker writes: each variant gets its own."""
 
 
-def batch_figures(web_port: int) -> tuple[float, float]:
-    """Inputs per batch and the scoring task's seconds per input, from the worker's metrics."""
+def window_figures(web_port: int) -> tuple[float, float]:
+    """Inputs per window and the scoring task's seconds per input, from the worker's metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
 
@@ -46,9 +52,9 @@ def batch_figures(web_port: int) -> tuple[float, float]:
         found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
         return float(found.group(1)) if found else float("nan")
 
-    inputs = value("chs_batch_inputs_sum")
-    return inputs / value("chs_batch_inputs_count"), value(
-        "chs_batch_handling_seconds_sum"
+    inputs = value("chs_window_inputs_sum")
+    return inputs / value("chs_window_inputs_count"), value(
+        "chs_window_handling_seconds_sum"
     ) / inputs
 
 
@@ -70,7 +76,7 @@ def main(names: list[str]) -> None:
         asyncio.run(create_event_topics(settings))
         asyncio.run(produce(settings, events))
         total = len(events)
-        print("| variant | events/s | inputs per batch | µs per input | changelog records "
+        print("| variant | events/s | inputs per window | µs per input | changelog records "
               "per input | ScoreUpdates per input | bytes per input |")  # fmt: skip
         print("|---|---|---|---|---|---|---|")
         for index, name in enumerate(names):
@@ -79,13 +85,13 @@ def main(names: list[str]) -> None:
             member, process = start_worker(member, f"worker-v{index}", Path(tmp))
             try:
                 rate = asyncio.run(score_updates_rate(member, total))
-                per_batch, seconds = batch_figures(member.web_port)
+                per_window, seconds = window_figures(member.web_port)
                 time.sleep(SETTLE_SECONDS)
                 written = asyncio.run(output_bytes(member))
             finally:
                 process.stop()
             print(
-                f"| {name} | {rate:,.0f} | {per_batch:,.0f} | {seconds * 1e6:,.0f} | "
+                f"| {name} | {rate:,.0f} | {per_window:,.0f} | {seconds * 1e6:,.0f} | "
                 f"{written.changelog_records / total:.2f} | "
                 f"{written.scores_records / total:.2f} | {written.total / total:,.0f} |",
                 flush=True,

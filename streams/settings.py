@@ -234,8 +234,19 @@ class Settings(BaseSettings):
     input_batch_max: int = Field(
         default=1000,
         ge=1,
-        description="most input messages scored as one batch (each account written and "
-        "published once per batch)",
+        description="most input messages folded at once (the scoring task yields to the event "
+        "loop between batches)",
+    )
+    window_max_inputs: int = Field(
+        default=50_000,
+        ge=1,
+        description="most input messages in one window under a backlog (each account settled, "
+        "published and written once per window)",
+    )
+    window_max_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="longest a window stays open under a backlog (its outputs wait for it)",
     )
 
     @field_validator(

@@ -1,4 +1,4 @@
-"""Input messages in batches, as many as are there (the batch step, ``batch_step.py``, folds
+"""Input messages in batches, as many as are there (the batch step, ``window_step.py``, folds
 and settles each batch).
 
 Rather than Faust's per-event stream (an ``Event``, a changelog write and a send for each),

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from streams.pipeline.batch_step import InputMessage
+from streams.pipeline.window_step import InputMessage
 
 M = TypeVar("M", bound=InputMessage)
 Source = tuple[str, int]

@@ -2,7 +2,7 @@
 
 Path of one input: event / accounts / overrides / ticks topic -> the scoring task
 (``streams/worker/scoring_task.py``), in batches (the application step
-``streams/pipeline/batch_step.py``: validate and fold each message; then rescore and publish
+``streams/pipeline/window_step.py``: validate and fold each message; then rescore and publish
 each touched account once) -> ``chs.scores`` when the change matters (docs/events.md),
 ``chs.alerts``, and, once those are delivered, the table's changelog
 (``streams/pipeline/checkpoint.py``). Invalid messages go to ``chs.events.dlq`` with their

@@ -518,7 +518,7 @@ class ChsApp(faust.App):
         (``ack``), and how many were of a partition no longer owned."""
         consumer = self.consumer
         generation = self.consumer_generation_id
-        flowing = self.flow_control.is_active()
+        flowing = self.flowing
         kept, moved = [], 0
         for message in batch:
             if not flowing or message.generation_id != generation:
@@ -532,6 +532,12 @@ class ChsApp(faust.App):
             consumer.track_message(message)
             kept.append(message)
         return kept, moved
+
+    @property
+    def flowing(self) -> bool:
+        """False from the start of a rebalance (Faust then waits for the inputs being
+        handled to be acknowledged) until its end."""
+        return bool(self.flow_control.is_active())
 
     def ack(self, message: Message) -> None:
         """``message`` handled: its offset may be committed once those before it are."""

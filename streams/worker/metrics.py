@@ -26,15 +26,16 @@ EVENT_LAG = Histogram(
     "From an event's occurred_at to its score being computed",
     buckets=LATENCY_BUCKETS,
 )
-BATCH_TIME = Histogram(
-    "chs_batch_handling_seconds",
-    "Time to fold, rescore and publish one batch of input messages",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+WINDOW_TIME = Histogram(
+    "chs_window_handling_seconds",
+    "Time to fold, rescore and publish the input messages of one window",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BATCH_INPUTS = Histogram(
-    "chs_batch_inputs",
-    "Input messages per batch: one under light load, up to CHS_INPUT_BATCH_MAX when behind",
-    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+WINDOW_INPUTS = Histogram(
+    "chs_window_inputs",
+    "Input messages per window: one batch under light load, up to CHS_WINDOW_MAX_INPUTS "
+    "when behind",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000),
 )
 SCORE_UPDATES = Counter("chs_score_updates_total", "ScoreUpdates published")
 ACCOUNTS_BY_BAND = Gauge(
@@ -120,7 +121,7 @@ def show_audit(report: AuditReport) -> None:
 
 class PrometheusMetrics:
     """The scoring step's counts as the metrics above
-    (``streams.pipeline.batch_step.StepMetrics``)."""
+    (``streams.pipeline.window_step.StepMetrics``)."""
 
     def consumed(self, role: str) -> None:
         EVENTS_CONSUMED.labels(role).inc()
@@ -166,8 +167,8 @@ class PrometheusMetrics:
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None:
         CONSUMER_LAG.labels(topic, str(partition)).set(behind)
 
-    def batch(self, inputs: int, seconds: float, wall: float) -> None:
+    def window(self, inputs: int, seconds: float, wall: float) -> None:
         if inputs:
             LAST_EVENT.set(wall)
-        BATCH_INPUTS.observe(inputs)
-        BATCH_TIME.observe(seconds)
+        WINDOW_INPUTS.observe(inputs)
+        WINDOW_TIME.observe(seconds)

@@ -1,22 +1,29 @@
 """The scoring task and the timer that feeds it due accounts: the application step
-(``streams/pipeline/batch_step.py``) run on the input topics' raw messages, its outputs through
-Faust's producer, its states to the changelog once the outputs are delivered
+(``streams/pipeline/window_step.py``) run on the input topics' raw messages in windows, its
+outputs through Faust's producer, its states to the changelog once the outputs are delivered
 (``streams/pipeline/checkpoint.py``)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import cast
 
 import faust
 from faust.types import TP, Message
 
 from streams.pipeline.account_step import Processor, SkipReason, Tick
-from streams.pipeline.batch_step import Delivery, ScoringPorts, score_batch
 from streams.pipeline.batching import batches
 from streams.pipeline.checkpoint import OutputLost, OutputsFirst
 from streams.pipeline.clock import Clock, EventClock
 from streams.pipeline.event_order import EventOrder
+from streams.pipeline.window_step import (
+    Delivery,
+    ScoringPorts,
+    ScoringWindow,
+    WindowBound,
+    window_closes,
+)
 from streams.settings import Settings
 from streams.wire import ERASED_HEADER
 from streams.worker import metrics as prometheus_metrics
@@ -25,6 +32,9 @@ from streams.worker.faust_overrides import ChsApp, ChsConsumer, RawMessageTopic,
 from streams.worker.metrics import PrometheusMetrics
 
 log = logging.getLogger(__name__)
+
+WINDOW_POLL_SECONDS = 0.01
+"""While a window is open and no input has arrived: how often to ask whether it closes."""
 
 
 class TopicPublisher:
@@ -61,7 +71,7 @@ def add_scoring_task(
     processor: Processor,
     clock: Clock,
 ) -> None:
-    """The one task that changes account states: batches of inputs, scored and published,
+    """The one task that changes account states: windows of inputs, scored and published,
     then their states written."""
     queue = app.read_in_bulk(inputs)
     metrics = PrometheusMetrics()
@@ -95,21 +105,38 @@ def add_scoring_task(
             settings.event_topics, lambda: accounts.active_partitions, waiting, clock.wall
         )
 
+    bound = WindowBound(settings.window_max_inputs, settings.window_max_seconds)
+    window: ScoringWindow[Message] | None = None
+    opened = 0.0
+
     def idle() -> float | None:
-        return order.wait_seconds if order is not None and order.held else None
+        waits = [order.wait_seconds] if order is not None and order.held else []
+        if window is not None:
+            waits.append(WINDOW_POLL_SECONDS)
+        return min(waits, default=None)
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
+        nonlocal window, opened
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
             if batch:
-                await writer.put(score_batch(ports, taken(batch)))
+                if window is None:
+                    window, opened = ScoringWindow(ports), time.monotonic()
+                window.add(taken(batch))
+            if window is None:
+                continue
+            waiting = window.behind or not queue.empty()
+            age = time.monotonic() - opened
+            if window_closes(window.inputs, age, waiting, app.flowing, bound):
+                await writer.put(window.settle())
+                window = None
                 await wait_for_producer(app.producer.buffer)
 
     @app.task  # type: ignore[untyped-decorator]
     async def write_states() -> None:
-        """Each batch's states to the changelog once its outputs are delivered."""
+        """Each window's states to the changelog once its outputs are delivered."""
         try:
             await writer.run()
         except OutputLost as lost:

@@ -107,8 +107,8 @@ async def test_metrics_count_a_known_stream_and_pass_promtool(
     assert values[("chs_dlq_records_total", (("dlq", "events"),))] == 2
     assert values[("chs_score_updates_total", ())] >= 2
     assert values[("chs_event_lag_seconds_count", ())] == 8
-    assert values[("chs_batch_inputs_sum", ())] == 10
-    assert 1 <= values[("chs_batch_handling_seconds_count", ())] <= 10
+    assert values[("chs_window_inputs_sum", ())] == 10
+    assert 1 <= values[("chs_window_handling_seconds_count", ())] <= 10
     held = values[("chs_accounts_held", ())]
     assert held == 2
     assert sum(v for (name, _), v in values.items() if name == "chs_accounts") == held

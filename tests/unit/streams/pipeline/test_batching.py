@@ -5,9 +5,9 @@ import asyncio
 from scoring.events import Event, EventKind, PaymentStatus
 from scoring.state import AccountState, SourcePosition
 from streams.pipeline.account_step import Skipped, SkipReason
-from streams.pipeline.batch_step import AccountBatch
 from streams.pipeline.batching import batches
 from streams.pipeline.clock import EventClock
+from streams.pipeline.window_step import WindowFolds
 from tests.factories import feature, login, payment
 from tests.unit.streams.pipeline.test_account_step import processor
 
@@ -35,7 +35,7 @@ def history() -> list[Event]:
 
 def test_each_account_is_rescored_once_per_batch_after_all_its_inputs() -> None:
     table: dict[bytes, AccountState] = {}
-    batch = AccountBatch(processor(), table.get)
+    batch = WindowFolds(processor(), table.get)
     events = history()
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
@@ -54,7 +54,7 @@ def test_a_batch_ends_where_one_input_at_a_time_ends() -> None:
     events = history()
     for offset, event in enumerate(events):
         proc.process(one_at_a_time, *message(event, offset))
-    batch = AccountBatch(processor(), nothing_stored)
+    batch = WindowFolds(processor(), nothing_stored)
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
     batched = dict(batch.settle())
@@ -69,7 +69,7 @@ def test_a_batch_ends_where_one_input_at_a_time_ends() -> None:
 
 
 def test_an_input_read_twice_in_a_batch_counts_once() -> None:
-    batch = AccountBatch(processor(), nothing_stored)
+    batch = WindowFolds(processor(), nothing_stored)
     first = message(login(account="acme"), 7)
     batch.add(*first)
     again = batch.add(*first)
@@ -85,7 +85,7 @@ def test_a_failed_payment_in_the_middle_of_a_batch_still_raises_its_alert() -> N
     warm_up = [login(account="acme", days=-40 + day) for day in range(40)]
     for offset, event in enumerate(warm_up):
         proc.process(table, *message(event, offset))
-    batch = AccountBatch(proc, table.get)
+    batch = WindowFolds(proc, table.get)
     failed = payment(account="acme", days=0, status=PaymentStatus.FAILED)
     batch.add(*message(failed, 100))
     batch.add(*message(login(account="acme", days=0), 101))
@@ -124,7 +124,7 @@ def test_a_batch_across_days_keeps_each_days_closing_score_as_one_input_at_a_tim
     single = processor(EventClock(wall))
     for offset, event in enumerate(events):
         single.process(one_at_a_time, *message(event, offset))
-    batch = AccountBatch(processor(EventClock(wall)), nothing_stored)
+    batch = WindowFolds(processor(EventClock(wall)), nothing_stored)
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
     settled = batch.settle()

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from streams.pipeline.checkpoint import OutputLost, OutputsFirst, SettledBatch
+from streams.pipeline.checkpoint import OutputLost, OutputsFirst, SettledWindow
 
 
 class Log:
@@ -24,8 +24,8 @@ class Log:
 
 def batch(
     outputs: list[asyncio.Future[object]], key: bytes, encoded: bytes, *inputs: str
-) -> SettledBatch[str]:
-    return SettledBatch(list(outputs), [(key, 0, encoded)], list(inputs))
+) -> SettledWindow[str]:
+    return SettledWindow(list(outputs), [(key, 0, encoded)], list(inputs))
 
 
 @contextlib.asynccontextmanager

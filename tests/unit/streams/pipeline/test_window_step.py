@@ -1,5 +1,5 @@
 """The scoring step with in-memory fakes of its ports: what it stores, publishes, schedules,
-counts and leaves to write and acknowledge for a batch."""
+counts and leaves to write and acknowledge for a window."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from scoring.scoring_model import default_model
 from scoring.state import AccountState
 from scoring.update import Rescorer, ScoreUpdate
 from streams.pipeline.account_step import Control, Processor, TopicRole
-from streams.pipeline.batch_step import ScoringPorts, score_batch
+from streams.pipeline.checkpoint import SettledWindow
+from streams.pipeline.clock import Clock, EventClock
+from streams.pipeline.window_step import (
+    ScoringPorts,
+    ScoringWindow,
+    WindowBound,
+    window_closes,
+)
 from streams.worker.state_records import StateWriter, replay
 from tests.clock import ManualClock
 from tests.factories import T0, at, login, outcome, payment
@@ -27,6 +34,9 @@ NOW = T0.timestamp()
 ROLES: dict[str, TopicRole] = {
     "chs.events.login": EventKind.LOGIN,
     "chs.events.payment": EventKind.PAYMENT,
+    "chs.events.feature_use": EventKind.FEATURE_USE,
+    "chs.events.ticket": EventKind.TICKET,
+    "chs.events.survey": EventKind.SURVEY,
     "chs.outcomes": Control.OUTCOMES,
     "chs.accounts": Control.ACCOUNTS,
     "chs.rollup": Control.ROLLUP,
@@ -141,13 +151,14 @@ class FakeMetrics:
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None:
         self.calls.append(("consumer_lag", (topic, partition, behind)))
 
-    def batch(self, inputs: int, seconds: float, wall: float) -> None:
-        self.calls.append(("batch", inputs))
+    def window(self, inputs: int, seconds: float, wall: float) -> None:
+        self.calls.append(("window", inputs))
 
 
 class Harness:
-    def __init__(self, highwater: int | None = None) -> None:
-        self.clock = ManualClock(NOW)
+    def __init__(self, highwater: int | None = None, clock: Clock | None = None) -> None:
+        self.manual = ManualClock(NOW)
+        self.clock = clock or self.manual
         self.store = FakeStore()
         self.writer = StateWriter()
         self.publisher = FakePublisher()
@@ -177,10 +188,18 @@ class Harness:
         return Record(topic, 0, offset, key, value)
 
 
+def score_window(ports: ScoringPorts, *batches: list[Record]) -> SettledWindow[Record]:
+    """One window of ``batches``, settled."""
+    window: ScoringWindow[Record] = ScoringWindow(ports)
+    for batch in batches:
+        window.add(batch)
+    return window.settle()
+
+
 def test_an_event_is_stored_published_scheduled_and_left_to_write() -> None:
     run = Harness()
     record = run.record("chs.events.login", login())
-    settled = score_batch(run.ports, [record])
+    settled = score_window(run.ports, [record])
     state = run.store.states[b"acme"]
     assert state.events_applied == 1
     [(key, update)] = run.publisher.scores
@@ -194,23 +213,55 @@ def test_an_event_is_stored_published_scheduled_and_left_to_write() -> None:
     assert settled.states[-1][0] == b"acme"  # the input record after its parts
     written = replay((key, value) for key, _, value in settled.states)
     assert written[b"acme"].events_applied == 1
-    assert run.metrics.names() == ["consumed", "event_lag", "published", "batch"]
+    assert run.metrics.names() == ["consumed", "event_lag", "published", "window"]
 
 
-def test_an_account_is_rescored_and_written_once_per_batch() -> None:
+def test_an_account_is_rescored_and_written_once_per_window_of_batches() -> None:
     run = Harness()
-    batch = [run.record("chs.events.login", login(user=f"u{n}")) for n in range(3)]
-    settled = score_batch(run.ports, batch)
+    batches = [[run.record("chs.events.login", login(user=f"u{n}"))] for n in range(3)]
+    settled = score_window(run.ports, *batches)
     assert len(run.publisher.scores) == 1
     assert [key for key, _, _ in settled.states if key == b"acme"] == [b"acme"]
     assert run.store.states[b"acme"].events_applied == 3
-    assert run.metrics.calls[-1] == ("batch", 3)
+    assert run.metrics.calls[-1] == ("window", 3)
+
+
+def test_an_account_settled_on_several_days_is_written_once_as_the_window_left_it() -> None:
+    run = Harness(clock=EventClock(lambda: NOW))
+    days = [run.record("chs.events.login", login(days=day, user=f"u{day}")) for day in (-3, -2, -1)]
+    settled = score_window(run.ports, days)
+    assert len(run.publisher.scores) == 3  # each day's closing score
+    assert [key for key, _, _ in settled.states if key == b"acme"] == [b"acme"]
+    written = replay((key, value) for key, _, value in settled.states)
+    assert written[b"acme"].events_applied == 3
+    assert len(written[b"acme"].history) == len(run.store.states[b"acme"].history) >= 2
+
+
+def test_a_window_waits_for_more_while_its_partitions_are_behind() -> None:
+    behind = Harness(highwater=10)
+    window: ScoringWindow[Record] = ScoringWindow(behind.ports)
+    window.add([behind.record("chs.events.login", login(), offset=3)])
+    assert window.behind
+    caught_up = Harness(highwater=4)
+    window = ScoringWindow(caught_up.ports)
+    window.add([caught_up.record("chs.events.login", login(), offset=3)])
+    assert not window.behind
+
+
+def test_a_window_closes_when_nothing_waits_the_flow_stops_or_at_its_bound() -> None:
+    bound = WindowBound(max_inputs=100, max_seconds=2.0)
+    assert not window_closes(0, 5.0, False, False, bound)  # nothing to settle
+    assert window_closes(1, 0.0, False, True, bound)  # light load: one batch
+    assert not window_closes(50, 1.0, True, True, bound)  # behind: it grows
+    assert window_closes(50, 1.0, True, False, bound)  # a rebalance began
+    assert window_closes(100, 1.0, True, True, bound)
+    assert window_closes(50, 2.0, True, True, bound)
 
 
 def test_a_bad_message_goes_to_the_dead_letter_topic_with_its_reason() -> None:
     run = Harness()
     record = run.record("chs.events.login", b"{not json")
-    settled = score_batch(run.ports, [record])
+    settled = score_window(run.ports, [record])
     [(key, value, headers)] = run.publisher.dead
     assert (key, value) == (b"acme", b"{not json")
     assert headers["chs-reason-code"] == b"not_json"
@@ -224,8 +275,8 @@ def test_a_bad_message_goes_to_the_dead_letter_topic_with_its_reason() -> None:
 def test_a_redelivered_message_changes_nothing_and_is_counted() -> None:
     run = Harness()
     record = run.record("chs.events.login", login())
-    score_batch(run.ports, [record])
-    again = score_batch(run.ports, [record])
+    score_window(run.ports, [record])
+    again = score_window(run.ports, [record])
     assert len(run.publisher.scores) == 1
     assert again.states == []
     assert ("skipped", "redelivered") in run.metrics.calls
@@ -233,9 +284,9 @@ def test_a_redelivered_message_changes_nothing_and_is_counted() -> None:
 
 def test_an_alert_is_published_with_the_update() -> None:
     run = Harness()
-    score_batch(run.ports, [run.record("chs.events.login", login(days=-20))])
+    score_window(run.ports, [run.record("chs.events.login", login(days=-20))])
     failed = payment(status=PaymentStatus.FAILED)
-    score_batch(run.ports, [run.record("chs.events.payment", failed)])
+    score_window(run.ports, [run.record("chs.events.payment", failed)])
     # The failed payment counts against billing at once: the band falls too.
     assert [json.loads(alert)["rule"] for _, alert in run.publisher.alerts] == [
         "band_change",
@@ -246,8 +297,8 @@ def test_an_alert_is_published_with_the_update() -> None:
 
 def test_a_churn_withdraws_the_published_score() -> None:
     run = Harness()
-    score_batch(run.ports, [run.record("chs.events.login", login())])
-    score_batch(run.ports, [run.record("chs.outcomes", outcome())])
+    score_window(run.ports, [run.record("chs.events.login", login())])
+    score_window(run.ports, [run.record("chs.outcomes", outcome())])
     assert run.publisher.scores[-1] == (b"acme", None)
     assert ("outcome", "churned") in run.metrics.calls
     assert [name for name in run.metrics.names() if name == "withdrawn"] == ["withdrawn"]
@@ -259,7 +310,7 @@ def test_the_lag_behind_each_partition_is_reported_to_metrics_and_clock() -> Non
     run.clock.backlog = lambda topic, partition, records: backlog.append(  # type: ignore[method-assign]
         (topic, partition, records)
     )
-    score_batch(run.ports, [run.record("chs.events.login", login(), offset=4)])
+    score_window(run.ports, [run.record("chs.events.login", login(), offset=4)])
     assert ("consumer_lag", ("chs.events.login", 0, 5)) in run.metrics.calls
     assert backlog == [("chs.events.login", 0, 5)]
 
@@ -275,11 +326,11 @@ def test_a_tombstone_erases_the_account_and_drops_what_is_older(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     run = Harness()
-    score_batch(run.ports, [run.record("chs.events.login", login(days=-1))])
+    score_window(run.ports, [run.record("chs.events.login", login(days=-1))])
     reason = [("chs-reason", b"GDPR request 42")]
     tombstone = Record("chs.accounts", 0, 99, b"acme", None, reason)
     with caplog.at_level(logging.INFO):
-        settled = score_batch(run.ports, [tombstone])
+        settled = score_window(run.ports, [tombstone])
     assert run.store.states == {}
     assert settled.states
     assert all(value is None for _, _, value in settled.states)
@@ -292,24 +343,24 @@ def test_a_tombstone_erases_the_account_and_drops_what_is_older(
         "erased",
     ]
     assert "Erasing account acme (reason: GDPR request 42)" in caplog.text
-    score_batch(run.ports, [run.record("chs.events.login", login(days=-2))])
+    score_window(run.ports, [run.record("chs.events.login", login(days=-2))])
     assert run.store.states == {}  # older than the erasure: not a new account
     assert ("skipped", "erased") in run.metrics.calls
-    run.clock.advance(3600)
-    score_batch(run.ports, [run.record("chs.events.login", login(days=0.01))])
+    run.manual.advance(3600)
+    score_window(run.ports, [run.record("chs.events.login", login(days=0.01))])
     assert run.store.states[b"acme"].events_applied == 1  # newer: a new account
 
 
 def test_events_after_a_tombstone_in_the_same_batch_start_the_account_anew() -> None:
     run = Harness()
-    score_batch(run.ports, [run.record("chs.events.login", login(days=-1, user="old"))])
-    run.clock.advance(3600)
+    score_window(run.ports, [run.record("chs.events.login", login(days=-1, user="old"))])
+    run.manual.advance(3600)
     batch = [
         run.record("chs.events.login", login(days=-0.5, user="before")),
         Record("chs.accounts", 0, 99, b"acme", None),
         run.record("chs.events.login", login(days=0.01, user="after")),
     ]
-    settled = score_batch(run.ports, batch)
+    settled = score_window(run.ports, batch)
     state = run.store.states[b"acme"]
     assert state.events_applied == 1
     assert len(state.active_users) == 1
@@ -321,7 +372,7 @@ def test_events_after_a_tombstone_in_the_same_batch_start_the_account_anew() -> 
 
 def test_a_child_reports_to_its_parent_and_the_parent_rolls_it_up() -> None:
     run = Harness()
-    score_batch(
+    score_window(
         run.ports,
         [
             run.record("chs.accounts", attributes("acme", "group", mrr=300)),
@@ -331,7 +382,7 @@ def test_a_child_reports_to_its_parent_and_the_parent_rolls_it_up() -> None:
     [(parent_key, report)] = run.publisher.reports
     assert parent_key == b"group"
     assert json.loads(report)["score"] == json.loads(run.publisher.scores[-1][1] or b"")["score"]
-    score_batch(run.ports, [run.record("chs.rollup", report, key=b"group")])
+    score_window(run.ports, [run.record("chs.rollup", report, key=b"group")])
     group = run.store.states[b"group"]
     assert list(group.children) == ["acme"]
     update = json.loads(run.publisher.scores[-1][1] or b"")
@@ -347,7 +398,7 @@ def test_a_report_that_comes_round_to_its_sender_is_refused_as_a_cycle() -> None
         b'{"account_id": "a", "child_id": "b", "score": 50, "at": "2026-03-02T12:00:00Z",'
         b' "path": ["a", "b"]}'
     )
-    score_batch(run.ports, [run.record("chs.rollup", report, key=b"a")])
+    score_window(run.ports, [run.record("chs.rollup", report, key=b"a")])
     [(_, _, headers)] = run.publisher.dead
     assert headers["chs-reason-code"] == b"parent_cycle"
     assert b"a -> b -> a" in headers["chs-reason"]
@@ -356,7 +407,7 @@ def test_a_report_that_comes_round_to_its_sender_is_refused_as_a_cycle() -> None
 
 def test_a_parent_whose_last_child_leaves_is_withdrawn() -> None:
     run = Harness()
-    score_batch(
+    score_window(
         run.ports,
         [
             run.record("chs.accounts", attributes("acme", "group")),
@@ -364,14 +415,14 @@ def test_a_parent_whose_last_child_leaves_is_withdrawn() -> None:
         ],
     )
     [(_, joined)] = run.publisher.reports
-    score_batch(run.ports, [run.record("chs.rollup", joined, key=b"group")])
+    score_window(run.ports, [run.record("chs.rollup", joined, key=b"group")])
     parent = json.loads(run.publisher.scores[-1][1] or b"")
     assert parent["account_id"] == "group"
-    run.clock.advance(60)
-    score_batch(run.ports, [run.record("chs.accounts", attributes("acme", None, days=0.001))])
+    run.manual.advance(60)
+    score_window(run.ports, [run.record("chs.accounts", attributes("acme", None, days=0.001))])
     [_, (parent_key, left)] = run.publisher.reports
     assert json.loads(left)["leaves"]
-    score_batch(run.ports, [run.record("chs.rollup", left, key=parent_key)])
+    score_window(run.ports, [run.record("chs.rollup", left, key=parent_key)])
     assert run.publisher.scores[-1] == (b"group", None)
     assert run.store.states[b"group"].published is None
     assert ("withdrawn", parent["band"]) in run.metrics.calls
@@ -385,13 +436,15 @@ def deliver_reports(run: Harness, rounds: int = 10) -> None:
         if not pending:
             return
         delivered += len(pending)
-        score_batch(run.ports, [run.record("chs.rollup", value, key=key) for key, value in pending])
+        score_window(
+            run.ports, [run.record("chs.rollup", value, key=key) for key, value in pending]
+        )
     raise AssertionError("reports still going round")
 
 
 def test_a_cycle_is_refused_as_soon_as_it_closes_even_when_no_score_moves() -> None:
     run = Harness()
-    score_batch(
+    score_window(
         run.ports,
         [
             run.record("chs.accounts", attributes("a", "b"), key=b"a"),
@@ -400,8 +453,8 @@ def test_a_cycle_is_refused_as_soon_as_it_closes_even_when_no_score_moves() -> N
     )
     deliver_reports(run)
     assert list(run.store.states[b"b"].children) == ["a"]
-    run.clock.advance(60)
-    score_batch(
+    run.manual.advance(60)
+    score_window(
         run.ports, [run.record("chs.accounts", attributes("b", "a", days=0.0005), key=b"b")]
     )
     deliver_reports(run)

@@ -1,0 +1,346 @@
+"""The scoring task's application step: the input messages of a window in, batch by batch;
+the accounts' states updated, their outputs sent, and what is left to write and acknowledge
+out.
+
+Its ports are passed in (in the manner of cosmicpython's service layer): the account store,
+the publisher, the schedule, the clock, the consumer's positions and the metrics.
+``streams/worker/app.py`` gives it the Faust table, topics and Prometheus; the unit tests give it
+in-memory fakes (tests/unit/streams/pipeline/test_window_step.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from alerts.alert import Alert
+from scoring.state import AccountState, SourcePosition, day_of
+from scoring.update import ScoreUpdate
+from streams.pipeline.account_step import (
+    Applied,
+    Control,
+    Erasure,
+    Folded,
+    FoldOutcome,
+    Processor,
+    Rejected,
+    Skipped,
+    TopicRole,
+)
+from streams.pipeline.checkpoint import SettledWindow
+from streams.pipeline.clock import Clock
+from streams.wire import REASON_CODE_HEADER, REASON_HEADER, SOURCE_HEADERS
+
+log = logging.getLogger(__name__)
+
+
+class InputMessage(Protocol):
+    """What the step reads of a consumed record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+def header(message: InputMessage, name: str) -> str | None:
+    """A header's value as text (Faust gives headers as a list of pairs or a mapping)."""
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return bytes(value).decode(errors="replace") if value is not None else ""
+    return None
+
+
+M = TypeVar("M", bound=InputMessage)
+
+
+class AccountStore(Protocol):
+    """The accounts' states by key (the worker's table, in memory)."""
+
+    def get(self, key: bytes) -> AccountState | None: ...
+    def put(self, key: bytes, state: AccountState) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+
+
+Delivery = Awaitable[Any]
+"""A send under way: it fails if its record was not delivered."""
+
+
+class Publisher(Protocol):
+    """The output topics."""
+
+    def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Delivery:
+        """A ScoreUpdate (None: a tombstone, the score is withdrawn; ``erased``: because
+        the account was erased)."""
+        ...
+
+    def alert(self, key: bytes, value: bytes) -> Delivery: ...
+    def rollup(self, key: bytes, value: bytes) -> Delivery:
+        """A child's report, keyed by its parent (``scoring.rollup.ChildReport``)."""
+        ...
+
+    def dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Delivery: ...
+
+
+class StateRecords(Protocol):
+    """An account's state as changelog records (``streams.worker.state_records.StateWriter``)."""
+
+    def records(self, key: bytes, state: AccountState) -> Iterable[tuple[bytes, bytes | None]]: ...
+    def deleted(self, key: bytes) -> Iterable[bytes]: ...
+
+
+class Schedule(Protocol):
+    def set(self, partition: int, key: bytes, due: float | None) -> None: ...
+
+
+class StepMetrics(Protocol):
+    """What the step counts (``streams.worker.metrics.PrometheusMetrics``)."""
+
+    def consumed(self, role: str) -> None: ...
+    def rejected(self, code: str) -> None: ...
+    def skipped(self, reason: str) -> None: ...
+    def event_lag(self, seconds: float) -> None: ...
+    def outcome(self, outcome: str) -> None: ...
+    def published(self, update: ScoreUpdate) -> None: ...
+    def withdrawn(self, band: str | None) -> None: ...
+    def erased(self) -> None: ...
+    def reported(self) -> None: ...
+    def alerted(self, alert: Alert) -> None: ...
+    def consumer_lag(self, topic: str, partition: int, behind: int) -> None: ...
+    def window(self, inputs: int, seconds: float, wall: float) -> None: ...
+
+
+def dlq_headers(reason_code: str, reason: str, source: SourcePosition) -> list[tuple[str, bytes]]:
+    topic, partition, offset = SOURCE_HEADERS
+    return [
+        (REASON_CODE_HEADER, reason_code.encode()),
+        (REASON_HEADER, reason.encode()),
+        (topic, source.topic.encode()),
+        (partition, str(source.partition).encode()),
+        (offset, str(source.offset).encode()),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringPorts:
+    processor: Processor
+    roles: Mapping[str, TopicRole]
+    store: AccountStore
+    state_records: StateRecords
+    publisher: Publisher
+    schedule: Schedule
+    clock: Clock
+    metrics: StepMetrics
+    highwater: Callable[[str, int], int | None]
+    """The end offset of an input partition (None until the first fetch response)."""
+
+
+class WindowFolds:
+    """The inputs of one window, folded per account as they come; ``settle`` rescores each
+    account once, after its last input of the window, and once more at the end of each day
+    its inputs pass: an input of a later day first settles the account's inputs of the days
+    before (their evaluation is that day's closing score, as an input at a time would have
+    left it; a window under a backlog spans days of event time). An account erased in the
+    window is erased first; inputs after its erasure start it anew."""
+
+    def __init__(
+        self, processor: Processor, lookup: Callable[[bytes], AccountState | None]
+    ) -> None:
+        self._processor = processor
+        self._lookup = lookup
+        self._folded: dict[bytes, list[Folded]] = {}
+        self._states: dict[bytes, AccountState | None] = {}
+        """The state of each account as this window has left it so far (None: erased)."""
+        self._settled: list[tuple[bytes, Applied]] = []
+        """Accounts settled at the end of a day, before inputs of a later day."""
+        self._erased: dict[bytes, Erasure] = {}
+
+    def add(
+        self,
+        role: TopicRole | None,
+        key: bytes | None,
+        payload: bytes | None,
+        source: SourcePosition,
+    ) -> FoldOutcome:
+        processor = self._processor
+        prepared = processor.prepare(role, key, payload, source)
+        if isinstance(prepared, Rejected):
+            return prepared
+        pending = self._folded.get(key) if key is not None else None
+        if pending and prepared.parsed is not None:
+            now = processor.clock.now(source.partition)
+            if day_of(now) > day_of(pending[-1].now):
+                assert key is not None
+                self._settled.append((key, processor.settle(pending)))
+                self._folded[key] = []
+        outcome = processor.apply(self._state, prepared)
+        if isinstance(outcome, Folded):
+            assert key is not None
+            self._folded.setdefault(key, []).append(outcome)
+            self._states[key] = outcome.state
+        elif isinstance(outcome, Erasure):
+            assert key is not None
+            self._folded.pop(key, None)
+            self._settled = [(k, applied) for k, applied in self._settled if k != key]
+            self._states[key] = None
+            self._erased.setdefault(key, outcome)  # the first holds the state held before
+        return outcome
+
+    def _state(self, key: bytes) -> AccountState | None:
+        """The account's state as this window has left it so far."""
+        if key in self._states:
+            return self._states[key]
+        return self._lookup(key)
+
+    def settle(self) -> list[tuple[bytes, Applied]]:
+        processor = self._processor
+        erased = [(key, processor.erase(erasure)) for key, erasure in self._erased.items()]
+        return (
+            erased
+            + self._settled
+            + [(key, processor.settle(inputs)) for key, inputs in self._folded.items() if inputs]
+        )
+
+
+class ScoringWindow(Generic[M]):
+    """The inputs of one window: each batch folded as it comes (a bad input dead-lettered at
+    once), then ``settle`` rescores and publishes each touched account once (once per day of
+    event time its inputs pass) and encodes its state once, as the window left it.
+
+    A window is one batch under a light load and grows over batches under a backlog
+    (``window_closes``): the fewer times an account is settled, the fewer evaluations,
+    ScoreUpdates and changelog records per input (docs/performance.md)."""
+
+    def __init__(self, ports: ScoringPorts) -> None:
+        self._ports = ports
+        self._folds = WindowFolds(ports.processor, ports.store.get)
+        self._settled: SettledWindow[M] = SettledWindow()
+        self._behind: dict[tuple[str, int], int] = {}
+        """Input partition -> inputs waiting beyond the last read (at the last fetch)."""
+        self._seconds = 0.0
+        self._wall = 0.0
+
+    @property
+    def inputs(self) -> int:
+        return len(self._settled.inputs)
+
+    @property
+    def behind(self) -> bool:
+        """Whether a partition read in this window had more inputs waiting."""
+        return any(self._behind.values())
+
+    def add(self, batch: Sequence[M]) -> None:
+        """Fold each message of ``batch`` (the wiring has dropped what this worker must not
+        handle)."""
+        began = time.perf_counter()
+        ports = self._ports
+        wall = self._wall = ports.clock.wall()  # one wall-clock time for the whole batch
+        metrics, publisher, work = ports.metrics, ports.publisher, self._folds
+        outputs = self._settled.outputs
+        self._settled.inputs.extend(batch)
+        for message in batch:
+            role = ports.roles.get(message.topic)
+            source = SourcePosition(message.topic, message.partition, message.offset)
+            outcome = work.add(role, message.key, message.value, source)
+            metrics.consumed(role.value if role else "unknown")
+            if isinstance(outcome, Rejected):
+                error = outcome.error
+                log.warning("Rejected %s/%d@%d: %s", *source, error)
+                metrics.rejected(error.code.value)
+                headers = dlq_headers(error.code.value, error.reason, source)
+                outputs.append(publisher.dead_letter(message.key, message.value, headers))
+            elif isinstance(outcome, Skipped):
+                metrics.skipped(outcome.reason.value)
+            elif isinstance(outcome, Erasure):
+                reason = header(message, REASON_HEADER) or "none given"
+                log.info("Erasing account %s (reason: %s)", outcome.state.account_id, reason)
+            elif outcome.event is not None:
+                metrics.event_lag(max(0.0, wall - outcome.event.occurred_ts))
+            elif isinstance(outcome, Folded) and outcome.role is Control.OUTCOMES:
+                metrics.outcome(outcome.state.outcomes[-1].outcome.value)
+        last_read = {(message.topic, message.partition): message.offset for message in batch}
+        for (topic, partition), offset in last_read.items():
+            highwater = ports.highwater(topic, partition)
+            if highwater is not None:
+                behind = self._behind[(topic, partition)] = max(0, highwater - offset - 1)
+                metrics.consumer_lag(topic, partition, behind)
+                ports.clock.backlog(topic, partition, behind)
+        self._seconds += time.perf_counter() - began
+
+    def settle(self) -> SettledWindow[M]:
+        """Rescore and publish each touched account; what is left (the states to write once
+        the outputs are delivered, the inputs to acknowledge) is the caller's."""
+        began = time.perf_counter()
+        ports, settled = self._ports, self._settled
+        metrics, publisher, outputs = ports.metrics, ports.publisher, settled.outputs
+        applied_in_order = self._folds.settle()
+        last = {key: index for index, (key, _) in enumerate(applied_in_order)}
+        for index, (key, applied) in enumerate(applied_in_order):
+            state = applied.state
+            assert state.partition is not None
+            ports.schedule.set(state.partition, key, applied.next_due)
+            for report in applied.reports:
+                value = report.model_dump_json().encode()
+                outputs.append(publisher.rollup(report.account_id.encode(), value))
+                metrics.reported()
+            if applied.withdrawn:
+                metrics.withdrawn(state.published.band if state.published else None)
+                state.published = None
+            if applied.withdrawn or applied.erased:
+                outputs.append(publisher.score(key, None, applied.erased))
+            if applied.erased:
+                metrics.erased()
+            if applied.forget:
+                ports.store.delete(key)
+                deleted = ports.state_records.deleted(key)
+                settled.states.extend((record, state.partition, None) for record in deleted)
+                continue
+            ports.store.put(key, state)
+            if applied.update is not None:
+                metrics.published(applied.update)
+                outputs.append(publisher.score(key, applied.update.model_dump_json().encode()))
+            for alert in applied.alerts:
+                metrics.alerted(alert)
+                outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
+            if last[key] == index:  # settled once per day: written once, as the window left it
+                records = ports.state_records.records(key, state)
+                settled.states.extend((record, state.partition, value) for record, value in records)
+        seconds = self._seconds + time.perf_counter() - began
+        metrics.window(self.inputs, seconds, self._wall)
+        return settled
+
+
+@dataclass(frozen=True, slots=True)
+class WindowBound:
+    """How far a window may grow under a backlog (``CHS_WINDOW_MAX_INPUTS``,
+    ``CHS_WINDOW_MAX_SECONDS``)."""
+
+    max_inputs: int
+    max_seconds: float
+
+
+def window_closes(
+    inputs: int, age: float, waiting: bool, flowing: bool, bound: WindowBound
+) -> bool:
+    """Whether a window of ``inputs`` opened ``age`` seconds ago is settled now: when no more
+    input is known to be ``waiting`` (a light load: one batch, so latency does not grow), when
+    the consumer stopped ``flowing`` (a rebalance waits for its inputs to be acknowledged), or
+    at its bound."""
+    if not inputs:
+        return False
+    return not waiting or not flowing or inputs >= bound.max_inputs or age >= bound.max_seconds
