@@ -29,7 +29,6 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
     "producer batches 16 KiB": {"producer_max_batch_size": 16_384},
     "no linger": {"producer_linger_seconds": 0.0},
-    "no ticks (timer every hour)": {"timer_interval": 3600.0},
     "batches of at most 100 inputs": {"input_batch_max": 100},
     "one batch per window (no windows)": {"window_max_inputs": 1},
     "windows of at most 10,000 inputs": {"window_max_inputs": 10_000},
@@ -39,7 +38,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
 }
 
-OUTPUT_TOPICS = ("scores", "alerts", "alerts_dlq", "dlq", "ticks", "rollup", "peers", "audit")
+OUTPUT_TOPICS = ("scores", "alerts", "alerts_dlq", "dlq", "rollup", "peers", "audit")
 """The topics a worker writes: each variant gets its own."""
 
 

@@ -105,6 +105,11 @@ class ScoreUpdate(BaseModel):
     event_id: str | None
     """The input that caused this update (None for the timer)."""
 
+    def wire_form(self) -> bytes:
+        """The update as published: fields at their defaults left out (a third of its size;
+        readers fill them back, docs/events.md)."""
+        return self.model_dump_json(exclude_defaults=True).encode()
+
 
 def _measures_alike(live: ScoringModel, shadow: ScoringModel) -> bool:
     """Whether ``shadow`` measures a state as ``live`` does (so it may reuse the raw values

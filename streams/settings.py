@@ -111,7 +111,6 @@ class Settings(BaseSettings):
     topic_survey: str = "chs.events.survey"
     topic_accounts: str = Field(default="chs.accounts", description="account attributes")
     topic_overrides: str = Field(default="chs.overrides", description="CSM overrides")
-    topic_ticks: str = Field(default="chs.ticks", description="internal: timer re-evaluations")
     topic_rollup: str = Field(
         default="chs.rollup", description="internal: children's scores, keyed by their parent"
     )
@@ -198,8 +197,14 @@ class Settings(BaseSettings):
         description="other workers that keep a copy of each table partition; with Faust's "
         "in-memory store they do not shorten a takeover (docs/operations.md)",
     )
-    timer_interval: float = Field(default=1.0, gt=0, description="seconds between timer runs")
-    timer_batch: int = Field(default=2000, ge=1, description="due accounts per timer run")
+    timer_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds an idle worker waits before re-evaluating due accounts",
+    )
+    timer_batch: int = Field(
+        default=2000, ge=1, description="most due accounts re-evaluated at the end of one window"
+    )
 
     # Kafka client tuning. Production keeps Faust's defaults; `chs dev` and the tests lower
     # them for the dev broker (Tansu), see docs/dev-broker.md.
@@ -322,7 +327,6 @@ class Settings(BaseSettings):
             TopicSpec(self.topic_accounts, Control.ACCOUNTS, compacted=True),
             TopicSpec(self.topic_overrides, Control.OVERRIDES),
             TopicSpec(self.topic_outcomes, Control.OUTCOMES),
-            TopicSpec(self.topic_ticks, Control.TICKS),
             TopicSpec(self.topic_rollup, Control.ROLLUP),
             # A score is the latest (a churned or erased account's tombstone removes it).
             TopicSpec(self.topic_scores, compacted=True),

@@ -29,7 +29,7 @@ from scoring.update import Rescorer
 from sim.backtest import Item, iter_sorted, record_time
 from sim.files import BadRecord, CsvMapping, estimate_records, read_files
 from sim.progress import Progress
-from streams.pipeline.account_step import Applied, Control, Processor, Tick, TopicRole
+from streams.pipeline.account_step import Applied, Control, Outcome, Processor, TopicRole
 from streams.pipeline.clock import EventClock
 from streams.pipeline.due_schedule import DueSchedule
 
@@ -73,15 +73,16 @@ class AuditReplay:
             self.last_time = record_time(item)
             now = self.processor.clock.now(0)  # an outcome does not move it (``Processor``)
             for _, key, due in self.schedule.pop_due(now, limit=1 << 30):
-                tick = Tick(account_id=key.decode(), due_at=due)
-                self._apply(Control.TICKS, key, tick.model_dump_json().encode())
+                self._settled(key, self.processor.process_tick(self.states, key, due, 0))
             self.records += 1
             if progress is not None and not self.records % 20_000:
                 progress(self.records)
 
     def _apply(self, role: TopicRole, key: bytes, payload: bytes) -> None:
         source = SourcePosition(str(role), 0, self.records)
-        outcome = self.processor.process(self.states, role, key, payload, source)
+        self._settled(key, self.processor.process(self.states, role, key, payload, source))
+
+    def _settled(self, key: bytes, outcome: Outcome) -> None:
         if isinstance(outcome, Applied):
             self.schedule.set(0, key, outcome.next_due)
             if outcome.forget:

@@ -65,11 +65,16 @@ class Control(StrEnum):
     OVERRIDES = "overrides"
     OUTCOMES = "outcomes"
     TICKS = "ticks"
+    """Internal: the timer's re-evaluations (from the due schedule, not a topic)."""
     ROLLUP = "rollup"
     """Internal: children's reports to their parents (``scoring.rollup``)."""
 
 
 TopicRole = EventKind | Control
+
+
+TIMER = "timer"
+"""The source of ticks (they come from the due schedule, not a topic)."""
 
 
 class Tick(BaseModel):
@@ -86,7 +91,6 @@ INPUT_MODELS: dict[TopicRole, type[BaseModel]] = {
     Control.ACCOUNTS: AccountAttributes,
     Control.OVERRIDES: CsmOverride,
     Control.OUTCOMES: OutcomeEvent,
-    Control.TICKS: Tick,
     Control.ROLLUP: ChildReport,
 }
 
@@ -236,6 +240,20 @@ class Processor:
         states[key] = outcome.state
         return self.settle([outcome])
 
+    def process_tick(
+        self,
+        states: MutableMapping[bytes, AccountState],
+        key: bytes,
+        due_at: float,
+        partition: int,
+    ) -> Outcome:
+        """The timer's re-evaluation of one account, rescored at once (``tick``)."""
+        outcome = self.tick(states.get, key, due_at, partition)
+        if isinstance(outcome, Folded):
+            return self.settle([outcome])
+        assert not isinstance(outcome, Erasure)  # only a tombstone erases
+        return outcome
+
     def fold(
         self,
         lookup: Callable[[bytes], AccountState | None],
@@ -250,6 +268,19 @@ class Processor:
         if isinstance(prepared, Rejected):
             return prepared
         return self.apply(lookup, prepared)
+
+    def tick(
+        self,
+        lookup: Callable[[bytes], AccountState | None],
+        key: bytes,
+        due_at: float,
+        partition: int,
+    ) -> FoldOutcome:
+        """The timer asks for an account to be re-evaluated (time has moved on): folded like
+        an input that changes nothing. Its alerts are named by ``due_at``: after a crash the
+        schedule rebuilt from the states comes due again with the same times."""
+        tick = Tick(account_id=key.decode(), due_at=due_at)
+        return self._fold(lookup(key), Control.TICKS, tick, SourcePosition(TIMER, partition, -1))
 
     def prepare(
         self,
@@ -314,7 +345,7 @@ class Processor:
             if isinstance(parsed, Tick):
                 return Skipped(role, SkipReason.NO_ACCOUNT)
             state = AccountState(account_id=account_id)
-        elif not admits(state, source, None):
+        elif not isinstance(parsed, Tick) and not admits(state, source, None):
             return Skipped(role, SkipReason.REDELIVERED)
         elif not isinstance(parsed, OutcomeEvent | Tick) and after_churn(
             state, _input_time(parsed)

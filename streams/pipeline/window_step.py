@@ -122,6 +122,7 @@ class StepMetrics(Protocol):
     def reported(self) -> None: ...
     def alerted(self, alert: Alert) -> None: ...
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None: ...
+    def ticked(self) -> None: ...
     def window(self, inputs: int, seconds: float, wall: float) -> None: ...
 
 
@@ -181,20 +182,29 @@ class WindowFolds:
         prepared = processor.prepare(role, key, payload, source)
         if isinstance(prepared, Rejected):
             return prepared
-        pending = self._folded.get(key) if key is not None else None
-        if pending and prepared.parsed is not None:
-            now = processor.clock.now(source.partition)
-            if day_of(now) > day_of(pending[-1].now):
-                assert key is not None
-                self._settled.append((key, processor.settle(pending)))
-                self._folded[key] = []
-        outcome = processor.apply(self._state, prepared)
+        assert key is not None
+        if prepared.parsed is not None:
+            self._close_day(key, processor.clock.now(source.partition))
+        return self._keep(key, processor.apply(self._state, prepared))
+
+    def tick(self, key: bytes, due_at: float, partition: int) -> FoldOutcome:
+        """The timer's re-evaluation of an account, as one more input of the window."""
+        processor = self._processor
+        self._close_day(key, processor.clock.now(partition))
+        return self._keep(key, processor.tick(self._state, key, due_at, partition))
+
+    def _close_day(self, key: bytes, now: float) -> None:
+        """An input of a later day first settles the account's inputs of the days before."""
+        pending = self._folded.get(key)
+        if pending and day_of(now) > day_of(pending[-1].now):
+            self._settled.append((key, self._processor.settle(pending)))
+            self._folded[key] = []
+
+    def _keep(self, key: bytes, outcome: FoldOutcome) -> FoldOutcome:
         if isinstance(outcome, Folded):
-            assert key is not None
             self._folded.setdefault(key, []).append(outcome)
             self._states[key] = outcome.state
         elif isinstance(outcome, Erasure):
-            assert key is not None
             self._folded.pop(key, None)
             self._settled = [(k, applied) for k, applied in self._settled if k != key]
             self._states[key] = None
@@ -232,12 +242,18 @@ class ScoringWindow(Generic[M]):
         self._settled: SettledWindow[M] = SettledWindow()
         self._behind: dict[tuple[str, int], int] = {}
         """Input partition -> inputs waiting beyond the last read (at the last fetch)."""
+        self._ticks = 0
         self._seconds = 0.0
         self._wall = 0.0
 
     @property
     def inputs(self) -> int:
         return len(self._settled.inputs)
+
+    @property
+    def size(self) -> int:
+        """Inputs and ticks."""
+        return len(self._settled.inputs) + self._ticks
 
     @property
     def behind(self) -> bool:
@@ -282,6 +298,14 @@ class ScoringWindow(Generic[M]):
                 ports.clock.backlog(topic, partition, behind)
         self._seconds += time.perf_counter() - began
 
+    def tick(self, due: Iterable[tuple[int, bytes, float]]) -> None:
+        """Re-evaluate the accounts ``due`` (partition, key, due time: from the schedule)
+        with the window's inputs: an account both due and touched is settled once."""
+        for partition, key, due_at in due:
+            self._folds.tick(key, due_at, partition)
+            self._ticks += 1
+            self._ports.metrics.ticked()
+
     def settle(self) -> SettledWindow[M]:
         """Rescore and publish each touched account; what is left (the states to write once
         the outputs are delivered, the inputs to acknowledge) is the caller's."""
@@ -313,7 +337,7 @@ class ScoringWindow(Generic[M]):
             ports.store.put(key, state)
             if applied.update is not None:
                 metrics.published(applied.update)
-                outputs.append(publisher.score(key, applied.update.model_dump_json().encode()))
+                outputs.append(publisher.score(key, applied.update.wire_form()))
             for alert in applied.alerts:
                 metrics.alerted(alert)
                 outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
@@ -334,13 +358,11 @@ class WindowBound:
     max_seconds: float
 
 
-def window_closes(
-    inputs: int, age: float, waiting: bool, flowing: bool, bound: WindowBound
-) -> bool:
-    """Whether a window of ``inputs`` opened ``age`` seconds ago is settled now: when no more
-    input is known to be ``waiting`` (a light load: one batch, so latency does not grow), when
-    the consumer stopped ``flowing`` (a rebalance waits for its inputs to be acknowledged), or
-    at its bound."""
-    if not inputs:
+def window_closes(size: int, age: float, waiting: bool, flowing: bool, bound: WindowBound) -> bool:
+    """Whether a window of ``size`` inputs and ticks opened ``age`` seconds ago is settled
+    now: when no more input is known to be ``waiting`` (a light load: one batch, so latency
+    does not grow), when the consumer stopped ``flowing`` (a rebalance waits for its inputs to
+    be acknowledged), or at its bound."""
+    if not size:
         return False
-    return not waiting or not flowing or inputs >= bound.max_inputs or age >= bound.max_seconds
+    return not waiting or not flowing or size >= bound.max_inputs or age >= bound.max_seconds

@@ -35,7 +35,7 @@ from streams.worker.book_tasks import add_audit_books, add_peer_books
 from streams.worker.connections import broker_credentials, redis_client
 from streams.worker.faust_overrides import ChsApp, RawMessageTopic
 from streams.worker.peer_feed import LivePeers
-from streams.worker.scoring_task import TopicPublisher, add_due_ticks, add_scoring_task
+from streams.worker.scoring_task import TopicPublisher, add_scoring_task
 from streams.worker.state_records import StateWriter
 from streams.worker.view_feed import ViewFeed
 from streams.worker.web import add_web_views
@@ -83,7 +83,6 @@ class WorkerTopics:
             )
 
         self.inputs = cast(RawMessageTopic, raw(*settings.input_roles, kind=RawMessageTopic))
-        self.ticks = raw(settings.topic_ticks)
         self.peers = raw(settings.topic_peers)
         self.audit = raw(settings.topic_audit)
         self.publisher = TopicPublisher(
@@ -113,7 +112,6 @@ def create_app(
         rescorer, rules, clock, settings.max_future_seconds, settings.max_event_bytes
     )
     add_scoring_task(app, settings, topics.inputs, topics.publisher, accounts, processor, clock)
-    add_due_ticks(app, settings, topics.ticks, accounts, clock)
     add_peer_books(app, settings, topics.peers, peers)
     segments = [segment.name for segment in model.segments]
     view = ScoreView(redis_client(settings), bands=model.band_labels, segments=segments)

@@ -71,7 +71,7 @@ PARTS_NOT_RECOVERED = Counter(
     "State parts named by an account's input record but not read back by a recovery",
 )
 TIMER_TICKS = Counter(
-    "chs_reevaluations_scheduled_total", "Accounts sent for re-evaluation by the timer"
+    "chs_reevaluations_scheduled_total", "Due accounts re-evaluated (at the end of a window)"
 )
 ALERTS_RAISED = Counter(
     "chs_alerts_total", "Alerts raised, by rule and severity", ["rule", "severity"]
@@ -166,6 +166,9 @@ class PrometheusMetrics:
 
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None:
         CONSUMER_LAG.labels(topic, str(partition)).set(behind)
+
+    def ticked(self) -> None:
+        TIMER_TICKS.inc()
 
     def window(self, inputs: int, seconds: float, wall: float) -> None:
         if inputs:

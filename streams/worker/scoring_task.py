@@ -12,7 +12,7 @@ from typing import cast
 import faust
 from faust.types import TP, Message
 
-from streams.pipeline.account_step import Processor, SkipReason, Tick
+from streams.pipeline.account_step import Processor, SkipReason
 from streams.pipeline.batching import batches
 from streams.pipeline.checkpoint import OutputLost, OutputsFirst
 from streams.pipeline.clock import Clock, EventClock
@@ -26,7 +26,6 @@ from streams.pipeline.window_step import (
 )
 from streams.settings import Settings
 from streams.wire import ERASED_HEADER
-from streams.worker import metrics as prometheus_metrics
 from streams.worker.account_table import AccountTable, TableStore
 from streams.worker.faust_overrides import ChsApp, ChsConsumer, RawMessageTopic, wait_for_producer
 from streams.worker.metrics import PrometheusMetrics
@@ -106,33 +105,50 @@ def add_scoring_task(
         )
 
     bound = WindowBound(settings.window_max_inputs, settings.window_max_seconds)
+    schedule = accounts.ownership.schedule
     window: ScoringWindow[Message] | None = None
-    opened = 0.0
+    opened = next_tick = 0.0
+
+    def open_window() -> ScoringWindow[Message]:
+        nonlocal opened
+        opened = time.monotonic()
+        return ScoringWindow(ports)
+
+    def due() -> list[tuple[int, bytes, float]]:
+        """The due accounts of the partitions this worker scores (none during a rebalance)."""
+        nonlocal next_tick
+        next_tick = time.monotonic() + settings.timer_interval
+        if not app.flowing:
+            return []
+        owned = accounts.active_partitions
+        return [d for d in schedule.pop_due(clock.now, settings.timer_batch) if d[0] in owned]
 
     def idle() -> float | None:
         waits = [order.wait_seconds] if order is not None and order.held else []
-        if window is not None:
-            waits.append(WINDOW_POLL_SECONDS)
-        return min(waits, default=None)
+        waits.append(WINDOW_POLL_SECONDS if window else max(0.0, next_tick - time.monotonic()))
+        return min(waits)
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        nonlocal window, opened
+        nonlocal window
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
             if batch:
-                if window is None:
-                    window, opened = ScoringWindow(ports), time.monotonic()
+                window = window or open_window()
                 window.add(taken(batch))
+            elif window is None and time.monotonic() >= next_tick:
+                window = open_window()  # idle: the due accounts alone
             if window is None:
                 continue
             waiting = window.behind or not queue.empty()
             age = time.monotonic() - opened
-            if window_closes(window.inputs, age, waiting, app.flowing, bound):
-                await writer.put(window.settle())
+            if not window.inputs or window_closes(window.size, age, waiting, app.flowing, bound):
+                window.tick(due())  # the accounts due, at the window's end
+                if window.size:
+                    await writer.put(window.settle())
+                    await wait_for_producer(app.producer.buffer)
                 window = None
-                await wait_for_producer(app.producer.buffer)
 
     @app.task  # type: ignore[untyped-decorator]
     async def write_states() -> None:
@@ -142,18 +158,3 @@ def add_scoring_task(
         except OutputLost as lost:
             log.error("Stopping the worker: %s", lost)
             await app.crash(lost)
-
-
-def add_due_ticks(
-    app: ChsApp, settings: Settings, ticks: faust.Topic, accounts: AccountTable, clock: Clock
-) -> None:
-    """Due accounts become ticks on their own partition, so that every state change goes
-    through the one scoring task."""
-    schedule = accounts.ownership.schedule
-
-    @app.timer(interval=settings.timer_interval)  # type: ignore[untyped-decorator]
-    async def reevaluate_due_accounts() -> None:
-        for partition, key, due in schedule.pop_due(clock.now, settings.timer_batch):
-            prometheus_metrics.TIMER_TICKS.inc()
-            tick = Tick(account_id=key.decode(), due_at=due)
-            await ticks.send(key=key, value=tick.model_dump_json().encode(), partition=partition)

@@ -7,7 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 from scoring.events import EventKind
-from streams.pipeline.account_step import Control
 from streams.settings import Settings
 from streams.worker.topics import new_topic
 
@@ -74,7 +73,6 @@ def test_every_topic_setting_is_in_the_registry_and_the_inputs_derive_from_it() 
     assert {topic.name for topic in settings.topics} == named
     roles = settings.input_roles
     assert roles["acme.tickets"] is EventKind.TICKET
-    assert roles[settings.topic_ticks] is Control.TICKS
     assert settings.input_topics == list(roles)
     assert set(settings.event_topics) == {
         topic for topic, role in roles.items() if isinstance(role, EventKind)

@@ -27,7 +27,6 @@ from streams.pipeline.account_step import (
     Rejected,
     Skipped,
     SkipReason,
-    Tick,
     TopicRole,
 )
 from streams.pipeline.clock import FLOWING_SECONDS, EventClock
@@ -60,6 +59,9 @@ class Feed:
         payload = body if isinstance(body, bytes) else body.model_dump_json().encode()
         source = SourcePosition(f"topic-{role}", 0, offset)
         return self.proc.process(self.states, role, key, payload, source)
+
+    def tick(self, due_at: float, key: bytes = b"acme") -> object:
+        return self.proc.process_tick(self.states, key, due_at, 0)
 
 
 def test_good_event_is_folded_scored_and_stored() -> None:
@@ -177,7 +179,7 @@ def test_a_tick_re_evaluates_with_time_moved_on() -> None:
     before = feed.states[b"acme"].published
     assert before is not None
     clock.advance(15 * SECONDS_PER_DAY)
-    outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=clock.now()))
+    outcome = feed.tick(clock.now())
     assert isinstance(outcome, Applied)
     assert outcome.update is not None
     assert outcome.update.trigger is Trigger.TIMER
@@ -187,7 +189,7 @@ def test_a_tick_re_evaluates_with_time_moved_on() -> None:
 
 def test_a_tick_for_an_unknown_account_is_skipped() -> None:
     feed = Feed(processor())
-    outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW))
+    outcome = feed.tick(NOW)
     assert skip_reason(outcome) is SkipReason.NO_ACCOUNT
     assert feed.states == {}
 
@@ -277,7 +279,7 @@ def test_time_alone_raises_a_band_alert_on_a_tick() -> None:
     alerts = []
     for _ in range(20):
         clock.advance(SECONDS_PER_DAY)
-        outcome = feed.send(Control.TICKS, Tick(account_id="acme", due_at=clock.now()))
+        outcome = feed.tick(clock.now())
         assert isinstance(outcome, Applied)
         alerts.extend(outcome.alerts)
     assert [a.rule for a in alerts if a.rule == "band_change"] == ["band_change"]
@@ -329,12 +331,12 @@ def test_a_churned_account_is_withdrawn_no_longer_scored_judged_then_forgotten()
     assert not renewal.withdrawn
     assert churn.next_due is not None
     clock.current = churn.next_due
-    judged = feed.send(Control.TICKS, Tick(account_id="acme", due_at=churn.next_due))
+    judged = feed.tick(churn.next_due)
     assert isinstance(judged, Applied)
     assert not judged.forget
     assert judged.next_due == (day_of(NOW) + 180) * SECONDS_PER_DAY
     clock.current = judged.next_due
-    gone = feed.send(Control.TICKS, Tick(account_id="acme", due_at=judged.next_due))
+    gone = feed.tick(judged.next_due)
     assert isinstance(gone, Applied)
     assert gone.forget
     assert gone.next_due is None
@@ -358,7 +360,7 @@ def test_a_churn_read_before_the_history_it_closes_applies_from_its_own_time() -
     assert skip_reason(feed.send(EventKind.LOGIN, login(days=0.5))) is SkipReason.CHURNED
     assert feed.states[b"acme"].churned_day is None
     feed.send(EventKind.LOGIN, login(account="beta", days=0.25), key=b"beta")
-    leaves = feed.send(Control.TICKS, Tick(account_id="acme", due_at=NOW))
+    leaves = feed.tick(NOW)
     assert isinstance(leaves, Applied)
     assert leaves.withdrawn
     assert leaves.update is None

@@ -151,6 +151,9 @@ class FakeMetrics:
     def consumer_lag(self, topic: str, partition: int, behind: int) -> None:
         self.calls.append(("consumer_lag", (topic, partition, behind)))
 
+    def ticked(self) -> None:
+        self.calls.append(("ticked", None))
+
     def window(self, inputs: int, seconds: float, wall: float) -> None:
         self.calls.append(("window", inputs))
 
@@ -462,3 +465,37 @@ def test_a_cycle_is_refused_as_soon_as_it_closes_even_when_no_score_moves() -> N
     assert headers["chs-reason-code"] == b"parent_cycle"
     assert headers["chs-reason"].startswith(b"parent cycle ")
     assert key in (b"a", b"b")
+
+
+def test_due_accounts_are_re_evaluated_at_the_end_of_a_window_without_an_input() -> None:
+    run = Harness()
+    for day in range(10):
+        score_window(run.ports, [run.record("chs.events.login", login(days=-day, user=f"u{day}"))])
+    before = run.store.states[b"acme"].published
+    assert before is not None
+    run.manual.advance(15 * 86_400)
+    published = len(run.publisher.scores)
+    window: ScoringWindow[Record] = ScoringWindow(run.ports)
+    window.tick([(0, b"acme", run.manual.now()), (0, b"unknown", run.manual.now())])
+    assert (window.inputs, window.size) == (0, 2)
+    settled = window.settle()
+    [(key, value)] = run.publisher.scores[published:]
+    assert key == b"acme"
+    assert value is not None
+    update = json.loads(value)
+    assert update["trigger"] == "timer"
+    assert update["score"] < before.score
+    assert [k for k, _, _ in settled.states if k == b"acme"] == [b"acme"]
+    assert run.metrics.names().count("ticked") == 2
+
+
+def test_an_account_due_and_touched_in_the_same_window_is_settled_once() -> None:
+    run = Harness()
+    score_window(run.ports, [run.record("chs.events.login", login(days=-3))])
+    published = len(run.publisher.scores)
+    window: ScoringWindow[Record] = ScoringWindow(run.ports)
+    window.add([run.record("chs.events.login", login(user="u2"))])
+    window.tick([(0, b"acme", NOW)])
+    window.settle()
+    assert len(run.publisher.scores) - published == 1
+    assert run.store.states[b"acme"].events_applied == 2

@@ -29,7 +29,6 @@ def test_the_app_reads_every_input_topic_raw_into_one_task_and_runs_each_feed(
         [
             "score_inputs",
             "write_states",
-            "reevaluate_due_accounts",
             "ship_peer_books",
             "read_peer_books",
             "ship_audit",
