@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.output_bytes import output_bytes
 from bench.stack import dev_services, start_worker
-from bench.throughput import PARTITIONS, SETTLE_SECONDS, score_updates_rate
+from bench.throughput import PARTITIONS, SETTLE_SECONDS, drained_rate
 from bench.workload import create_event_topics, produce, realistic_events
 from streams.ops.local_broker import BrokerKind
 from streams.settings import Settings
@@ -32,6 +32,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "batches of at most 100 inputs": {"input_batch_max": 100},
     "one batch per window (no windows)": {"window_max_inputs": 1},
     "windows of at most 10,000 inputs": {"window_max_inputs": 10_000},
+    "windows of at most 100,000 inputs or 15 s": {
+        "window_max_inputs": 100_000,
+        "window_max_seconds": 15.0,
+    },
     "windows of at most 200,000 inputs or 30 s": {
         "window_max_inputs": 200_000,
         "window_max_seconds": 30.0,
@@ -83,7 +87,7 @@ def main(names: list[str]) -> None:
             asyncio.run(ensure_topics(member))
             member, process = start_worker(member, f"worker-v{index}", Path(tmp))
             try:
-                rate = asyncio.run(score_updates_rate(member, total))
+                rate = asyncio.run(drained_rate(member, total, process))
                 per_window, seconds = window_figures(member.web_port)
                 time.sleep(SETTLE_SECONDS)
                 written = asyncio.run(output_bytes(member))
