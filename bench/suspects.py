@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.output_bytes import output_bytes
 from bench.stack import dev_services, start_worker
-from bench.throughput import PARTITIONS, SETTLE_SECONDS, drained_rate
+from bench.throughput import PARTITIONS, SETTLE_SECONDS, drained_rate, first_input_read
 from bench.workload import create_event_topics, produce, realistic_events
 from streams.ops.local_broker import BrokerKind
 from streams.settings import Settings
@@ -87,7 +87,7 @@ def main(names: list[str]) -> None:
             asyncio.run(ensure_topics(member))
             member, process = start_worker(member, f"worker-v{index}", Path(tmp))
             try:
-                rate = asyncio.run(drained_rate(member, total, process))
+                rate = asyncio.run(drained_rate(member, total, process, first_input_read(member)))
                 per_window, seconds = window_figures(member.web_port)
                 time.sleep(SETTLE_SECONDS)
                 written = asyncio.run(output_bytes(member))
