@@ -100,7 +100,12 @@ class Publisher(Protocol):
 class StateRecords(Protocol):
     """An account's state as changelog records (``streams.worker.state_records.StateWriter``)."""
 
-    def records(self, key: bytes, state: AccountState) -> Iterable[tuple[bytes, bytes | None]]: ...
+    def records(
+        self, key: bytes, state: AccountState, inline: bool = False
+    ) -> Iterable[tuple[bytes, bytes | None]]:
+        """``inline``: as one record per account where it can (a window under a backlog)."""
+        ...
+
     def deleted(self, key: bytes) -> Iterable[bytes]: ...
 
 
@@ -256,9 +261,9 @@ class ScoringWindow(Generic[M]):
         return len(self._settled.inputs) + self._ticks
 
     @property
-    def behind(self) -> bool:
-        """Whether a partition read in this window had more inputs waiting."""
-        return any(self._behind.values())
+    def waiting(self) -> int:
+        """Inputs waiting beyond those read, on the partitions read in this window."""
+        return sum(self._behind.values())
 
     def add(self, batch: Sequence[M]) -> None:
         """Fold each message of ``batch`` (the wiring has dropped what this worker must not
@@ -306,9 +311,11 @@ class ScoringWindow(Generic[M]):
             self._ticks += 1
             self._ports.metrics.ticked()
 
-    def settle(self) -> SettledWindow[M]:
+    def settle(self, backlog: bool = False) -> SettledWindow[M]:
         """Rescore and publish each touched account; what is left (the states to write once
-        the outputs are delivered, the inputs to acknowledge) is the caller's."""
+        the outputs are delivered, the inputs to acknowledge) is the caller's. Under a
+        ``backlog`` each account's changed parts go inline in its record: one changelog
+        record per account per window (``streams/worker/state_records.py``)."""
         began = time.perf_counter()
         ports, settled = self._ports, self._settled
         metrics, publisher, outputs = ports.metrics, ports.publisher, settled.outputs
@@ -342,7 +349,7 @@ class ScoringWindow(Generic[M]):
                 metrics.alerted(alert)
                 outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
             if last[key] == index:  # settled once per day: written once, as the window left it
-                records = ports.state_records.records(key, state)
+                records = ports.state_records.records(key, state, backlog)
                 settled.states.extend((record, state.partition, value) for record, value in records)
         seconds = self._seconds + time.perf_counter() - began
         metrics.window(self.inputs, seconds, self._wall)
@@ -358,11 +365,13 @@ class WindowBound:
     max_seconds: float
 
 
-def window_closes(size: int, age: float, waiting: bool, flowing: bool, bound: WindowBound) -> bool:
+def window_closes(size: int, age: float, waiting: int, flowing: bool, bound: WindowBound) -> bool:
     """Whether a window of ``size`` inputs and ticks opened ``age`` seconds ago is settled
-    now: when no more input is known to be ``waiting`` (a light load: one batch, so latency
-    does not grow), when the consumer stopped ``flowing`` (a rebalance waits for its inputs to
-    be acknowledged), or at its bound."""
+    now: unless more inputs are ``waiting`` than it holds (a backlog: it would at least
+    double), when the consumer stopped ``flowing`` (a rebalance waits for its inputs to be
+    acknowledged), or at its bound. A live load, even a heavy one, keeps fewer waiting than
+    one batch: its windows are one batch each, and latency does not grow."""
     if not size:
         return False
-    return not waiting or not flowing or size >= bound.max_inputs or age >= bound.max_seconds
+    backlog = waiting > size
+    return not backlog or not flowing or size >= bound.max_inputs or age >= bound.max_seconds

@@ -141,12 +141,11 @@ def add_scoring_task(
                 window = open_window()  # idle: the due accounts alone
             if window is None:
                 continue
-            waiting = window.behind or not queue.empty()
-            age = time.monotonic() - opened
-            if not window.inputs or window_closes(window.size, age, waiting, app.flowing, bound):
+            size, waiting, age = window.size, window.waiting, time.monotonic() - opened
+            if not window.inputs or window_closes(size, age, waiting, app.flowing, bound):
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
-                    await writer.put(window.settle())
+                    await writer.put(window.settle(backlog=waiting > size))
                     await wait_for_producer(app.producer.buffer)
                 window = None
 

@@ -18,7 +18,10 @@ offset fence, the last seen times, the alert memory, the closing score of the da
   one child, not the thousand.
 
 A part is written before the input record that refers to it, in one of two slots by turns;
-the input record says which slot holds each part. A crash between the two leaves the input
+the input record says which slot holds each part. Under a backlog, when an account's window
+changed most of its parts, the changed parts go inline in its input record instead (a *window
+record*): one record per account per window; a part held only inline is written to a slot
+when it is next left out. A crash between the two leaves the input
 record referring to the slot written before, which the new write did not touch: the state
 read back is always one the worker had after a batch (docs/reliability.md).
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scoring.state import AccountState, AlertMemory, ChildEntry
@@ -38,6 +41,11 @@ from scoring.state import AccountState, AlertMemory, ChildEntry
 INPUT_RECORD = 1
 PART_RECORD = 2
 CHILD_RECORD = 3
+WINDOW_RECORD = 4
+"""An input record with parts inline: ``\x00`` then the part's letter before each (JSON never
+holds a raw NUL)."""
+INLINE = -1
+"""The slot of a part held only inline in the account's record."""
 CHILDREN = "children"
 """The field of a parent's children, kept in child records."""
 PART_PREFIX = b"\x00"
@@ -102,10 +110,12 @@ class ChildRecord:
 
 @dataclass(frozen=True, slots=True)
 class InputRecord:
-    """An input record as read back, with the slots of its parts."""
+    """An input record as read back, with the slots of its parts and the parts it holds
+    inline (a window record)."""
 
     state: AccountState
     slots: dict[str, int]
+    inline: dict[str, AccountState] = field(default_factory=dict)
 
 
 def _newest(days: dict[int, Any]) -> int | None:
@@ -179,11 +189,18 @@ def part_record(part: str, slot: int, body: bytes) -> bytes:
     return bytes([PART_RECORD]) + f"{part}{slot}".encode() + body
 
 
-def encode_input_record(state: AccountState, slots: dict[str, int]) -> bytes:
-    head = bytes([INPUT_RECORD]) + "".join(f"{p}{slots.get(p, 0)}" for p in PARTS).encode()
+def encode_input_record(
+    state: AccountState, slots: dict[str, int], inline: dict[str, bytes] | None = None
+) -> bytes:
+    """The input record; with ``inline`` parts (part -> ``encode_part``), a window record,
+    whose head names the slots of the other parts only."""
+    kind = WINDOW_RECORD if inline else INPUT_RECORD
+    named = [p for p in PARTS if not inline or p not in inline]
+    head = bytes([kind]) + "".join(f"{p}{slots.get(p, 0)}" for p in named).encode()
     opened = state.model_copy(update=_open(state))
     body = opened.model_dump_json(exclude=set(_WHOLE), exclude_defaults=True)
-    return head + b"|" + body.encode()
+    parts = b"".join(b"\x00" + part.encode() + encoded for part, encoded in (inline or {}).items())
+    return head + b"|" + body.encode() + parts
 
 
 def child_record(child_id: str, entry: ChildEntry) -> bytes:
@@ -197,11 +214,13 @@ Recovered = AccountState | InputRecord | StatePart | ChildRecord
 
 def decode(value: bytes) -> Recovered:
     kind = value[0]
-    if kind == INPUT_RECORD:
-        head, body = value[1:].split(b"|", 1)
+    if kind in (INPUT_RECORD, WINDOW_RECORD):
+        head, rest = value[1:].split(b"|", 1)
         text = head.decode()
         slots = {text[i]: int(text[i + 1]) for i in range(0, len(text), 2)}
-        return InputRecord(AccountState.model_validate_json(body), slots)
+        body, *parts = rest.split(b"\x00")
+        inline = {part[:1].decode(): AccountState.model_validate_json(part[1:]) for part in parts}
+        return InputRecord(AccountState.model_validate_json(body), slots, inline)
     if kind == PART_RECORD:
         part, slot = value[1:2].decode(), int(value[2:3].decode())
         return StatePart(part, slot, AccountState.model_validate_json(value[3:]))
@@ -219,8 +238,8 @@ def merge(
     """The account's state from its input record and the parts in the slots it names (those
     not among ``parts`` are added to ``missing``, and left at their defaults)."""
     state = record.state
-    for part, slot in record.slots.items():
-        found = parts.get((part, slot))
+    named = [(part, slot, parts.get((part, slot))) for part, slot in record.slots.items()]
+    for part, _, found in [*named, *((p, INLINE, s) for p, s in record.inline.items())]:
         if found is None:
             if missing is not None:
                 missing.append(part)
@@ -252,35 +271,52 @@ class StateWriter:
 
     def __init__(self) -> None:
         self._written: dict[bytes, dict[str, tuple[int, bytes | None]]] = {}
-        """Account key -> part -> (slot, digest of the encoding) last written; digest None
-        after a recovery (the slot is known, not what it holds)."""
+        """Account key -> part -> (slot or ``INLINE``, digest of the encoding) last written;
+        digest None after a recovery (the slot is known, not what it holds)."""
         self._closed_marks: dict[bytes, tuple[Any, ...]] = {}
         """Account key -> ``closed_days_mark`` when its closed days were last written."""
         self._children: dict[bytes, dict[str, ChildEntry]] = {}
         """Parent key -> each child's entry as last written (a report replaces the entry,
         so an entry that is the same object is unchanged)."""
 
-    def records(self, key: bytes, state: AccountState) -> Iterator[tuple[bytes, bytes | None]]:
+    def records(
+        self, key: bytes, state: AccountState, inline: bool = False
+    ) -> Iterator[tuple[bytes, bytes | None]]:
+        """The parts whose encoding changed, each into its other slot, then the input record;
+        ``inline`` (a window under a backlog): the changed parts inline in the input record,
+        one record in all (children apart)."""
         written = self._written.setdefault(key, {})
-        slots = {}
+        slots: dict[str, int] = {}
+        held: dict[str, bytes] = {}
         mark = closed_days_mark(state)
         for part in PARTS:
             last = written.get(part)
-            if part == CLOSED_DAYS and last is not None and self._closed_marks.get(key) == mark:
+            only_inline = last is not None and last[0] == INLINE
+            if (
+                part == CLOSED_DAYS
+                and last is not None
+                and not only_inline
+                and self._closed_marks.get(key) == mark
+            ):
                 slots[part] = last[0]  # encoding the closed days was most of the cost
                 continue
             encoded = encode_part(state, part)
             digest = _digest(encoded)
-            if last is not None and last[1] == digest:
+            if last is not None and last[1] == digest and not only_inline:
                 slots[part] = last[0]
                 continue
-            slot = 0 if last is None or last[0] == 1 else 1
+            if inline:
+                written[part] = (INLINE, digest)
+                held[part] = encoded
+                continue
+            # Not the slot the input record written last names (an inline part has none).
+            slot = 0 if last is None or last[0] != 0 else 1
             written[part] = (slot, digest)
             slots[part] = slot
             yield part_key(key, part, slot), part_record(part, slot, encoded)
         self._closed_marks[key] = mark
         yield from self._child_records(key, state)
-        yield key, encode_input_record(state, slots)
+        yield key, encode_input_record(state, slots, held)
 
     def _child_records(
         self, key: bytes, state: AccountState
@@ -315,7 +351,8 @@ class StateWriter:
         self, key: bytes, slots: dict[str, int], children: dict[str, ChildEntry] | None = None
     ) -> None:
         """After a recovery: the slots the account's input record names hold its parts (the
-        next write of a part goes to the other), and its child records hold ``children``."""
+        next write of a part goes to the other; ``INLINE``: the record holds it), and its
+        child records hold ``children``."""
         self._written[key] = {part: (slot, None) for part, slot in slots.items()}
         self._closed_marks.pop(key, None)
         if children:
@@ -357,7 +394,8 @@ def merge_recovered(
         }
         if writer is not None:
             # An older form's children (in the account part) have no record yet.
-            writer.recovered(key, record.slots, written if written else None)
+            slots = {**record.slots, **dict.fromkeys(record.inline, INLINE)}
+            writer.recovered(key, slots, written if written else None)
     return not_read
 
 

@@ -143,7 +143,12 @@ def as_published(update: ScoreUpdate) -> tuple[float, str, str | None, bool, flo
 async def test_kill_9_in_a_backlog_loses_no_alert_and_no_last_score(
     worker_settings: Settings, private_redis: str, tmp_path: Path
 ) -> None:
-    settings = isolated(worker_settings, tmp_path, clock="event", redis_url=private_redis)
+    # Windows of at most 2,000 inputs: the alerts come window by window through the stretch
+    # of the payments, and each kill lands with some outputs in flight (one window could hold
+    # the whole backlog, its alerts in one burst).
+    settings = isolated(
+        worker_settings, tmp_path, clock="event", redis_url=private_redis, window_max_inputs=2_000
+    )
     events = backlog_events(seed=random.randrange(1_000_000), now=time.time())
     expected_states, raised = reference_run(events)
     expected_alerts = {a.alert_id for a in raised if a.rule == "critical_event:failed_payment"}

@@ -240,25 +240,27 @@ def test_an_account_settled_on_several_days_is_written_once_as_the_window_left_i
     assert len(written[b"acme"].history) == len(run.store.states[b"acme"].history) >= 2
 
 
-def test_a_window_waits_for_more_while_its_partitions_are_behind() -> None:
+def test_a_window_counts_the_inputs_waiting_on_the_partitions_it_read() -> None:
     behind = Harness(highwater=10)
     window: ScoringWindow[Record] = ScoringWindow(behind.ports)
     window.add([behind.record("chs.events.login", login(), offset=3)])
-    assert window.behind
+    window.add([behind.record("chs.events.login", login(user="u2"), offset=5)])
+    assert window.waiting == 4  # offsets 6 to 9, as of its last read
     caught_up = Harness(highwater=4)
     window = ScoringWindow(caught_up.ports)
     window.add([caught_up.record("chs.events.login", login(), offset=3)])
-    assert not window.behind
+    assert window.waiting == 0
 
 
-def test_a_window_closes_when_nothing_waits_the_flow_stops_or_at_its_bound() -> None:
+def test_a_window_grows_only_while_more_inputs_wait_than_it_holds() -> None:
     bound = WindowBound(max_inputs=100, max_seconds=2.0)
-    assert not window_closes(0, 5.0, False, False, bound)  # nothing to settle
-    assert window_closes(1, 0.0, False, True, bound)  # light load: one batch
-    assert not window_closes(50, 1.0, True, True, bound)  # behind: it grows
-    assert window_closes(50, 1.0, True, False, bound)  # a rebalance began
-    assert window_closes(100, 1.0, True, True, bound)
-    assert window_closes(50, 2.0, True, True, bound)
+    assert not window_closes(0, 5.0, 0, False, bound)  # nothing to settle
+    assert window_closes(1, 0.0, 0, True, bound)  # light load: one batch
+    assert window_closes(20, 0.0, 15, True, bound)  # a heavy live load: still one batch
+    assert not window_closes(50, 1.0, 51, True, bound)  # a backlog: it grows
+    assert window_closes(50, 1.0, 5000, False, bound)  # a rebalance began
+    assert window_closes(100, 1.0, 5000, True, bound)
+    assert window_closes(50, 2.0, 5000, True, bound)
 
 
 def test_a_bad_message_goes_to_the_dead_letter_topic_with_its_reason() -> None:

@@ -21,6 +21,7 @@ from scoring.update import Rescorer, Trigger
 from streams.worker.state_records import (
     CLOSED_DAYS,
     PART_PREFIX,
+    WINDOW_RECORD,
     StateWriter,
     account_key_is_valid,
     child_key,
@@ -295,3 +296,78 @@ def test_children_kept_in_the_account_part_by_an_older_worker_still_load() -> No
         (KEY, encode_input_record(state, {"a": 0})),
     ]
     assert read_back(records).children == state.children
+
+
+def test_a_window_record_holds_the_changed_parts_inline_one_record_in_all() -> None:
+    state = busy_state()
+    writer = StateWriter()
+    first = list(writer.records(KEY, state))
+    fold(state, login(days=1, user="u9"))  # a new day: closed days, users move
+    fold(state, feature(days=1, name="new-feature", user="u9"))
+    [(key, record)] = writer.records(KEY, state, inline=True)
+    assert key == KEY
+    assert record is not None
+    assert record[0] == WINDOW_RECORD
+    assert same(read_back([*first, (key, record)]), state)
+
+
+def test_a_part_held_only_inline_goes_to_a_slot_when_next_left_out() -> None:
+    state = busy_state()
+    writer = StateWriter()
+    first = list(writer.records(KEY, state))
+    fold(state, feature(days=1, name="new-feature", user="u9"))
+    window = list(writer.records(KEY, state, inline=True))
+    before = AccountState.model_validate(state.model_dump())
+    fold(state, login(days=1.1, user="u9"))  # the features are as the window left them
+    after = list(writer.records(KEY, state))
+    written = {key[1:2] for key, _ in after[:-1]}
+    assert b"f" in written  # held inline only: now in a slot, though unchanged
+    assert same(read_back([*first, *window, *after[:-1]]), before)  # crash before the record
+    assert same(read_back([*first, *window, *after]), state)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["login", "feature", "ticket", "day", "rescore"]),
+            st.integers(0, 5),
+            st.booleans(),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_any_mix_of_window_and_input_records_reads_back_the_state_even_after_a_crash(
+    script: list[tuple[str, int, bool, bool]],
+) -> None:
+    """Each step changes the state and writes it (inline or not); a crash may cut the step's
+    records before its account record: what is read back is the state of a whole step."""
+    state = busy_state(8)
+    scorer = rescorer()
+    writer = StateWriter()
+    log = list(writer.records(KEY, state))
+    day = 0.0
+    for action, n, inline, crash in script:
+        match action:
+            case "login":
+                fold(state, login(days=day + n / 100, user=f"u{n}"))
+            case "feature":
+                fold(state, feature(days=day + n / 100, name=f"g{n}"))
+            case "ticket":
+                fold(state, ticket(days=day + n / 100, ticket_id=f"t{n}"))
+            case "rescore":
+                at = NOW + day * SECONDS_PER_DAY + n * 600
+                rescore(scorer, state, at, Trigger.TIMER, None, T0)
+            case _:
+                day += 1 + n % 2
+        before = read_back(log)
+        records = list(writer.records(KEY, state, inline=inline))
+        assert records[-1][0] == KEY
+        if inline:
+            assert len(records) == 1
+        if crash:
+            assert same(read_back([*log, *records[:-1]]), before)
+        log += records
+        assert same(read_back(log), state)
