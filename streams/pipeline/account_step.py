@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from alerts.alert import Alert
 from alerts.config import AlertRules
-from alerts.rules import Observation, Words, check, pending_until
+from alerts.rules import Observation, Words, check, matches, pending_until
 from scoring.events import (
     EVENT_MODELS,
     AccountAttributes,
@@ -431,6 +431,19 @@ class Processor:
             reports=() if leaving is None else (leaving,),
             erased=True,
         )
+
+    def settle_needs(self, folded: Folded) -> bool:
+        """Whether ``settle`` needs ``folded`` though a later input of the account follows:
+        an event a critical-event rule may alert on, new attributes, a child's report that
+        moved or regrouped. The others are left out (``now`` never goes back for an account),
+        so a window under a backlog holds about one input per account, not all of them."""
+        event = folded.event
+        if event is not None and any(
+            matches(rule, event, rule.segments[0] if rule.segments else None)
+            for rule in self.rules.critical_events
+        ):
+            return True
+        return folded.trigger is Trigger.ATTRIBUTES or folded.regrouped or bool(folded.path)
 
     def settle(self, inputs: list[Folded]) -> Applied:
         """Rescore an account once after ``inputs`` (its inputs of one batch, in order, all

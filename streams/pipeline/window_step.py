@@ -158,22 +158,24 @@ class ScoringPorts:
 
 class WindowFolds:
     """The inputs of one window, folded per account as they come; ``settle`` rescores each
-    account once, after its last input of the window, and once more at the end of each day
-    its inputs pass: an input of a later day first settles the account's inputs of the days
-    before (their evaluation is that day's closing score, as an input at a time would have
-    left it; a window under a backlog spans days of event time). An account erased in the
-    window is erased first; inputs after its erasure start it anew."""
+    account once, after its last input of the window. An input of a later day first settles
+    the account's inputs of the days before, handed to ``day_settled`` at once (their
+    evaluation is that day's closing score, as an input at a time would have left it; a
+    window under a backlog spans days of event time). An account erased in the window is
+    erased first; inputs after its erasure start it anew."""
 
     def __init__(
-        self, processor: Processor, lookup: Callable[[bytes], AccountState | None]
+        self,
+        processor: Processor,
+        lookup: Callable[[bytes], AccountState | None],
+        day_settled: Callable[[bytes, Applied], object],
     ) -> None:
         self._processor = processor
         self._lookup = lookup
+        self._day_settled = day_settled
         self._folded: dict[bytes, list[Folded]] = {}
         self._states: dict[bytes, AccountState | None] = {}
         """The state of each account as this window has left it so far (None: erased)."""
-        self._settled: list[tuple[bytes, Applied]] = []
-        """Accounts settled at the end of a day, before inputs of a later day."""
         self._erased: dict[bytes, Erasure] = {}
 
     def add(
@@ -202,16 +204,19 @@ class WindowFolds:
         """An input of a later day first settles the account's inputs of the days before."""
         pending = self._folded.get(key)
         if pending and day_of(now) > day_of(pending[-1].now):
-            self._settled.append((key, self._processor.settle(pending)))
             self._folded[key] = []
+            self._day_settled(key, self._processor.settle(pending))
 
     def _keep(self, key: bytes, outcome: FoldOutcome) -> FoldOutcome:
         if isinstance(outcome, Folded):
-            self._folded.setdefault(key, []).append(outcome)
+            pending = self._folded.setdefault(key, [])
+            if pending and not self._processor.settle_needs(pending[-1]):
+                pending[-1] = outcome  # only the last of such inputs counts when settling
+            else:
+                pending.append(outcome)
             self._states[key] = outcome.state
         elif isinstance(outcome, Erasure):
             self._folded.pop(key, None)
-            self._settled = [(k, applied) for k, applied in self._settled if k != key]
             self._states[key] = None
             self._erased.setdefault(key, outcome)  # the first holds the state held before
         return outcome
@@ -223,13 +228,13 @@ class WindowFolds:
         return self._lookup(key)
 
     def settle(self) -> list[tuple[bytes, Applied]]:
+        """The erasures, then each account settled after its last input: an account once,
+        or twice when erased and started anew."""
         processor = self._processor
         erased = [(key, processor.erase(erasure)) for key, erasure in self._erased.items()]
-        return (
-            erased
-            + self._settled
-            + [(key, processor.settle(inputs)) for key, inputs in self._folded.items() if inputs]
-        )
+        return erased + [
+            (key, processor.settle(inputs)) for key, inputs in self._folded.items() if inputs
+        ]
 
 
 class ScoringWindow(Generic[M]):
@@ -243,7 +248,7 @@ class ScoringWindow(Generic[M]):
 
     def __init__(self, ports: ScoringPorts) -> None:
         self._ports = ports
-        self._folds = WindowFolds(ports.processor, ports.store.get)
+        self._folds = WindowFolds(ports.processor, ports.store.get, self._publish)
         self._settled: SettledWindow[M] = SettledWindow()
         self._behind: dict[tuple[str, int], int] = {}
         """Input partition -> inputs waiting beyond the last read (at the last fetch)."""
@@ -318,42 +323,49 @@ class ScoringWindow(Generic[M]):
         record per account per window (``streams/worker/state_records.py``)."""
         began = time.perf_counter()
         ports, settled = self._ports, self._settled
-        metrics, publisher, outputs = ports.metrics, ports.publisher, settled.outputs
-        applied_in_order = self._folds.settle()
-        last = {key: index for index, (key, _) in enumerate(applied_in_order)}
-        for index, (key, applied) in enumerate(applied_in_order):
-            state = applied.state
-            assert state.partition is not None
-            ports.schedule.set(state.partition, key, applied.next_due)
-            for report in applied.reports:
-                value = report.model_dump_json().encode()
-                outputs.append(publisher.rollup(report.account_id.encode(), value))
-                metrics.reported()
-            if applied.withdrawn:
-                metrics.withdrawn(state.published.band if state.published else None)
-                state.published = None
-            if applied.withdrawn or applied.erased:
-                outputs.append(publisher.score(key, None, applied.erased))
-            if applied.erased:
-                metrics.erased()
-            if applied.forget:
-                ports.store.delete(key)
-                deleted = ports.state_records.deleted(key)
-                settled.states.extend((record, state.partition, None) for record in deleted)
-                continue
-            ports.store.put(key, state)
-            if applied.update is not None:
-                metrics.published(applied.update)
-                outputs.append(publisher.score(key, applied.update.wire_form()))
-            for alert in applied.alerts:
-                metrics.alerted(alert)
-                outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
-            if last[key] == index:  # settled once per day: written once, as the window left it
+        for key, applied in self._folds.settle():
+            state, partition = applied.state, applied.state.partition
+            if self._publish(key, applied):
+                assert partition is not None
                 records = ports.state_records.records(key, state, backlog)
-                settled.states.extend((record, state.partition, value) for record, value in records)
+                settled.states.extend((record, partition, value) for record, value in records)
         seconds = self._seconds + time.perf_counter() - began
-        metrics.window(self.inputs, seconds, self._wall)
+        ports.metrics.window(self.inputs, seconds, self._wall)
         return settled
+
+    def _publish(self, key: bytes, applied: Applied) -> bool:
+        """Send what settling an account left to send (at once: a day's closing update is not
+        held to the end of the window), schedule it, and keep or forget its state; returns
+        whether it is kept. Its state is written once, at the end of the window."""
+        ports, settled = self._ports, self._settled
+        metrics, publisher, outputs = ports.metrics, ports.publisher, settled.outputs
+        state = applied.state
+        assert state.partition is not None
+        ports.schedule.set(state.partition, key, applied.next_due)
+        for report in applied.reports:
+            value = report.model_dump_json().encode()
+            outputs.append(publisher.rollup(report.account_id.encode(), value))
+            metrics.reported()
+        if applied.withdrawn:
+            metrics.withdrawn(state.published.band if state.published else None)
+            state.published = None
+        if applied.withdrawn or applied.erased:
+            outputs.append(publisher.score(key, None, applied.erased))
+        if applied.erased:
+            metrics.erased()
+        if applied.forget:
+            ports.store.delete(key)
+            deleted = ports.state_records.deleted(key)
+            settled.states.extend((record, state.partition, None) for record in deleted)
+            return False
+        ports.store.put(key, state)
+        if applied.update is not None:
+            metrics.published(applied.update)
+            outputs.append(publisher.score(key, applied.update.wire_form()))
+        for alert in applied.alerts:
+            metrics.alerted(alert)
+            outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ import asyncio
 
 from scoring.events import Event, EventKind, PaymentStatus
 from scoring.state import AccountState, SourcePosition
-from streams.pipeline.account_step import Skipped, SkipReason
+from streams.pipeline.account_step import Applied, Skipped, SkipReason
 from streams.pipeline.batching import batches
 from streams.pipeline.clock import EventClock
 from streams.pipeline.window_step import WindowFolds
@@ -23,6 +23,10 @@ def nothing_stored(key: bytes) -> AccountState | None:
     return None
 
 
+def no_day_settled(key: bytes, applied: Applied) -> None:
+    raise AssertionError("no input of a later day in this window")
+
+
 def history() -> list[Event]:
     return [
         login(account="acme", days=-3, user="u1"),
@@ -35,7 +39,7 @@ def history() -> list[Event]:
 
 def test_each_account_is_rescored_once_per_batch_after_all_its_inputs() -> None:
     table: dict[bytes, AccountState] = {}
-    batch = WindowFolds(processor(), table.get)
+    batch = WindowFolds(processor(), table.get, no_day_settled)
     events = history()
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
@@ -54,7 +58,7 @@ def test_a_batch_ends_where_one_input_at_a_time_ends() -> None:
     events = history()
     for offset, event in enumerate(events):
         proc.process(one_at_a_time, *message(event, offset))
-    batch = WindowFolds(processor(), nothing_stored)
+    batch = WindowFolds(processor(), nothing_stored, no_day_settled)
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
     batched = dict(batch.settle())
@@ -69,7 +73,7 @@ def test_a_batch_ends_where_one_input_at_a_time_ends() -> None:
 
 
 def test_an_input_read_twice_in_a_batch_counts_once() -> None:
-    batch = WindowFolds(processor(), nothing_stored)
+    batch = WindowFolds(processor(), nothing_stored, no_day_settled)
     first = message(login(account="acme"), 7)
     batch.add(*first)
     again = batch.add(*first)
@@ -85,7 +89,7 @@ def test_a_failed_payment_in_the_middle_of_a_batch_still_raises_its_alert() -> N
     warm_up = [login(account="acme", days=-40 + day) for day in range(40)]
     for offset, event in enumerate(warm_up):
         proc.process(table, *message(event, offset))
-    batch = WindowFolds(proc, table.get)
+    batch = WindowFolds(proc, table.get, no_day_settled)
     failed = payment(account="acme", days=0, status=PaymentStatus.FAILED)
     batch.add(*message(failed, 100))
     batch.add(*message(login(account="acme", days=0), 101))
@@ -124,10 +128,15 @@ def test_a_batch_across_days_keeps_each_days_closing_score_as_one_input_at_a_tim
     single = processor(EventClock(wall))
     for offset, event in enumerate(events):
         single.process(one_at_a_time, *message(event, offset))
-    batch = WindowFolds(processor(EventClock(wall)), nothing_stored)
+    settled: list[tuple[bytes, Applied]] = []
+    batch = WindowFolds(
+        processor(EventClock(wall)),
+        nothing_stored,
+        lambda key, applied: settled.append((key, applied)),
+    )
     for offset, event in enumerate(events):
         batch.add(*message(event, offset))
-    settled = batch.settle()
+    settled += batch.settle()
     states = {key: applied.state for key, applied in settled}
     for key, state in one_at_a_time.items():
         assert states[key].history == state.history
