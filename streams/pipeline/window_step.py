@@ -253,6 +253,7 @@ class ScoringWindow(Generic[M]):
         self._behind: dict[tuple[str, int], int] = {}
         """Input partition -> inputs waiting beyond the last read (at the last fetch)."""
         self._ticks = 0
+        self._batches = 0
         self._seconds = 0.0
         self._wall = 0.0
 
@@ -264,6 +265,11 @@ class ScoringWindow(Generic[M]):
     def size(self) -> int:
         """Inputs and ticks."""
         return len(self._settled.inputs) + self._ticks
+
+    @property
+    def grew(self) -> bool:
+        """Whether it holds more than one batch (it was opened under a backlog)."""
+        return self._batches > 1
 
     @property
     def waiting(self) -> int:
@@ -279,6 +285,7 @@ class ScoringWindow(Generic[M]):
         metrics, publisher, work = ports.metrics, ports.publisher, self._folds
         outputs = self._settled.outputs
         self._settled.inputs.extend(batch)
+        self._batches += 1
         for message in batch:
             role = ports.roles.get(message.topic)
             source = SourcePosition(message.topic, message.partition, message.offset)

@@ -108,6 +108,7 @@ def add_scoring_task(
     schedule = accounts.ownership.schedule
     window: ScoringWindow[Message] | None = None
     opened = next_tick = 0.0
+    behind = False  # whether the last window of inputs grew, or closed with more waiting
 
     def open_window() -> ScoringWindow[Message]:
         nonlocal opened
@@ -130,7 +131,7 @@ def add_scoring_task(
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        nonlocal window
+        nonlocal window, behind
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
@@ -143,9 +144,11 @@ def add_scoring_task(
                 continue
             size, waiting, age = window.size, window.waiting, time.monotonic() - opened
             if not window.inputs or window_closes(size, age, waiting, app.flowing, bound):
+                if window.inputs:  # a window of ticks alone keeps what the last one found
+                    behind = window.grew or waiting > size
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
-                    await writer.put(window.settle(backlog=waiting > size))
+                    await writer.put(window.settle(backlog=behind))
                     await wait_for_producer(app.producer.buffer)
                 window = None
 

@@ -246,10 +246,12 @@ def test_a_window_counts_the_inputs_waiting_on_the_partitions_it_read() -> None:
     window.add([behind.record("chs.events.login", login(), offset=3)])
     window.add([behind.record("chs.events.login", login(user="u2"), offset=5)])
     assert window.waiting == 4  # offsets 6 to 9, as of its last read
+    assert window.grew
     caught_up = Harness(highwater=4)
     window = ScoringWindow(caught_up.ports)
     window.add([caught_up.record("chs.events.login", login(), offset=3)])
     assert window.waiting == 0
+    assert not window.grew
 
 
 def test_a_window_grows_only_while_more_inputs_wait_than_it_holds() -> None:
