@@ -243,13 +243,13 @@ class Settings(BaseSettings):
         "loop between batches)",
     )
     window_max_inputs: int = Field(
-        default=50_000,
+        default=100_000,
         ge=1,
         description="most input messages in one window under a backlog (each account settled, "
         "published and written once per window)",
     )
     window_max_seconds: float = Field(
-        default=5.0,
+        default=15.0,
         gt=0,
         description="longest a window stays open under a backlog (its outputs wait for it)",
     )
