@@ -20,7 +20,7 @@ from scoring.state import ATTRIBUTES, SECONDS_PER_DAY, AccountState, day_of
 class Windows:
     """Per-window sums of the day-bucket fields, and active days, as of ``today``.
 
-    The sums over the days before ``today`` are kept in the state (``_past_windows``) and
+    The sums over the days before ``today`` are kept in the state (``StateCaches.past_windows``) and
     computed again only when the day changes or a late event changes one of those days:
     otherwise an evaluation adds today's bucket to them, whatever the account's history.
     """
@@ -28,10 +28,10 @@ class Windows:
     __slots__ = ("active_days", "sums")
 
     def __init__(self, state: AccountState, windows: tuple[int, ...], today: int) -> None:
-        past = state._past_windows
+        past = state.caches.past_windows
         if past is None or past[0] != today or past[1].windows != windows:
             past = (today, _PastSums(state, windows, today))
-            state._past_windows = past
+            state.caches.past_windows = past
         sums: _PastSums = past[1]
         self.sums = {window: dict(totals) for window, totals in sums.sums.items()}
         self.active_days = dict(sums.active_days)

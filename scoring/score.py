@@ -369,8 +369,9 @@ def _reusable(
     """What this evaluation may reuse of the last: none of it when the model, the day, the
     peers, the group or the first event changed, else all but the measures the inputs folded
     since move."""
-    reuse: _Reuse | None = state._measured
-    moved = state._moved
+    caches = state.caches
+    reuse: _Reuse | None = caches.measured
+    moved = caches.moved
     if (
         reuse is None
         or reuse.model is not model
@@ -379,7 +380,7 @@ def _reusable(
         or reuse.group != group
         or reuse.first_seen != state.first_seen
     ):
-        reuse = state._measured = _Reuse(model, day, peers, group, state.first_seen)
+        reuse = caches.measured = _Reuse(model, day, peers, group, state.first_seen)
     elif moved:
         kept, components = reuse.measured, reuse.components
         moved_by = _moved_by(model)

@@ -53,7 +53,7 @@ ID_DIGEST_CHARS = 8
 longer (a UUID is 36), and the list is written with every change of the state; the chance
 that a new event's digest matches one of the 64 kept is about 2e-13."""
 ATTRIBUTES = "attributes"
-"""What an attributes snapshot moves, beside the event kinds (``AccountState._moved``)."""
+"""What an attributes snapshot moves, beside the event kinds (``StateCaches.moved``)."""
 
 
 def day_of(ts: float) -> int:
@@ -207,6 +207,43 @@ class LeadResult(BaseModel):
     """How many accounts it was compared with."""
 
 
+class StateCaches:
+    """Derived from an account's state to spare the folds and the evaluation work; rebuilt
+    on first use after a load, never stored."""
+
+    __slots__ = (
+        "feature_days",
+        "late_folds",
+        "measured",
+        "moved",
+        "past_windows",
+        "urgent_open",
+        "user_days",
+    )
+
+    def __init__(self) -> None:
+        self.user_days: Counter[int] | None = None
+        self.feature_days: Counter[int] | None = None
+        """Last day -> how many users (features) have it as their last: counting those seen in
+        a window then costs the distinct days, not the (up to 500) keys. Built on first use
+        (``AccountState.user_days``), then kept by the folds."""
+        self.urgent_open: int | None = None
+        """Open tickets of high or urgent priority; counted again after a ticket event."""
+        self.past_windows: tuple[int, Any] | None = None
+        """(day, sums of the day buckets before it) kept by the evaluation
+        (``scoring.measures``), which then adds only that day's bucket. Dropped when a bucket
+        before that day changes or leaves the horizon."""
+        self.measured: Any = None
+        """The last evaluation's measures that only inputs or the day can move
+        (``scoring.score``), reused by the next. Dropped when a bucket leaves the horizon."""
+        self.late_folds = 0
+        """Events folded into a day before the newest: what, beside the days moving, changes
+        the closed days (``streams/worker/state_records.py`` writes them again only then)."""
+        self.moved: set[str] = set()
+        """The inputs (event kinds, ``ATTRIBUTES``) folded since ``measured`` was taken: the
+        measures the next evaluation must take again."""
+
+
 class AccountState(BaseModel):
     """Everything the score needs about one account, bounded in size."""
 
@@ -264,27 +301,18 @@ class AccountState(BaseModel):
     """A parent's children (account id -> its latest report): what its roll-up is of."""
     reported_parent: str | None = None
     """The parent this account last reported to: told when the account leaves it."""
-    _user_days: Counter[int] | None = PrivateAttr(default=None)
-    _feature_days: Counter[int] | None = PrivateAttr(default=None)
-    """Last day -> how many users (features) have it as their last: counting those seen in a
-    window then costs the distinct days, not the (up to 500) keys. Built on first use after a
-    load (``user_days``), then kept by the folds; never stored."""
-    _urgent_open: int | None = PrivateAttr(default=None)
-    """Open tickets of high or urgent priority; counted again after a ticket event."""
-    _past_windows: tuple[int, Any] | None = PrivateAttr(default=None)
-    """(day, sums of the day buckets before it) kept by the evaluation (``scoring.measures``),
-    which then adds only that day's bucket; never stored. Dropped when a bucket before that
-    day changes or leaves the horizon."""
-    _measured: Any = PrivateAttr(default=None)
-    """The last evaluation's measures that only inputs or the day can move
-    (``scoring.score``), reused by the next; never stored. Dropped when a bucket leaves the
-    horizon."""
-    _late_folds: int = PrivateAttr(default=0)
-    """Events folded into a day before the newest: what, beside the days moving, changes the
-    closed days (``streams/worker/state_records.py`` writes them again only then). Never stored."""
-    _moved: set[str] = PrivateAttr(default_factory=set)
-    """The inputs (event kinds, ``ATTRIBUTES``) folded since ``_measured`` was taken: the
-    measures the next evaluation must take again. Never stored."""
+    # One private attribute, made on first use: pydantic (2.13) spends microseconds per
+    # private attribute on every instance it builds, which was most of the cost of reading a
+    # state back after a restart.
+    _caches: StateCaches | None = PrivateAttr(default=None)
+
+    @property
+    def caches(self) -> StateCaches:
+        """What the folds and the evaluation keep beside the state (never stored)."""
+        caches = self._caches
+        if caches is None:
+            caches = self._caches = StateCaches()
+        return caches
 
     if not TYPE_CHECKING:
 
@@ -318,20 +346,20 @@ class AccountState(BaseModel):
         return days
 
     def user_days(self) -> Counter[int]:
-        if self._user_days is None:
-            self._user_days = Counter(self.active_users.values())
-        return self._user_days
+        if self.caches.user_days is None:
+            self.caches.user_days = Counter(self.active_users.values())
+        return self.caches.user_days
 
     def feature_days(self) -> Counter[int]:
-        if self._feature_days is None:
-            self._feature_days = Counter(self.features.values())
-        return self._feature_days
+        if self.caches.feature_days is None:
+            self.caches.feature_days = Counter(self.features.values())
+        return self.caches.feature_days
 
     def urgent_open_tickets(self) -> int:
-        if self._urgent_open is None:
+        if self.caches.urgent_open is None:
             tickets = self.open_tickets.values()
-            self._urgent_open = sum(1 for t in tickets if t.priority in URGENT_PRIORITIES)
-        return self._urgent_open
+            self.caches.urgent_open = sum(1 for t in tickets if t.priority in URGENT_PRIORITIES)
+        return self.caches.urgent_open
 
 
 def id_digest(event_id: str) -> str:
@@ -380,12 +408,12 @@ def fold(state: AccountState, event: Event, source: SourcePosition | None = None
     ts = event.occurred_ts
     _advance_clock(state, ts)
     day = day_of(ts)
-    past = state._past_windows
+    past = state.caches.past_windows
     if past is not None and day < past[0]:
-        state._past_windows = None  # a late event changed a day the sums hold
+        state.caches.past_windows = None  # a late event changed a day the sums hold
     _apply(state, event, _bucket_for(state, day), day, ts)
     if state.newest_day is not None and day < state.newest_day:
-        state._late_folds += 1
+        state.caches.late_folds += 1
     _moved(state, event.kind)
     previous = state.last_seen.get(event.kind)
     if previous is None or ts > previous:
@@ -489,8 +517,9 @@ def record_closing_score(state: AccountState, score: float, now: float) -> None:
 
 def _moved(state: AccountState, what: str) -> None:
     """Tell the evaluation's reused measures (if any) that ``what`` moved."""
-    if state._measured is not None:
-        state._moved.add(what)
+    caches = state.caches
+    if caches.measured is not None:
+        caches.moved.add(what)
 
 
 def _advance_clock(state: AccountState, ts: float) -> None:
@@ -503,7 +532,7 @@ def _advance_clock(state: AccountState, ts: float) -> None:
         oldest_kept = day - HORIZON_DAYS + 1
         for stale in [d for d in state.days if d < oldest_kept]:
             del state.days[stale]
-            state._past_windows = state._measured = None
+            state.caches.past_windows = state.caches.measured = None
 
 
 def _bucket_for(state: AccountState, day: int) -> DayBucket | None:
@@ -541,7 +570,7 @@ def _uncount(days: Counter[int], day: int) -> None:
 
 
 def _touch_user(state: AccountState, user_id: str, day: int) -> None:
-    users, days = state.active_users, state._user_days
+    users, days = state.active_users, state.caches.user_days
     _touch_bounded(users, days, user_key(user_id), day, MAX_TRACKED_USERS)
 
 
@@ -558,7 +587,7 @@ def _apply(
                 bucket.feature_uses += event.count
             _touch_user(state, event.user_id, day)
             _touch_bounded(
-                state.features, state._feature_days, event.feature, day, MAX_TRACKED_FEATURES
+                state.features, state.caches.feature_days, event.feature, day, MAX_TRACKED_FEATURES
             )
         case TicketEvent():
             _apply_ticket(state, event, bucket, ts)
@@ -571,7 +600,7 @@ def _apply(
 def _apply_ticket(
     state: AccountState, event: TicketEvent, bucket: DayBucket | None, ts: float
 ) -> None:
-    state._urgent_open = None
+    state.caches.urgent_open = None
     opened = state.open_tickets.pop(event.ticket_id, None)
     if event.action is TicketAction.RESOLVED:
         if opened is not None and bucket is not None:

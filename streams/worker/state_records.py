@@ -169,7 +169,7 @@ def closed_days_mark(state: AccountState) -> tuple[Any, ...]:
     return (
         state.newest_day,
         len(state.days),
-        state._late_folds,
+        state.caches.late_folds,
         _newest(history),
         len(history),
         state.trail_end,
