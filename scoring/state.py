@@ -243,6 +243,13 @@ class StateCaches:
         """The inputs (event kinds, ``ATTRIBUTES``) folded since ``measured`` was taken: the
         measures the next evaluation must take again."""
 
+    def __eq__(self, other: object) -> bool:
+        # Derived data: two states are equal whatever their caches hold (pydantic compares
+        # private attributes too).
+        return other is None or isinstance(other, StateCaches)
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 class AccountState(BaseModel):
     """Everything the score needs about one account, bounded in size."""
