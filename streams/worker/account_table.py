@@ -65,7 +65,10 @@ class AccountTable(CodecTable[bytes, AccountState]):
         changelogs = self.app.tables.changelog_topics
         kept = {tp.partition for tp in assigned if tp.topic not in changelogs}
         self.ownership.keep_only(kept)
-        self.active_partitions &= kept
+        # None is scored until the recovery that follows has merged the states again: it
+        # replays every active partition's changelog, kept ones too, into records not yet
+        # merged (a due account re-evaluated then met an unmerged record and stopped the worker).
+        self.active_partitions = frozenset()
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
