@@ -22,20 +22,12 @@ from streams.pipeline.clock import EventClock
 from streams.pipeline.window_step import ScoringWindow
 from streams.worker.state_records import account_key_is_valid, replay
 from tests.factories import feature, login, payment, survey, ticket
+from tests.integration.reference import AGGREGATES as REFERENCE_AGGREGATES
 from tests.unit.streams.pipeline.test_window_step import NOW, Harness, Record
 
 ACCOUNTS = ("acme", "globex", "initech")
-AGGREGATES = {
-    "days",
-    "active_users",
-    "features",
-    "open_tickets",
-    "unpaid_invoices",
-    "latest_surveys",
-    "last_seen",
-    "events_applied",
-    "history",
-}
+AGGREGATES = {*REFERENCE_AGGREGATES, "history"}
+"""The folds' results (as the broker tests compare them) and every day's closing score."""
 
 MAKERS: list[Callable[[str, float, int], Event]] = [
     lambda account, days, n: login(account, days, user=f"u{n % 4}"),

@@ -196,6 +196,27 @@ def test_part_keys_cannot_be_account_keys() -> None:
     assert [account_key_is_valid(key) for key in keys] == [False] * (len(keys) - 1) + [True]
 
 
+def play(state: AccountState, scorer: Rescorer, action: str, n: int, day: float) -> float:
+    """One step of a generated script on ``state`` at ``day``; returns the day after it."""
+    at = NOW + day * SECONDS_PER_DAY + n * 600
+    match action:
+        case "login":
+            fold(state, login(days=day + n / 100, user=f"u{n}"))
+        case "feature":
+            fold(state, feature(days=day + n / 100, name=f"g{n}"))
+        case "ticket":
+            fold(state, ticket(days=day + n / 100, ticket_id=f"t{n}"))
+        case "late":
+            fold(state, login(days=day - 1 - n, user=f"late{n}"))
+        case "alerts":  # the rules keep the day's high score
+            observe(state, 50.0 + n, at)
+        case "rescore":
+            rescore(scorer, state, at, Trigger.TIMER, None, T0)
+        case _:
+            return day + 1 + n % 3
+    return day
+
+
 steps = st.lists(
     st.tuples(
         st.sampled_from(["login", "feature", "late", "rescore", "alerts", "day"]),
@@ -215,22 +236,7 @@ def test_the_closed_days_part_changes_only_with_its_mark(script: list[tuple[str,
     day = 0.0
     mark, encoded = closed_days_mark(state), encode_part(state, CLOSED_DAYS)
     for action, n in script:
-        match action:
-            case "login":
-                fold(state, login(days=day + n / 100, user=f"u{n}"))
-            case "feature":
-                fold(state, feature(days=day + n / 100, name=f"g{n}"))
-            case "late":
-                fold(state, login(days=day - 1 - n, user=f"late{n}"))
-            case "alerts":  # the rules keep the day's high score
-                at = NOW + day * SECONDS_PER_DAY + n * 600
-                observe(state, 50.0 + n, at)
-            case "rescore":
-                rescore(
-                    scorer, state, NOW + day * SECONDS_PER_DAY + n * 600, Trigger.TIMER, None, T0
-                )
-            case _:
-                day += 1 + n % 3
+        day = play(state, scorer, action, n, day)
         now_mark, now_encoded = closed_days_mark(state), encode_part(state, CLOSED_DAYS)
         if now_mark == mark:
             assert now_encoded == encoded, action
@@ -350,18 +356,7 @@ def test_any_mix_of_window_and_input_records_reads_back_the_state_even_after_a_c
     log = list(writer.records(KEY, state))
     day = 0.0
     for action, n, inline, crash in script:
-        match action:
-            case "login":
-                fold(state, login(days=day + n / 100, user=f"u{n}"))
-            case "feature":
-                fold(state, feature(days=day + n / 100, name=f"g{n}"))
-            case "ticket":
-                fold(state, ticket(days=day + n / 100, ticket_id=f"t{n}"))
-            case "rescore":
-                at = NOW + day * SECONDS_PER_DAY + n * 600
-                rescore(scorer, state, at, Trigger.TIMER, None, T0)
-            case _:
-                day += 1 + n % 2
+        day = play(state, scorer, action, n, day)
         before = read_back(log)
         records = list(writer.records(KEY, state, inline=inline))
         assert records[-1][0] == KEY
