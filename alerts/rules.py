@@ -96,9 +96,9 @@ class _Raiser:
         self.now = now
         self.alerts: list[Alert] = []
 
-    def cooled_down(self, key: str, cooldown_hours: float) -> bool:
+    def cooled_down(self, key: str, cooldown_hours: float, at: float) -> bool:
         last = self.memory.last_fired.get(key)
-        return last is None or self.now - last >= cooldown_hours * HOUR
+        return last is None or at - last >= cooldown_hours * HOUR
 
     def raise_(
         self,
@@ -111,13 +111,17 @@ class _Raiser:
         trigger: str | None = None,
         lead_with_drags: bool = False,
         kind: str | None = None,
+        at: float | None = None,
     ) -> None:
         """``trigger``: the input that raised it, if not the observation's; with
         ``lead_with_drags``, what pulls the score down goes with why it last moved; with
-        ``kind`` (a critical event's), what events of that kind did to the score is the why."""
-        if not self.cooled_down(key, cooldown_hours):
+        ``kind`` (a critical event's), what events of that kind did to the score is the why;
+        ``at``: the time its cooldown counts from, if not the observation's (an event's, so
+        two events settled together cool down as they would one at a time)."""
+        at = self.now if at is None else at
+        if not self.cooled_down(key, cooldown_hours, at):
             return
-        self.memory.last_fired[key] = self.now
+        self.memory.last_fired[key] = at
         obs = self.obs
         trigger = trigger or obs.trigger
         words = obs.words()
@@ -219,7 +223,7 @@ def _sharp_drop(raiser: _Raiser, rules: AlertRules, announce: bool) -> None:
         return
     high = max(window)
     if high - obs.score >= rule.points and not announce:
-        if raiser.cooled_down("sharp_drop", rule.cooldown_hours):
+        if raiser.cooled_down("sharp_drop", rule.cooldown_hours, raiser.now):
             memory.last_fired["sharp_drop"] = raiser.now
     elif high - obs.score >= rule.points:
         title = (
@@ -262,9 +266,11 @@ def in_words(event: BaseEvent) -> str:
     return f"event {event.event_id}"
 
 
-def _critical_events(raiser: _Raiser, rules: AlertRules, events: Sequence[BaseEvent]) -> None:
+def _critical_events(
+    raiser: _Raiser, rules: AlertRules, events: Sequence[tuple[BaseEvent, float]]
+) -> None:
     obs = raiser.obs
-    for event in events:
+    for event, at in events:
         for rule in rules.critical_events:
             if matches(rule, event, obs.segment):
                 title = f"{obs.account_id}: {rule.name.replace('_', ' ')}: {in_words(event)}"
@@ -277,6 +283,7 @@ def _critical_events(raiser: _Raiser, rules: AlertRules, events: Sequence[BaseEv
                     rule.cooldown_hours,
                     trigger=event.event_id,
                     kind=str(rule.kind),
+                    at=at,
                 )
 
 
@@ -309,10 +316,11 @@ def check(
     obs: Observation,
     rules: AlertRules,
     now: float,
-    events: Sequence[BaseEvent] = (),
+    events: Sequence[tuple[BaseEvent, float]] = (),
 ) -> list[Alert]:
     """The alerts ``obs`` raises; ``memory`` is updated in place. ``events``: the product
-    events the observation follows (critical-event rules look at each).
+    events the observation follows, each with the time it was folded at (critical-event rules
+    look at each; their cooldowns count from those times).
 
     The memory always follows the score; alerts are held back while the account warms up
     or is new (its first days of data say little; ``Observation.onboarding``), at the

@@ -467,7 +467,7 @@ class Processor:
                 # A parent whose last child left, with no data of its own: nothing to score.
                 withdrawn = state.published is not None and state.watermark is None
             else:
-                events = [folded.event for folded in inputs if folded.event is not None]
+                events = [(f.event, f.now) for f in inputs if f.event is not None]
                 alerts = self._alerts(state, evaluation, now, last.trigger_key, events)
                 computed_at = datetime.fromtimestamp(self.clock.wall(), UTC)
                 update = rescorer.publish(
@@ -507,7 +507,7 @@ class Processor:
         evaluation: Evaluation,
         now: float,
         trigger: str,
-        events: list[BaseEvent],
+        events: list[tuple[BaseEvent, float]],
     ) -> list[Alert]:
         model = self.rescorer.model
         attributes = state.attributes

@@ -6,8 +6,8 @@ and which alerts were raised and which score published: written before an output
 was delivered, a crash between the two would lose the output for good (docs/reliability.md).
 So each window's states are written to the changelog only once every output of the window
 (ScoreUpdates, alerts, dead-lettered inputs) is delivered, and its inputs are acknowledged
-only after that (a commit waits for the changelog records queued
-before it, ``ChsProducer.flush``). A crash in between replays the inputs from the last commit
+only once those records are in the producer's hands (a commit waits for the records the
+producer holds, ``ChsProducer.flush``). A crash in between replays the inputs from the last commit
 against the last state written: the outputs come again, with the same alert ids.
 
 The states are encoded when the window is settled, not when they are written: the scoring task
@@ -50,10 +50,12 @@ class OutputsFirst(Generic[InputT]):
     def __init__(
         self,
         write_state: Callable[[bytes, int, bytes | None], object],
+        states_sent: Callable[[], Awaitable[object]],
         ack: Callable[[InputT], object],
         max_pending_inputs: int = MAX_PENDING_INPUTS,
     ) -> None:
         self._write_state = write_state
+        self._states_sent = states_sent
         self._ack = ack
         self._max_pending = max_pending_inputs
         self._pending: asyncio.Queue[SettledWindow[InputT]] = asyncio.Queue()
@@ -83,7 +85,8 @@ class OutputsFirst(Generic[InputT]):
             self._room.set()
 
     async def complete(self, window: SettledWindow[InputT]) -> None:
-        """Wait for ``window``'s outputs, then write its states and acknowledge its inputs."""
+        """Wait for ``window``'s outputs, then write its states, hand them to the producer
+        (``states_sent``) and acknowledge its inputs."""
         if window.outputs:
             results = await asyncio.gather(*window.outputs, return_exceptions=True)
             failures = [r for r in results if isinstance(r, BaseException)]
@@ -91,6 +94,8 @@ class OutputsFirst(Generic[InputT]):
                 raise OutputLost(len(failures), len(results), failures[0])
         for key, partition, encoded in window.states:
             self._write_state(key, partition, encoded)
+        if window.states:
+            await self._states_sent()
         for message in window.inputs:
             self._ack(message)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import MutableMapping
+from functools import cached_property
 from typing import Any
 
 import faust
@@ -15,7 +16,7 @@ from faust.types import TP
 from scoring.state import AccountState
 from streams.pipeline.ownership import Ownership
 from streams.worker import metrics
-from streams.worker.faust_overrides import CodecTable
+from streams.worker.faust_overrides import CodecTable, batch_sender
 from streams.worker.state_records import StateWriter, decode, merge_recovered
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,15 @@ class AccountTable(CodecTable[bytes, AccountState]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     def write_changelog(self, key: bytes, partition: int, encoded: bytes | None) -> None:
-        """A changelog record of an account's state (None deletes it), outside Faust's stream
-        iteration (which ``table[key] = ...`` needs to find the partition); the store itself
-        is set by the scoring task."""
-        self.send_changelog(partition, key, encoded, value_serializer="raw")
+        """A changelog record of an account's state (None deletes it), queued in the batch
+        sender beside the outputs (Faust's ``send_changelog`` goes through its buffer one
+        record at a time); the store itself is set by the scoring task. The memory store
+        keeps no persisted offsets, so Faust's callback on a sent record has nothing to do."""
+        batch_sender(self.app).add(self._changelog_name, key, encoded, partition=partition)
+
+    @cached_property
+    def _changelog_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

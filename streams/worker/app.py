@@ -33,7 +33,7 @@ from streams.worker.alert_delivery import AlertDelivery
 from streams.worker.audit_feed import LiveAudit
 from streams.worker.book_tasks import add_audit_books, add_peer_books
 from streams.worker.connections import broker_credentials, redis_client
-from streams.worker.faust_overrides import ChsApp, RawMessageTopic
+from streams.worker.faust_overrides import ChsApp, RawMessageTopic, batch_sender
 from streams.worker.peer_feed import LivePeers
 from streams.worker.scoring_task import TopicPublisher, add_scoring_task
 from streams.worker.state_records import StateWriter
@@ -86,10 +86,11 @@ class WorkerTopics:
         self.peers = raw(settings.topic_peers)
         self.audit = raw(settings.topic_audit)
         self.publisher = TopicPublisher(
-            scores=raw(settings.topic_scores),
-            alerts=raw(settings.topic_alerts),
-            dlq=raw(settings.topic_dlq),
-            rollup=raw(settings.topic_rollup),
+            lambda: batch_sender(app),
+            scores=settings.topic_scores,
+            alerts=settings.topic_alerts,
+            dlq=settings.topic_dlq,
+            rollup=settings.topic_rollup,
         )
 
 

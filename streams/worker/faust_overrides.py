@@ -26,8 +26,9 @@ integration/):
   (test_crash.py, test_scale_out.py, test_pipeline.py).
 - ``ChsProducer.send_soon``/``flush``: a flush waits for the records queued before it (unit:
   ..._a_flush_waits_for_the_records_queued_before_it...; test_crash.py).
-- ``wait_for_producer``: the scoring task waits for the producer buffer (``ProducerBuffer``
-  internals; unit: test_faust_overrides.py).
+- ``ChsProducer.batches``: the scoring task's records past Faust's buffer, straight to the
+  aiokafka producer it starts (unit: tests/unit/streams/worker/test_batch_sender.py; every
+  integration test that scores, test_crash.py).
 - ``RawMessageTopic._compile_decode``/``decode``: raw messages, no Events (test_pipeline.py).
 - ``CodecTable._serializer_from_type``: the table's codec (test_crash.py reads the changelog).
 - ``ChsApp.consumer_generation_id``/``_on_partitions_assigned``: a generation per assignment
@@ -56,10 +57,11 @@ import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP, FutureMessage, Message, TransportT
-from faust.types.transports import ProducerBufferT
+from faust.types import TP, AppT, FutureMessage, Message, TransportT
 from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
+
+from streams.worker.batch_sender import BatchSender
 
 log = logging.getLogger(__name__)
 
@@ -373,16 +375,31 @@ the reader keeps up (about 25 ms of scoring), so latency stays low under a backl
 
 
 class ChsProducer(aiokafka_driver.Producer):
-    """Faust's Kafka producer, whose flush waits for the records queued before it."""
+    """Faust's Kafka producer, whose flush waits for the records queued before it, with the
+    scoring task's batches beside its buffer (``streams/worker/batch_sender.py``)."""
 
     _newest: FutureMessage | None = None
+    _batches: BatchSender | None = None
+
+    @property
+    def batches(self) -> BatchSender:
+        """The scoring task's outputs and changelog records, in batches past the buffer."""
+        if self._batches is None:
+            self._batches = BatchSender(self._running_producer)
+        return self._batches
+
+    def _running_producer(self) -> aiokafka.AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("The producer is not started")
+        return self._producer
 
     def send_soon(self, fut: FutureMessage) -> None:
         self._newest = fut
         super().send_soon(fut)
 
     async def flush(self) -> None:
-        """Return once every record queued so far is delivered (or failed).
+        """Return once every record queued so far is delivered (or failed); raise if a
+        batch failed, so the commit that follows never covers a lost record.
 
         Faust flushes the producer before each commit, but its buffer's flush waits for
         the buffer to be empty, giving up after 0.1 s without a send. Under a backlog it
@@ -392,7 +409,8 @@ class ChsProducer(aiokafka_driver.Producer):
         every ``broker_commit_every`` acks) waited with them, and an alert's p99 latency
         passed a second (bench/alert_latency.py). The buffer hands records to aiokafka one
         at a time, in order, so once the newest queued so far is delivered every earlier
-        one is in aiokafka's hands, and aiokafka's flush waits for those.
+        one is in aiokafka's hands, and aiokafka's flush waits for those (and for the
+        batches, handed to it before their inputs are acknowledged).
         """
         newest = self._newest
         if newest is not None and not newest.done():
@@ -401,21 +419,13 @@ class ChsProducer(aiokafka_driver.Producer):
             await self._producer.flush()
         for transaction_producer in self._transaction_producers.values():
             await transaction_producer.flush()
+        if self._batches is not None:
+            self._batches.raise_failure()
 
 
-PRODUCER_BUFFER_MAX = 1_000
-"""Records the producer buffer may hold before the scoring task waits for it to drain."""
-
-
-async def wait_for_producer(buffer: ProducerBufferT) -> None:
-    """Back-pressure: wait until ``buffer`` holds at most ``PRODUCER_BUFFER_MAX`` records.
-
-    Faust's ``wait_until_ebb`` lets a stream go on once a hundred records are sent, which
-    suits one event at a time; a batch adds up to two records per account, and the buffer
-    grew without bound under a backlog (docs/performance.md).
-    """
-    while buffer.size > PRODUCER_BUFFER_MAX:
-        await buffer.flush_atmost(buffer.size - PRODUCER_BUFFER_MAX)
+def batch_sender(app: AppT) -> BatchSender:
+    """The app's batch sender (its producer's)."""
+    return cast(ChsProducer, app.producer).batches
 
 
 class RawMessageTopic(faust.Topic):

@@ -1,15 +1,15 @@
 """The scoring task and the timer that feeds it due accounts: the application step
 (``streams/pipeline/window_step.py``) run on the input topics' raw messages in windows, its
-outputs through Faust's producer, its states to the changelog once the outputs are delivered
-(``streams/pipeline/checkpoint.py``)."""
+outputs in batches (``streams/worker/batch_sender.py``), its states to the changelog once the
+outputs are delivered (``streams/pipeline/checkpoint.py``)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import cast
 
-import faust
 from faust.types import TP, Message
 
 from streams.pipeline.account_step import Processor, SkipReason
@@ -27,7 +27,8 @@ from streams.pipeline.window_step import (
 from streams.settings import Settings
 from streams.wire import ERASED_HEADER
 from streams.worker.account_table import AccountTable, TableStore
-from streams.worker.faust_overrides import ChsApp, ChsConsumer, RawMessageTopic, wait_for_producer
+from streams.worker.batch_sender import BatchSender
+from streams.worker.faust_overrides import ChsApp, ChsConsumer, RawMessageTopic, batch_sender
 from streams.worker.metrics import PrometheusMetrics
 
 log = logging.getLogger(__name__)
@@ -37,28 +38,29 @@ WINDOW_POLL_SECONDS = 0.01
 
 
 class TopicPublisher:
-    """The output topics as the scoring step's ``Publisher``: sends through the producer
-    buffer, delivered in the background."""
+    """The output topics as the scoring step's ``Publisher``: records queued in the batch
+    sender, handed to the producer once the window is settled."""
 
     def __init__(
-        self, scores: faust.Topic, alerts: faust.Topic, dlq: faust.Topic, rollup: faust.Topic
+        self, sender: Callable[[], BatchSender], scores: str, alerts: str, dlq: str, rollup: str
     ) -> None:
+        self._sender = sender
         self._scores, self._alerts, self._dlq, self._rollup = scores, alerts, dlq, rollup
 
     def score(self, key: bytes, value: bytes | None, erased: bool = False) -> Delivery:
         headers = [(ERASED_HEADER, b"1")] if erased else None
-        return self._scores.send_soon(key=key, value=value, headers=headers)
+        return self._sender().add(self._scores, key, value, headers=headers)
 
     def alert(self, key: bytes, value: bytes) -> Delivery:
-        return self._alerts.send_soon(key=key, value=value)
+        return self._sender().add(self._alerts, key, value)
 
     def rollup(self, key: bytes, value: bytes) -> Delivery:
-        return self._rollup.send_soon(key=key, value=value)
+        return self._sender().add(self._rollup, key, value)
 
     def dead_letter(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> Delivery:
-        return self._dlq.send_soon(key=key, value=value, headers=headers)
+        return self._sender().add(self._dlq, key, value, headers=headers)
 
 
 def add_scoring_task(
@@ -85,7 +87,8 @@ def add_scoring_task(
         metrics=metrics,
         highwater=lambda topic, partition: app.consumer.highwater(TP(topic, partition)),
     )
-    writer: OutputsFirst[Message] = OutputsFirst(accounts.write_changelog, app.ack)
+    sender = batch_sender(app)
+    writer: OutputsFirst[Message] = OutputsFirst(accounts.write_changelog, sender.send, app.ack)
 
     def taken(batch: list[Message]) -> list[Message]:
         kept, moved = app.scorable(batch, accounts.active_partitions)
@@ -148,8 +151,9 @@ def add_scoring_task(
                     behind = window.grew or waiting > size
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
-                    await writer.put(window.settle(backlog=behind))
-                    await wait_for_producer(app.producer.buffer)
+                    settled = window.settle(backlog=behind)
+                    await sender.send()
+                    await writer.put(settled)
                 window = None
 
     @app.task  # type: ignore[untyped-decorator]

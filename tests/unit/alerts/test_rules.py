@@ -78,9 +78,9 @@ class Account:
         )
         self.previous, self.band = value, band
         event = fields.pop("event", None)
-        return check(
-            self.memory, obs, self.rules, self.now, fields.pop("events", [event] * bool(event))
-        )
+        events = fields.pop("events", [event] * bool(event))
+        timed = [item if isinstance(item, tuple) else (item, self.now) for item in events]
+        return check(self.memory, obs, self.rules, self.now, timed)
 
     def run(self, *values: float, hours: float = 1.0) -> list[Alert]:
         return [alert for value in values for alert in self.score(value, hours)]
@@ -225,6 +225,20 @@ def test_each_critical_event_of_a_batch_raises_its_own_alert() -> None:
     alerts = account.score(80.0, events=[first, second])
     assert [a.trigger for a in alerts] == [first.event_id, "p-2"]
     assert len({a.alert_id for a in alerts}) == 2
+
+
+def test_critical_events_settled_together_cool_down_from_their_own_times() -> None:
+    """Two failed payments a day apart, settled in one window, alert as they would one at a
+    time: the cooldown counts from each event's time, not the window's end."""
+    account = Account(AlertRules(critical_events=[failed_payment_rule(cooldown_hours=12)]))
+    account.run(80.0)
+    first = payment(status=PaymentStatus.FAILED)
+    second = first.model_copy(update={"event_id": "p-2"})
+    day_before = account.now - 23 * HOUR  # the next observation comes an hour on
+    alerts = account.score(80.0, events=[(first, day_before), (second, day_before + 24 * HOUR)])
+    assert [a.trigger for a in alerts] == [first.event_id, "p-2"]
+    third = first.model_copy(update={"event_id": "p-3"})
+    assert account.score(80.0, events=[(third, day_before + 30 * HOUR)]) == []  # 6 h on
 
 
 def test_stale_alerts_once_until_data_returns() -> None:

@@ -18,6 +18,9 @@ class Log:
     def write_state(self, key: bytes, partition: int, encoded: bytes | None) -> None:
         self.entries.append(("state", (key, partition, encoded)))
 
+    async def states_sent(self) -> None:
+        self.entries.append(("sent", None))
+
     def ack(self, message: str) -> None:
         self.entries.append(("ack", message))
 
@@ -45,7 +48,7 @@ async def settle_loop() -> None:
 
 async def test_states_are_written_and_inputs_acked_only_once_every_output_is_delivered() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack)
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.states_sent, log.ack)
     score, alert = asyncio.Future[object](), asyncio.Future[object]()
     await writer.put(batch([score, alert], b"acme", b"{v1}", "m1", "m2"))
     async with running(writer):
@@ -54,12 +57,17 @@ async def test_states_are_written_and_inputs_acked_only_once_every_output_is_del
         assert log.entries == []  # the alert is not delivered yet
         alert.set_result("delivered")
         await settle_loop()
-        assert log.entries == [("state", (b"acme", 0, b"{v1}")), ("ack", "m1"), ("ack", "m2")]
+        assert log.entries == [
+            ("state", (b"acme", 0, b"{v1}")),
+            ("sent", None),
+            ("ack", "m1"),
+            ("ack", "m2"),
+        ]
 
 
 async def test_batches_complete_in_order_even_if_a_later_one_is_delivered_first() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack)
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.states_sent, log.ack)
     first, second = asyncio.Future[object](), asyncio.Future[object]()
     await writer.put(batch([first], b"acme", b"{v1}", "m1"))
     await writer.put(batch([second], b"acme", b"{v2}", "m2"))
@@ -78,7 +86,7 @@ async def test_batches_complete_in_order_even_if_a_later_one_is_delivered_first(
 
 async def test_a_lost_output_stops_the_writer_before_its_state_is_written() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack)
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.states_sent, log.ack)
     delivered, lost = asyncio.Future[object](), asyncio.Future[object]()
     delivered.set_result("delivered")
     lost.set_exception(TimeoutError("no answer from the broker"))
@@ -91,14 +99,35 @@ async def test_a_lost_output_stops_the_writer_before_its_state_is_written() -> N
 
 async def test_a_batch_without_outputs_is_written_at_once() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack)
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.states_sent, log.ack)
     await writer.complete(batch([], b"acme", b"{v1}", "m1"))
-    assert log.entries == [("state", (b"acme", 0, b"{v1}")), ("ack", "m1")]
+    assert log.entries == [("state", (b"acme", 0, b"{v1}")), ("sent", None), ("ack", "m1")]
+
+
+async def test_inputs_are_acknowledged_only_once_their_states_are_handed_over() -> None:
+    """A commit covers what the producer holds: an input acknowledged before its state
+    record reached the producer could be committed with the record unsent."""
+    log = Log()
+    handed_over = asyncio.Event()
+
+    async def states_sent() -> None:
+        await handed_over.wait()
+        log.entries.append(("sent", None))
+
+    writer: OutputsFirst[str] = OutputsFirst(log.write_state, states_sent, log.ack)
+    completing = asyncio.create_task(writer.complete(batch([], b"acme", b"{v1}", "m1")))
+    await settle_loop()
+    assert log.entries == [("state", (b"acme", 0, b"{v1}"))]
+    handed_over.set()
+    await asyncio.wait_for(completing, 1)
+    assert log.entries[1:] == [("sent", None), ("ack", "m1")]
 
 
 async def test_the_scoring_task_waits_when_too_many_inputs_are_pending() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack, max_pending_inputs=3)
+    writer: OutputsFirst[str] = OutputsFirst(
+        log.write_state, log.states_sent, log.ack, max_pending_inputs=3
+    )
     await writer.put(batch([], b"acme", b"{v0}", "m0"))
     await writer.put(batch([], b"acme", b"{v1}", "m1", "m1b"))
     assert writer.pending == 3
@@ -119,6 +148,8 @@ async def test_the_scoring_task_waits_when_too_many_inputs_are_pending() -> None
 
 async def test_a_batch_larger_than_the_bound_is_let_in_alone() -> None:
     log = Log()
-    writer: OutputsFirst[str] = OutputsFirst(log.write_state, log.ack, max_pending_inputs=2)
+    writer: OutputsFirst[str] = OutputsFirst(
+        log.write_state, log.states_sent, log.ack, max_pending_inputs=2
+    )
     await asyncio.wait_for(writer.put(batch([], b"acme", b"{v1}", "m1", "m2", "m3")), 1)
     assert writer.pending == 3

@@ -12,7 +12,6 @@ import pytest
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, FutureMessage, PendingMessage, RecordMetadata
-from faust.types.transports import ProducerBufferT
 
 from alerts.config import default_rules
 from scoring.scoring_model import default_model
@@ -21,7 +20,6 @@ from streams.settings import Settings
 from streams.worker.account_table import AccountTable
 from streams.worker.app import create_app
 from streams.worker.faust_overrides import (
-    PRODUCER_BUFFER_MAX,
     TESTED_RELEASES,
     ChsApp,
     ChsConsumer,
@@ -29,7 +27,6 @@ from streams.worker.faust_overrides import (
     ChsWorker,
     UntestedRelease,
     check_tested_releases,
-    wait_for_producer,
 )
 
 
@@ -334,28 +331,3 @@ def test_the_worker_runs_only_on_the_releases_its_overrides_were_tested_with() -
 
 def test_the_installed_releases_are_the_tested_ones() -> None:
     check_tested_releases()  # what pyproject.toml pins is what is installed
-
-
-class SlowProducerBuffer:
-    """Sends ``per_flush`` records per flush, however many it is asked for."""
-
-    def __init__(self, size: int, per_flush: int) -> None:
-        self.size = size
-        self.per_flush = per_flush
-        self.asked: list[int] = []
-
-    async def flush_atmost(self, max_messages: int) -> int:
-        self.asked.append(max_messages)
-        sent = min(self.per_flush, max_messages, self.size)
-        self.size -= sent
-        return sent
-
-
-async def test_the_scoring_task_waits_until_the_producer_buffer_is_back_under_its_bound() -> None:
-    buffer = SlowProducerBuffer(PRODUCER_BUFFER_MAX + 2_500, per_flush=1_000)
-    await wait_for_producer(cast(ProducerBufferT, buffer))
-    assert buffer.size == PRODUCER_BUFFER_MAX
-    assert buffer.asked == [2_500, 1_500, 500]
-    under = SlowProducerBuffer(PRODUCER_BUFFER_MAX, per_flush=1_000)
-    await wait_for_producer(cast(ProducerBufferT, under))
-    assert under.asked == []  # no wait at all
