@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         "window_max_inputs": 100_000,
         "window_max_seconds": 15.0,
     },
+    "fetches wait at most 1.5 s on the broker": {"broker_fetch_max_wait": 1.5},
+    "fetches wait at most 0.05 s on the broker": {"broker_fetch_max_wait": 0.05},
     "windows of at most 200,000 inputs or 30 s": {
         "window_max_inputs": 200_000,
         "window_max_seconds": 30.0,

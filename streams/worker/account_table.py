@@ -7,7 +7,7 @@ import gc
 import logging
 from collections.abc import MutableMapping
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
@@ -16,7 +16,7 @@ from faust.types import TP
 from scoring.state import AccountState
 from streams.pipeline.ownership import Ownership
 from streams.worker import metrics
-from streams.worker.faust_overrides import CodecTable, batch_sender
+from streams.worker.faust_overrides import ChsConsumer, CodecTable, batch_sender
 from streams.worker.state_records import StateWriter, decode, merge_recovered
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
         # replays every active partition's changelog, kept ones too, into records not yet
         # merged (a due account re-evaluated then met an unmerged record and stopped the worker).
         self.active_partitions = frozenset()
+        cast(ChsConsumer, self.app.consumer).recovering(True)
         metrics.CONSUMER_LAG.clear()  # no stale lag for partitions now read elsewhere
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
@@ -86,6 +87,7 @@ class AccountTable(CodecTable[bytes, AccountState]):
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
+        cast(ChsConsumer, self.app.consumer).recovering(False)
         not_read = merge_recovered(self.data, self.state_writer)
         if not_read:
             metrics.PARTS_NOT_RECOVERED.inc(sum(len(parts) for parts in not_read.values()))

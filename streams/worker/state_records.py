@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 from scoring.state import AccountState, AlertMemory, ChildEntry
 
 INPUT_RECORD = 1
@@ -96,8 +98,9 @@ class StatePart:
 
     part: str
     slot: int
-    state: AccountState
-    """The part's fields (the others at their defaults)."""
+    body: bytes
+    """The part's fields as JSON (parsed only when merged: a recovery reads every version
+    of a key the broker has not compacted yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +114,12 @@ class ChildRecord:
 @dataclass(frozen=True, slots=True)
 class InputRecord:
     """An input record as read back, with the slots of its parts and the parts it holds
-    inline (a window record)."""
+    inline (a window record), all JSON until merged: the account's state is validated once,
+    from the record and its parts together."""
 
-    state: AccountState
+    body: bytes
     slots: dict[str, int]
-    inline: dict[str, AccountState] = field(default_factory=dict)
+    inline: dict[str, bytes] = field(default_factory=dict)
 
 
 def _newest(days: dict[int, Any]) -> int | None:
@@ -219,11 +223,10 @@ def decode(value: bytes) -> Recovered:
         text = head.decode()
         slots = {text[i]: int(text[i + 1]) for i in range(0, len(text), 2)}
         body, *parts = rest.split(b"\x00")
-        inline = {part[:1].decode(): AccountState.model_validate_json(part[1:]) for part in parts}
-        return InputRecord(AccountState.model_validate_json(body), slots, inline)
+        return InputRecord(body, slots, {part[:1].decode(): part[1:] for part in parts})
     if kind == PART_RECORD:
         part, slot = value[1:2].decode(), int(value[2:3].decode())
-        return StatePart(part, slot, AccountState.model_validate_json(value[3:]))
+        return StatePart(part, slot, value[3:])
     if kind == CHILD_RECORD:
         child_id, body = value[1:].split(b"\x00", 1)
         return ChildRecord(child_id.decode(), ChildEntry.model_validate_json(body))
@@ -232,33 +235,47 @@ def decode(value: bytes) -> Recovered:
 
 def merge(
     record: InputRecord,
-    parts: dict[tuple[str, int], AccountState],
+    parts: dict[tuple[str, int], bytes],
     missing: list[str] | None = None,
 ) -> AccountState:
     """The account's state from its input record and the parts in the slots it names (those
     not among ``parts`` are added to ``missing``, and left at their defaults)."""
-    state = record.state
-    named = [(part, slot, parts.get((part, slot))) for part, slot in record.slots.items()]
-    for part, _, found in [*named, *((p, INLINE, s) for p, s in record.inline.items())]:
-        if found is None:
+    state: dict[str, Any] = from_json(record.body)
+    named = [(part, parts.get((part, slot))) for part, slot in record.slots.items()]
+    for part, body in [*named, *record.inline.items()]:
+        if body is None:
             if missing is not None:
                 missing.append(part)
             continue
+        found: dict[str, Any] = from_json(body)
         if part == CLOSED_DAYS:
-            state.days = {**found.days, **state.days}
-            state.history = {**found.history, **state.history}
-            state.trails = {
-                version: [*found.trails.get(version, []), *trail]
-                for version, trail in state.trails.items()
-            }
-            highs = {**found.alerts.daily_highs, **state.alerts.daily_highs}
-            state.alerts.daily_highs = highs
-        else:
-            for field in PART_FIELDS[part]:
-                setattr(state, field, getattr(found, field))
-            if part == _ACCOUNT_PART and found.children:
-                state.children = found.children  # written before the child records
-    return state
+            _merge_closed_days(state, found)
+            continue
+        for name in PART_FIELDS[part]:
+            if name in found:
+                state[name] = found[name]
+        if part == _ACCOUNT_PART and CHILDREN in found:
+            state[CHILDREN] = found[CHILDREN]  # written before the child records
+    # Back to JSON for the model's JSON mode (strict on Python input), in one pass in Rust.
+    return AccountState.model_validate_json(to_json(state))
+
+
+def _merge_closed_days(state: dict[str, Any], closed: dict[str, Any]) -> None:
+    """The closed days before the open ones the input record holds (JSON, as read)."""
+    for name in ("days", "history"):
+        merged = {**closed.get(name, {}), **state.get(name, {})}
+        if merged:
+            state[name] = merged
+    trails = closed.get("trails", {})
+    if "trails" in state:
+        state["trails"] = {
+            version: [*trails.get(version, []), *trail]
+            for version, trail in state["trails"].items()
+        }
+    highs = closed.get("alerts", {}).get("daily_highs", {})
+    if highs:
+        alerts = state.setdefault("alerts", {})
+        alerts["daily_highs"] = {**highs, **alerts.get("daily_highs", {})}
 
 
 def _digest(encoded: bytes) -> bytes:
@@ -367,12 +384,12 @@ def merge_recovered(
     leave ``data``. Returns the parts named but not read back, by account (none, unless
     records were lost)."""
     not_read: dict[bytes, list[str]] = {}
-    parts: dict[bytes, dict[tuple[str, int], AccountState]] = {}
+    parts: dict[bytes, dict[tuple[str, int], bytes]] = {}
     children: dict[bytes, dict[str, ChildEntry]] = {}
     inputs: dict[bytes, InputRecord] = {}
     for key, value in list(data.items()):
         if isinstance(value, StatePart):
-            parts.setdefault(account_of(key), {})[(value.part, value.slot)] = value.state
+            parts.setdefault(account_of(key), {})[(value.part, value.slot)] = value.body
             del data[key]
         elif isinstance(value, ChildRecord):
             children.setdefault(account_of(key), {})[value.child_id] = value.entry

@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
+import aiokafka
 import pytest
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -20,6 +22,7 @@ from streams.settings import Settings
 from streams.worker.account_table import AccountTable
 from streams.worker.app import create_app
 from streams.worker.faust_overrides import (
+    RECOVERY_FETCH_MAX_WAIT,
     TESTED_RELEASES,
     ChsApp,
     ChsConsumer,
@@ -245,6 +248,18 @@ async def test_the_worker_consumer_fetches_with_the_configured_wait(tmp_path: Pa
         transport = cast(aiokafka_driver.Transport, consumer.transport)
         kafka_consumer = consumer._thread._create_worker_consumer(transport)
         assert kafka_consumer._fetch_max_wait_ms == expected_ms
+
+
+async def test_the_worker_consumer_fetches_briefly_while_a_table_recovers(tmp_path: Path) -> None:
+    consumer = chs_consumer(app(tmp_path, broker_fetch_max_wait=1.5))
+    thread = consumer._thread
+    consumer.recovering(True)  # not started yet: nothing to change, nothing raised
+    fetcher = SimpleNamespace(_fetch_max_wait_ms=1500)
+    thread._consumer = cast(aiokafka.AIOKafkaConsumer, SimpleNamespace(_fetcher=fetcher))
+    consumer.recovering(True)
+    assert fetcher._fetch_max_wait_ms == round(RECOVERY_FETCH_MAX_WAIT * 1000)
+    consumer.recovering(False)
+    assert fetcher._fetch_max_wait_ms == 1500
 
 
 def test_resuming_the_flow_keeps_what_the_stream_buffers_hold(tmp_path: Path) -> None:
