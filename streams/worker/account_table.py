@@ -88,7 +88,13 @@ class AccountTable(CodecTable[bytes, AccountState]):
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         cast(ChsConsumer, self.app.consumer).recovering(False)
-        not_read = merge_recovered(self.data, self.state_writer)
+        # Merging builds every account's state at once: collections in between would walk
+        # the states already built, again and again, for nothing (all of them live on).
+        gc.disable()
+        try:
+            not_read = merge_recovered(self.data, self.state_writer)
+        finally:
+            gc.enable()
         if not_read:
             metrics.PARTS_NOT_RECOVERED.inc(sum(len(parts) for parts in not_read.values()))
             named = ", ".join(f"{k.decode()} {'/'.join(p)}" for k, p in list(not_read.items())[:5])
