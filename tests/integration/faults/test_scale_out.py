@@ -9,18 +9,21 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from scoring.events import Event
 from streams.ops.devstack import ManagedProcess, free_port
 from streams.settings import Settings
 from tests.conftest import isolated, start_worker
+from tests.factories import login
 from tests.integration.kafka import read_all, wait_consumed
 from tests.integration.pipeline.test_alerts import alerts_in, posted_ids
-from tests.integration.pipeline.test_pipeline import produce
+from tests.integration.pipeline.test_pipeline import produce, recent
 from tests.integration.reference import (
     assert_matches_reference,
     changelog_states,
@@ -141,6 +144,16 @@ def parts_not_recovered(group: Group) -> list[str]:
     ]
 
 
+def worker_failures(group: Group) -> list[str]:
+    """Every member's log lines that tell of an error that stopped it or a task."""
+    return [
+        line
+        for log in sorted(group.tmp_path.glob("worker-*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "Traceback" in line or "Stopping the worker" in line
+    ]
+
+
 async def check_against_reference(group: Group, events: list[Event]) -> None:
     await settle(group)
     assert_matches_reference(await changelog_states(group.settings), reference(events), len(events))
@@ -228,3 +241,49 @@ async def test_a_worker_added_mid_stream_takes_a_share(group: Group, slack: Fake
     raised, posts = await alert_posts(group.settings, slack)
     assert set(posts) == raised
     assert max(posts.values()) == 1
+
+
+DUE_ACCOUNTS = 10_000
+REEVALUATE_HOURS = 0.0005
+"""Every account due every 1.8 s: due accounts are re-evaluated all the time, through the
+replay of the table that follows a rebalance too."""
+
+
+async def test_a_rebalance_replays_the_tables_with_no_due_account_scored_meanwhile(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    """After a rebalance Faust replays every active partition's changelog, the kept ones too,
+    into records not merged yet; a due account re-evaluated then met one and stopped the
+    worker (``AccountTable.on_rebalance``)."""
+    model = yaml.safe_load(resources.files("scoring").joinpath("models/default.yaml").read_text())
+    model["reevaluate_hours"] = REEVALUATE_HOURS
+    model_file = tmp_path / "model.yaml"
+    model_file.write_text(yaml.safe_dump(model))
+    settings = isolated(worker_settings, tmp_path, model_file=model_file, timer_interval=0.1)
+    workers = Group(settings, tmp_path)
+    try:
+        first = await workers.add()
+        partitions = settings.topic_partitions
+        await eventually(lambda: split_between([first], partitions), within=90)
+        accounts = [f"due-{n}" for n in range(DUE_ACCOUNTS)]
+        await produce(settings, recent([login(account) for account in accounts]))
+        await wait_consumed(settings, list(settings.event_topics), within=120)
+        await eventually(lambda: metric(first, "chs_accounts_held") == DUE_ACCOUNTS, within=60)
+        second = await workers.add()
+
+        def split_while_alive() -> bool:
+            for _, process in workers.members:
+                assert process.process.poll() is None, process.log_tail()
+            try:
+                return split_between([first, second], partitions)
+            except OSError:  # a worker's web server gone: the next round says why
+                return False
+
+        await eventually(split_while_alive, within=90)
+        await asyncio.sleep(3)  # due accounts re-evaluated on both sides since
+        for member, process in workers.members:
+            assert process.process.poll() is None, process.log_tail()
+            assert metric(member, "chs_accounts_held") > 0
+        assert worker_failures(workers) == []
+    finally:
+        await workers.stop()
