@@ -216,6 +216,8 @@ class Processor:
         self.clock = clock
         self.max_future_seconds = max_future_seconds
         self.max_event_bytes = max_event_bytes
+        self._critical_kinds = {rule.kind for rule in rules.critical_events}
+        """The event kinds a critical-event rule looks at: ``settle_needs`` runs per input."""
         self._erased: dict[str, float] = {}
         """Digest of an erased account's id -> its erasure time (``MAX_ERASURES_REMEMBERED``
         at most, oldest forgotten first)."""
@@ -438,9 +440,13 @@ class Processor:
         moved or regrouped. The others are left out (``now`` never goes back for an account),
         so a window under a backlog holds about one input per account, not all of them."""
         event = folded.event
-        if event is not None and any(
-            matches(rule, event, rule.segments[0] if rule.segments else None)
-            for rule in self.rules.critical_events
+        if (
+            event is not None
+            and getattr(event, "kind", None) in self._critical_kinds
+            and any(
+                matches(rule, event, rule.segments[0] if rule.segments else None)
+                for rule in self.rules.critical_events
+            )
         ):
             return True
         return folded.trigger is Trigger.ATTRIBUTES or folded.regrouped or bool(folded.path)

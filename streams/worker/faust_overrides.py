@@ -260,8 +260,7 @@ class ChsConsumer(aiokafka_driver.Consumer):
         aiokafka keeps one fetch per broker in flight, for the partitions with nothing left
         in its buffers: once those are the idle ones (input partitions without news, Faust's
         leader topic), the broker holds the fetch for the whole wait, and the changelog
-        partitions being recovered are fetched again only after it (a restart of 100,000
-        accounts read its changelog with a pause of about 0.9 s every third fetch).
+        partitions being recovered are fetched again only after it (docs/performance.md).
         """
         configured = cast(ChsApp, self.app).broker_fetch_max_wait
         wait = min(configured, RECOVERY_FETCH_MAX_WAIT) if recovering else configured
@@ -336,14 +335,13 @@ class ChsConsumer(aiokafka_driver.Consumer):
         message of a topic registered with ``ChsApp.read_in_bulk`` goes straight onto its
         channel's queue instead while the flow is on (otherwise, in a rebalance, it takes
         Faust's way); a changelog record is handed to the callback without the race while
-        the flow is on and the tables' changelog queue has room (reading a restart's
-        100,000 accounts took 19 s with the race, 15 s without). A full queue makes this
-        loop wait for room, so fetching stops until the scoring task catches up: plain
-        back-pressure rather than Faust's pause and resume of the partition
-        (docs/reliability.md). Read offsets and gaps are kept as in
-        Faust's loop. Commits are left to Faust's commit timer (``broker_commit_interval``):
-        Faust's loop also commits every ``broker_commit_every`` acks and stops fetching
-        until that commit is done, delaying every event behind it.
+        the flow is on and the tables' changelog queue has room (the race cost a fifth of a
+        restart, docs/performance.md). A full queue makes this loop wait for room, so
+        fetching stops until the scoring task catches up: plain back-pressure rather than
+        Faust's pause and resume of the partition (docs/reliability.md). Read offsets and
+        gaps are kept as in Faust's loop. Commits are left to Faust's commit timer
+        (``broker_commit_interval``): Faust's loop also commits every ``broker_commit_every``
+        acks and stops fetching until that commit is done, delaying every event behind it.
         """
         callback = self.callback
         getmany = self.getmany
