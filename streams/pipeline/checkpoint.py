@@ -40,6 +40,10 @@ class SettledWindow(Generic[InputT]):
     partition and value (None deletes; ``streams/worker/state_records.py``), in order."""
     inputs: list[InputT] = field(default_factory=list)
     """The window's input messages, acknowledged last."""
+    held: dict[bytes, int] = field(default_factory=dict)
+    """Accounts settled whose states are not encoded into ``states`` yet, with their changelog
+    partitions: a window held for a later one of the same checkpoint to write
+    (``streams.pipeline.window_step.encode_held``)."""
 
 
 class OutputsFirst(Generic[InputT]):

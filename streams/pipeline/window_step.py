@@ -246,10 +246,13 @@ class ScoringWindow(Generic[M]):
     (``window_closes``): the fewer times an account is settled, the fewer evaluations,
     ScoreUpdates and changelog records per input (docs/performance.md)."""
 
-    def __init__(self, ports: ScoringPorts) -> None:
+    def __init__(self, ports: ScoringPorts, held: SettledWindow[M] | None = None) -> None:
+        """``held``: the settled windows before this one whose states are not written yet;
+        this one adds to them."""
         self._ports = ports
         self._folds = WindowFolds(ports.processor, ports.store.get, self._publish)
-        self._settled: SettledWindow[M] = SettledWindow()
+        self._settled: SettledWindow[M] = held if held is not None else SettledWindow()
+        self._inputs = 0
         self._behind: dict[tuple[str, int], int] = {}
         """Input partition -> inputs waiting beyond the last read (at the last fetch)."""
         self._ticks = 0
@@ -259,12 +262,12 @@ class ScoringWindow(Generic[M]):
 
     @property
     def inputs(self) -> int:
-        return len(self._settled.inputs)
+        return self._inputs
 
     @property
     def size(self) -> int:
         """Inputs and ticks."""
-        return len(self._settled.inputs) + self._ticks
+        return self._inputs + self._ticks
 
     @property
     def grew(self) -> bool:
@@ -285,6 +288,7 @@ class ScoringWindow(Generic[M]):
         metrics, publisher, work = ports.metrics, ports.publisher, self._folds
         outputs = self._settled.outputs
         self._settled.inputs.extend(batch)
+        self._inputs += len(batch)
         self._batches += 1
         for message in batch:
             role = ports.roles.get(message.topic)
@@ -323,19 +327,21 @@ class ScoringWindow(Generic[M]):
             self._ticks += 1
             self._ports.metrics.ticked()
 
-    def settle(self, backlog: bool = False) -> SettledWindow[M]:
+    def settle(self, backlog: bool = False, hold: bool = False) -> SettledWindow[M]:
         """Rescore and publish each touched account; what is left (the states to write once
         the outputs are delivered, the inputs to acknowledge) is the caller's. Under a
         ``backlog`` each account's changed parts go inline in its record: one changelog
-        record per account per window (``streams/worker/state_records.py``)."""
+        record per account per window (``streams/worker/state_records.py``). ``hold``: the
+        states are not encoded yet, for a later window to write with its own (``held``), each
+        account once, as the last window left it."""
         began = time.perf_counter()
         ports, settled = self._ports, self._settled
         for key, applied in self._folds.settle():
-            state, partition = applied.state, applied.state.partition
             if self._publish(key, applied):
-                assert partition is not None
-                records = ports.state_records.records(key, state, backlog)
-                settled.states.extend((record, partition, value) for record, value in records)
+                assert applied.state.partition is not None
+                settled.held[key] = applied.state.partition
+        if not hold:
+            encode_held(settled, ports, backlog)
         seconds = self._seconds + time.perf_counter() - began
         ports.metrics.window(self.inputs, seconds, self._wall)
         return settled
@@ -362,6 +368,7 @@ class ScoringWindow(Generic[M]):
             metrics.erased()
         if applied.forget:
             ports.store.delete(key)
+            settled.held.pop(key, None)  # its state written since is that of a new account
             deleted = ports.state_records.deleted(key)
             settled.states.extend((record, state.partition, None) for record in deleted)
             return False
@@ -373,6 +380,19 @@ class ScoringWindow(Generic[M]):
             metrics.alerted(alert)
             outputs.append(publisher.alert(key, alert.model_dump_json().encode()))
         return True
+
+
+def encode_held(settled: SettledWindow[M], ports: ScoringPorts, inline: bool) -> None:
+    """The changelog records of the accounts ``settled`` holds, as they are now, after the
+    records written before (an account erased and started anew: its tombstones first)."""
+    records, store = ports.state_records, ports.store
+    for key, partition in settled.held.items():
+        state = store.get(key)
+        assert state is not None  # an account forgotten since leaves ``held``
+        settled.states.extend(
+            (record, partition, value) for record, value in records.records(key, state, inline)
+        )
+    settled.held.clear()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """The scoring task and the timer that feeds it due accounts: the application step
 (``streams/pipeline/window_step.py``) run on the input topics' raw messages in windows, its
 outputs in batches (``streams/worker/batch_sender.py``), its states to the changelog once the
-outputs are delivered (``streams/pipeline/checkpoint.py``)."""
+outputs are delivered (``streams/pipeline/checkpoint.py``). Under a live load the states of
+the windows of ``CHS_STATE_WRITE_SECONDS`` are written together, each account once (Kafka
+Streams' record cache); their outputs go at once."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from faust.types import TP, Message
 
 from streams.pipeline.account_step import Processor, SkipReason
 from streams.pipeline.batching import batches
-from streams.pipeline.checkpoint import OutputLost, OutputsFirst
+from streams.pipeline.checkpoint import OutputLost, OutputsFirst, SettledWindow
 from streams.pipeline.clock import Clock, EventClock
 from streams.pipeline.event_order import EventOrder
 from streams.pipeline.window_step import (
@@ -22,6 +24,7 @@ from streams.pipeline.window_step import (
     ScoringPorts,
     ScoringWindow,
     WindowBound,
+    encode_held,
     window_closes,
 )
 from streams.settings import Settings
@@ -112,11 +115,26 @@ def add_scoring_task(
     window: ScoringWindow[Message] | None = None
     opened = next_tick = 0.0
     behind = False  # whether the last window of inputs grew, or closed with more waiting
+    held: SettledWindow[Message] | None = None  # settled windows whose states wait
+    held_since = 0.0
 
     def open_window() -> ScoringWindow[Message]:
         nonlocal opened
         opened = time.monotonic()
-        return ScoringWindow(ports)
+        return ScoringWindow(ports, held)
+
+    def write_now() -> bool:
+        """Whether the held windows' states are written now: under a backlog (its windows
+        are large already), once ``state_write_seconds`` have passed since the first was
+        held, and during a rebalance (it waits for the inputs to be acknowledged)."""
+        age = time.monotonic() - held_since if held is not None else 0.0
+        return behind or not app.flowing or age >= settings.state_write_seconds
+
+    async def write(settled: SettledWindow[Message]) -> None:
+        nonlocal held
+        encode_held(settled, ports, behind)
+        held = None
+        await writer.put(settled)
 
     def due() -> list[tuple[int, bytes, float]]:
         """The due accounts of the partitions this worker scores (none during a rebalance)."""
@@ -128,13 +146,17 @@ def add_scoring_task(
         return [d for d in schedule.pop_due(clock.now, settings.timer_batch) if d[0] in owned]
 
     def idle() -> float | None:
+        now = time.monotonic()
         waits = [order.wait_seconds] if order is not None and order.held else []
-        waits.append(WINDOW_POLL_SECONDS if window else max(0.0, next_tick - time.monotonic()))
+        waits.append(WINDOW_POLL_SECONDS if window else max(0.0, next_tick - now))
+        if held is not None:
+            due = held_since + settings.state_write_seconds
+            waits.append(WINDOW_POLL_SECONDS if not app.flowing else max(0.0, due - now))
         return min(waits)
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        nonlocal window, behind
+        nonlocal window, behind, held, held_since
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
@@ -144,6 +166,8 @@ def add_scoring_task(
             elif window is None and time.monotonic() >= next_tick:
                 window = open_window()  # idle: the due accounts alone
             if window is None:
+                if held is not None and write_now():
+                    await write(held)
                 continue
             size, waiting, age = window.size, window.waiting, time.monotonic() - opened
             if not window.inputs or window_closes(size, age, waiting, app.flowing, bound):
@@ -151,9 +175,12 @@ def add_scoring_task(
                     behind = window.grew or waiting > size
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
-                    settled = window.settle(backlog=behind)
+                    settled = window.settle(backlog=behind, hold=True)
                     await sender.send()
-                    await writer.put(settled)
+                    if held is None:
+                        held, held_since = settled, time.monotonic()
+                    if write_now():
+                        await write(settled)
                 window = None
 
     @app.task  # type: ignore[untyped-decorator]

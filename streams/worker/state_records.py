@@ -240,24 +240,28 @@ def merge(
 ) -> AccountState:
     """The account's state from its input record and the parts in the slots it names (those
     not among ``parts`` are added to ``missing``, and left at their defaults)."""
-    state: dict[str, Any] = from_json(record.body)
     named = [(part, parts.get((part, slot))) for part, slot in record.slots.items()]
-    for part, body in [*named, *record.inline.items()]:
-        if body is None:
+    body = record.body
+    joined: list[bytes] = []
+    for part, found in [*named, *record.inline.items()]:
+        if found is None:
             if missing is not None:
                 missing.append(part)
-            continue
-        found: dict[str, Any] = from_json(body)
-        if part == CLOSED_DAYS:
-            _merge_closed_days(state, found)
-            continue
-        for name in PART_FIELDS[part]:
-            if name in found:
-                state[name] = found[name]
-        if part == _ACCOUNT_PART and CHILDREN in found:
-            state[CHILDREN] = found[CHILDREN]  # written before the child records
-    # Back to JSON for the model's JSON mode (strict on Python input), in one pass in Rust.
-    return AccountState.model_validate_json(to_json(state))
+        elif part == CLOSED_DAYS:
+            state: dict[str, Any] = from_json(body)
+            _merge_closed_days(state, from_json(found))
+            body = to_json(state)
+        else:
+            joined.append(found)
+    # The other parts' fields are theirs alone: each part's JSON object joins the record's as
+    # it is, unparsed (the account id, in both, is the same; the last of a repeated key wins).
+    return AccountState.model_validate_json(_joined(body, joined))
+
+
+def _joined(record: bytes, parts: list[bytes]) -> bytes:
+    """JSON objects' members in one object."""
+    members = [body[1:-1] for body in [record, *parts] if len(body) > 2]
+    return b"{" + b",".join(members) + b"}"
 
 
 def _merge_closed_days(state: dict[str, Any], closed: dict[str, Any]) -> None:

@@ -503,3 +503,26 @@ def test_an_account_due_and_touched_in_the_same_window_is_settled_once() -> None
     window.settle()
     assert len(run.publisher.scores) - published == 1
     assert run.store.states[b"acme"].events_applied == 2
+
+
+def test_held_windows_write_an_account_erased_and_started_anew_after_its_tombstones() -> None:
+    run = Harness()
+    first: ScoringWindow[Record] = ScoringWindow(run.ports)
+    first.add([run.record("chs.events.login", login(days=-1, user="old"))])
+    held = first.settle(hold=True)
+    assert held.states == [] and list(held.held) == [b"acme"]
+    second: ScoringWindow[Record] = ScoringWindow(run.ports, held)
+    second.add([Record("chs.accounts", 0, 99, b"acme", None)])
+    assert second.settle(hold=True) is held
+    assert held.held == {}  # erased: nothing of the old account left to write
+    run.manual.advance(3600)
+    third: ScoringWindow[Record] = ScoringWindow(run.ports, held)
+    third.add([run.record("chs.events.login", login(days=0.01, user="new"))])
+    settled = third.settle()
+    assert settled is held and len(settled.inputs) == 3 and third.inputs == 1
+    written = [value for key, _, value in settled.states if key == b"acme"]
+    assert written[0] is None and written[-1] is not None  # tombstones, then the new account
+    state = replay((key, value) for key, _, value in settled.states)[b"acme"]
+    assert state.events_applied == 1
+    assert state.active_users == run.store.states[b"acme"].active_users
+    assert len(state.active_users) == 1
