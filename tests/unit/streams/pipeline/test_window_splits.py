@@ -18,8 +18,8 @@ from scoring.events import Event, PaymentStatus, TicketAction, TicketPriority
 from scoring.score import evaluate
 from scoring.scoring_model import default_model
 from scoring.state import AccountState
-from streams.pipeline.clock import EventClock
 from streams.pipeline.checkpoint import SettledWindow
+from streams.pipeline.clock import EventClock
 from streams.pipeline.window_step import ScoringWindow
 from streams.worker.state_records import account_key_is_valid, replay
 from tests.factories import feature, login, payment, survey, ticket

@@ -510,7 +510,8 @@ def test_held_windows_write_an_account_erased_and_started_anew_after_its_tombsto
     first: ScoringWindow[Record] = ScoringWindow(run.ports)
     first.add([run.record("chs.events.login", login(days=-1, user="old"))])
     held = first.settle(hold=True)
-    assert held.states == [] and list(held.held) == [b"acme"]
+    assert held.states == []
+    assert list(held.held) == [b"acme"]
     second: ScoringWindow[Record] = ScoringWindow(run.ports, held)
     second.add([Record("chs.accounts", 0, 99, b"acme", None)])
     assert second.settle(hold=True) is held
@@ -519,9 +520,12 @@ def test_held_windows_write_an_account_erased_and_started_anew_after_its_tombsto
     third: ScoringWindow[Record] = ScoringWindow(run.ports, held)
     third.add([run.record("chs.events.login", login(days=0.01, user="new"))])
     settled = third.settle()
-    assert settled is held and len(settled.inputs) == 3 and third.inputs == 1
+    assert settled is held
+    assert len(settled.inputs) == 3
+    assert third.inputs == 1
     written = [value for key, _, value in settled.states if key == b"acme"]
-    assert written[0] is None and written[-1] is not None  # tombstones, then the new account
+    assert written[0] is None
+    assert written[-1] is not None
     state = replay((key, value) for key, _, value in settled.states)[b"acme"]
     assert state.events_applied == 1
     assert state.active_users == run.store.states[b"acme"].active_users

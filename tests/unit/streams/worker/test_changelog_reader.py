@@ -80,7 +80,7 @@ def _read(
         assert all(o <= offset for t, o in applied if t == tp)
         told[tp] = offset
 
-    asyncio.run(read_changelogs(consumer, ranges, apply, read_to))  # type: ignore[arg-type]
+    asyncio.run(read_changelogs(consumer, ranges, apply, read_to))
     return applied, told
 
 
@@ -118,7 +118,7 @@ def test_a_cancelled_read_has_told_the_offsets_it_applied() -> None:
     async def cut_short() -> None:
         task = asyncio.ensure_future(
             read_changelogs(
-                consumer,  # type: ignore[arg-type]
+                consumer,
                 {A: (0, 9)},
                 apply,
                 lambda tp, offset: told.__setitem__(tp, offset),
