@@ -10,6 +10,7 @@ in-memory fakes (tests/unit/streams/pipeline/test_window_step.py).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -246,11 +247,18 @@ class ScoringWindow(Generic[M]):
     (``window_closes``): the fewer times an account is settled, the fewer evaluations,
     ScoreUpdates and changelog records per input (docs/performance.md)."""
 
-    def __init__(self, ports: ScoringPorts, held: SettledWindow[M] | None = None) -> None:
+    def __init__(
+        self,
+        ports: ScoringPorts,
+        held: SettledWindow[M] | None = None,
+        closing: ClosingWrite[M] | None = None,
+    ) -> None:
         """``held``: the settled windows before this one whose states are not written yet;
-        this one adds to them."""
+        this one adds to them. ``closing``: earlier ones whose states are being encoded, a
+        slice at a time: an account this window changes is encoded first."""
         self._ports = ports
-        self._folds = WindowFolds(ports.processor, ports.store.get, self._publish)
+        lookup = ports.store.get if closing is None else closing.lookup
+        self._folds = WindowFolds(ports.processor, lookup, self._publish)
         self._settled: SettledWindow[M] = held if held is not None else SettledWindow()
         self._inputs = 0
         self._behind: dict[tuple[str, int], int] = {}
@@ -385,14 +393,50 @@ class ScoringWindow(Generic[M]):
 def encode_held(settled: SettledWindow[M], ports: ScoringPorts, inline: bool) -> None:
     """The changelog records of the accounts ``settled`` holds, as they are now, after the
     records written before (an account erased and started anew: its tombstones first)."""
-    records, store = ports.state_records, ports.store
-    for key, partition in settled.held.items():
+    _encode(settled, ports, inline, list(settled.held))
+
+
+def _encode(
+    settled: SettledWindow[M], ports: ScoringPorts, inline: bool, keys: list[bytes]
+) -> None:
+    records, store, held = ports.state_records, ports.store, settled.held
+    for key in keys:
+        partition = held.pop(key)
         state = store.get(key)
-        assert state is not None  # an account forgotten since leaves ``held``
+        if state is None:
+            # Its partition left in a rebalance (an account forgotten leaves ``held``): its
+            # inputs are not committed here, and its new owner replays them.
+            continue
         settled.states.extend(
             (record, partition, value) for record, value in records.records(key, state, inline)
         )
-    settled.held.clear()
+
+
+class ClosingWrite(Generic[M]):
+    """Held windows whose states are due, encoded a slice at a time (``encode_some``) while
+    the next windows are scored, so that writing a thousand accounts at once does not hold
+    up the inputs behind it. An account the next windows change is encoded first, as the
+    held windows left it (``lookup``)."""
+
+    def __init__(self, settled: SettledWindow[M], ports: ScoringPorts, inline: bool) -> None:
+        self.settled = settled
+        self._ports = ports
+        self._inline = inline
+
+    @property
+    def done(self) -> bool:
+        return not self.settled.held
+
+    def lookup(self, key: bytes) -> AccountState | None:
+        """The account's state for a later window to change, its records encoded first."""
+        if key in self.settled.held:
+            _encode(self.settled, self._ports, self._inline, [key])
+        return self._ports.store.get(key)
+
+    def encode_some(self, accounts: int | None = None) -> None:
+        """Encode up to ``accounts`` of the accounts left (None: all of them)."""
+        keys = list(itertools.islice(self.settled.held, accounts))
+        _encode(self.settled, self._ports, self._inline, keys)
 
 
 @dataclass(frozen=True, slots=True)

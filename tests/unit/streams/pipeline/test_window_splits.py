@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,10 @@ from scoring.events import Event, PaymentStatus, TicketAction, TicketPriority
 from scoring.score import evaluate
 from scoring.scoring_model import default_model
 from scoring.state import AccountState
+from scoring.update import PUBLISH_MIN_DELTA
 from streams.pipeline.checkpoint import SettledWindow
 from streams.pipeline.clock import EventClock
-from streams.pipeline.window_step import ScoringWindow
+from streams.pipeline.window_step import ClosingWrite, ScoringWindow, encode_held
 from streams.worker.state_records import account_key_is_valid, replay
 from tests.factories import feature, login, payment, survey, ticket
 from tests.integration.reference import AGGREGATES as REFERENCE_AGGREGATES
@@ -80,26 +82,47 @@ class Run:
     """The scoring step over windows, with what it published and wrote."""
 
     def __init__(self, windows: list[list[Record]], holds: list[bool] | None = None) -> None:
-        """``holds``: for each window, whether its states are held for the next to write."""
+        """``holds``: for each window, whether its states are held for the next; a run of
+        held windows, once due, is encoded one account per later window (as the scoring
+        task does a slice per batch), the accounts those windows change first."""
         self.harness = Harness(clock=EventClock(lambda: NOW))
         self.written: list[tuple[bytes, bytes | None]] = []
         self.backlog_records: list[bytes] = []
         """The keys written by windows of more than one input (settled as under a backlog)."""
         self.acknowledged: list[Record] = []
+        self.checkpoints: list[tuple[int, int]] = []
+        """After each write: records written and inputs acknowledged so far."""
+        ports = self.harness.ports
         held: SettledWindow[Record] | None = None
+        closing: ClosingWrite[Record] | None = None
         for n, inputs in enumerate(windows):
-            window: ScoringWindow[Record] = ScoringWindow(self.harness.ports, held)
+            window: ScoringWindow[Record] = ScoringWindow(ports, held, closing)
             window.add(inputs)
-            hold = holds is not None and n < len(windows) - 1 and holds[n % len(holds)]
-            settled = window.settle(backlog=len(inputs) > 1, hold=hold)
-            if hold:
-                held = settled
+            if holds is None:
+                self._write(window.settle(backlog=len(inputs) > 1), len(inputs) > 1)
                 continue
-            held = None
-            self.written += [(key, value) for key, _, value in settled.states]
-            self.acknowledged += settled.inputs
-            if len(inputs) > 1:
-                self.backlog_records += [key for key, _, _ in settled.states]
+            held = window.settle(backlog=len(inputs) > 1, hold=True)
+            if closing is not None:
+                closing.encode_some(1)
+                if closing.done:
+                    self._write(closing.settled)
+                    closing = None
+            if not holds[n % len(holds)]:
+                if closing is not None:
+                    closing.encode_some()
+                    self._write(closing.settled)
+                closing, held = ClosingWrite(held, ports, len(inputs) > 1), None
+        for last in (closing.settled if closing else None, held):
+            if last is not None:
+                encode_held(last, ports, False)
+                self._write(last)
+
+    def _write(self, settled: SettledWindow[Record], backlog: bool = False) -> None:
+        self.written += [(key, value) for key, _, value in settled.states]
+        self.acknowledged += settled.inputs
+        self.checkpoints.append((len(self.written), len(self.acknowledged)))
+        if backlog:
+            self.backlog_records += [key for key, _, _ in settled.states]
 
     @property
     def states(self) -> dict[bytes, AccountState]:
@@ -141,10 +164,12 @@ def test_any_split_into_windows_leaves_what_one_input_at_a_time_leaves(
         assert (got and got.value) == (want and want.value)
     # Critical events raise their alert whatever the window (the id names the event).
     assert windowed.alert_ids("critical_event") == one_at_a_time.alert_ids("critical_event")
-    # Each account's last ScoreUpdate: the same account evaluated after the same last input.
+    # Each account's last ScoreUpdate: in each run within the publishing rule's minimum move
+    # of the account's final score (a smaller move is not published), and those agree (above).
+    # One input at a time may publish a move that a window's later input takes back.
     for key, update in windowed.last_updates().items():
         reference_update = one_at_a_time.last_updates()[key]
-        assert abs(update["score"] - reference_update["score"]) < 1.0
+        assert abs(update["score"] - reference_update["score"]) < 2 * PUBLISH_MIN_DELTA
     # What was written reads back as the states held in memory, once per account per window.
     read_back = replay(windowed.written)
     for key, state in windowed.states.items():
@@ -158,7 +183,7 @@ def test_any_split_into_windows_leaves_what_one_input_at_a_time_leaves(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(INPUTS, SPLITS, st.lists(st.booleans(), min_size=1, max_size=6))
-def test_windows_whose_states_are_held_write_each_account_once_as_the_last_left_it(
+def test_windows_whose_states_are_held_write_each_account_once_as_it_was_left(
     inputs: list[tuple[str, float, int]], cuts: list[int], holds: list[bool]
 ) -> None:
     messages = records(inputs)
@@ -174,6 +199,11 @@ def test_windows_whose_states_are_held_write_each_account_once_as_the_last_left_
     for key, state in held.states.items():
         assert read_back[key].model_dump(include=AGGREGATES) == state.model_dump(include=AGGREGATES)
         assert read_back[key].published == state.published
+    # A crash after any write reads back states holding exactly the inputs acknowledged.
+    for records_written, inputs_acknowledged in held.checkpoints:
+        states = replay(held.written[:records_written])
+        acknowledged = Counter(m.key for m in held.acknowledged[:inputs_acknowledged])
+        assert {k: s.events_applied for k, s in states.items()} == dict(acknowledged)
     # Fewer input records: an account is written once per group of held windows.
     written_inputs = [key for key, _ in held.written if account_key_is_valid(key)]
     assert len(written_inputs) <= len([k for k, _ in each.written if account_key_is_valid(k)])
