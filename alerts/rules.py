@@ -326,15 +326,18 @@ def check(
     or is new (its first days of data say little; ``Observation.onboarding``), at the
     evaluation that ends its onboarding (its first judged score sets the scene, as a first
     score does), and when the evaluation is about a time long past (a replay or a backfill
-    tells of history, it does not page anyone). Critical events alert whatever the account's
-    age.
+    tells of history, it does not page anyone; a critical event also by its own time).
+    Critical events alert whatever the account's age.
     """
     raiser = _Raiser(memory, obs, now)
     warmup = rules.warmup_days * SECONDS_PER_DAY
     warm = obs.data_since is None or now - obs.data_since >= warmup
     judged = warm and not obs.onboarding and not memory.onboarding
-    lag = 0.0 if obs.received_at is None else obs.received_at - obs.as_of
-    current = lag <= rules.max_lag_hours * HOUR
+    max_lag = rules.max_lag_hours * HOUR
+
+    def current(at: float) -> bool:
+        return obs.received_at is None or obs.received_at - at <= max_lag
+
     if not judged:
         memory.band_rank = band_rank(obs)
         memory.pending_rank = memory.pending_since = None
@@ -345,9 +348,16 @@ def check(
     crossed = _band_change(raiser, rules)
     _sharp_drop(raiser, rules, announce=not crossed)  # one message for one change
     _critical_events(raiser, rules, events)
-    if not judged:
-        raiser.alerts = [a for a in raiser.alerts if a.rule.startswith("critical_event")]
-    return raiser.alerts if current else []
+    # A critical event is also judged by its own time: settled with a later input, an event
+    # long past is still history.
+    past = {event.event_id for event, at in events if not current(at)}
+
+    def shown(alert: Alert) -> bool:
+        if alert.rule.startswith("critical_event"):
+            return alert.trigger not in past and current(obs.as_of)
+        return judged and current(obs.as_of)
+
+    return [alert for alert in raiser.alerts if shown(alert)]
 
 
 def pending_until(memory: AlertMemory, rules: AlertRules) -> float | None:

@@ -42,8 +42,8 @@ class SettledWindow(Generic[InputT]):
     """The window's input messages, acknowledged last."""
     held: dict[bytes, int] = field(default_factory=dict)
     """Accounts settled whose states are not encoded into ``states`` yet, with their changelog
-    partitions: a window held for a later one of the same checkpoint to write
-    (``streams.pipeline.window_step.encode_held``)."""
+    partitions: windows held, written together later (``streams.pipeline.window_step``:
+    ``encode_held``, ``ClosingWrite``)."""
 
 
 class OutputsFirst(Generic[InputT]):

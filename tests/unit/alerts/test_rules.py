@@ -241,6 +241,20 @@ def test_critical_events_settled_together_cool_down_from_their_own_times() -> No
     assert account.score(80.0, events=[(third, day_before + 30 * HOUR)]) == []  # 6 h on
 
 
+def test_a_critical_event_long_past_settled_with_a_current_input_raises_nothing() -> None:
+    """Judged by its own time, as it would be alone: a replayed failed payment three days
+    old stays history though a current input is settled in the same window."""
+    rules_ = AlertRules(critical_events=[failed_payment_rule()], max_lag_hours=48)
+    account = Account(rules_)
+    account.run(80.0)
+    old = payment(status=PaymentStatus.FAILED)
+    now = account.now + HOUR
+    assert account.score(80.0, events=[(old, now - 72 * HOUR)]) == []
+    recent = old.model_copy(update={"event_id": "p-2"})
+    alerts = account.score(80.0, events=[(old, now - 71 * HOUR), (recent, now)])
+    assert [a.trigger for a in alerts] == ["p-2"]
+
+
 def test_stale_alerts_once_until_data_returns() -> None:
     account = Account(rules())
     account.run(80.0)
