@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_POLL_SECONDS = 0.01
 """While a window is open and no input has arrived: how often to ask whether it closes."""
+IDLE_WRITE_SECONDS = 0.5
+"""No input for this long: held states are written at once."""
 ENCODE_SLICE = 100
 """Accounts of the closing windows encoded per batch under a live load (about 10 ms)."""
 
@@ -120,6 +122,8 @@ def add_scoring_task(
     held: SettledWindow[Message] | None = None  # settled windows whose states wait
     held_since = 0.0
     closing: ClosingWrite[Message] | None = None  # held windows whose states are being encoded
+    was_behind = False  # whether the window before the last one was behind
+    last_input = 0.0
 
     def open_window() -> ScoringWindow[Message]:
         nonlocal opened
@@ -128,10 +132,19 @@ def add_scoring_task(
 
     def write_due() -> bool:
         """Whether the held windows' states are due: under a backlog (its windows are large
-        already), once ``state_write_seconds`` have passed since the first was held, and
-        during a rebalance (it waits for the inputs to be acknowledged)."""
-        age = time.monotonic() - held_since if held is not None else 0.0
-        return behind or not app.flowing or age >= settings.state_write_seconds
+        already) and in the window that ends one, once ``state_write_seconds`` have passed
+        since the first was held, when no input came for ``IDLE_WRITE_SECONDS`` (the lag
+        goes to zero with the last input, not ``state_write_seconds`` later), and during a
+        rebalance (it waits for the inputs to be acknowledged)."""
+        now = time.monotonic()
+        age = now - held_since if held is not None else 0.0
+        return (
+            behind
+            or was_behind
+            or not app.flowing
+            or age >= settings.state_write_seconds
+            or now - last_input >= IDLE_WRITE_SECONDS
+        )
 
     async def encode_closing() -> None:
         """Go on encoding the closing windows' states, a slice per batch (all of them under a
@@ -167,17 +180,18 @@ def add_scoring_task(
         if closing is not None:
             waits.append(0.0)
         elif held is not None:
-            due = held_since + settings.state_write_seconds
+            due = min(held_since + settings.state_write_seconds, last_input + IDLE_WRITE_SECONDS)
             waits.append(WINDOW_POLL_SECONDS if not app.flowing else max(0.0, due - now))
         return min(waits)
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        nonlocal window, behind, held, held_since
+        nonlocal window, behind, held, held_since, was_behind, last_input
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
             if batch:
+                last_input = time.monotonic()
                 window = window or open_window()
                 window.add(taken(batch))
             elif window is None and time.monotonic() >= next_tick:
@@ -188,7 +202,7 @@ def add_scoring_task(
             size, waiting, age = window.size, window.waiting, time.monotonic() - opened
             if not window.inputs or window_closes(size, age, waiting, app.flowing, bound):
                 if window.inputs:  # a window of ticks alone keeps what the last one found
-                    behind = window.grew or waiting > size
+                    was_behind, behind = behind, window.grew or waiting > size
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
                     settled = window.settle(backlog=behind, hold=True)
