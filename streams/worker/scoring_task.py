@@ -147,22 +147,21 @@ def add_scoring_task(
         )
 
     async def encode_closing() -> None:
-        """Go on encoding the closing windows' states, a slice per batch (all of them under a
-        backlog or a rebalance, or when the held ones are due too), then hand them to the
-        writer; make the held windows the closing ones when due."""
+        """Make the held windows the closing ones when due; go on encoding the closing
+        windows' states, a slice per batch (all of them under a backlog or a rebalance, or
+        when held ones are due behind them), and hand them to the writer once encoded."""
         nonlocal held, closing
-        if closing is not None:
+        while True:
+            if closing is None:
+                if held is None or not write_due():
+                    return
+                closing, held = ClosingWrite(held, ports, behind), None
             at_once = behind or not app.flowing or (held is not None and write_due())
             closing.encode_some(None if at_once else ENCODE_SLICE)
-            if closing.done:
-                await writer.put(closing.settled)
-                closing = None
-        if closing is None and held is not None and write_due():
-            closing, held = ClosingWrite(held, ports, behind), None
-            if behind or not app.flowing:
-                closing.encode_some()
-                await writer.put(closing.settled)
-                closing = None
+            if not closing.done:
+                return
+            await writer.put(closing.settled)
+            closing = None
 
     def due() -> list[tuple[int, bytes, float]]:
         """The due accounts of the partitions this worker scores (none during a rebalance)."""
