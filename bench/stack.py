@@ -4,6 +4,7 @@ broker, Tansu), Redis, ``chs worker``s."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -74,6 +75,21 @@ def readiness(settings: Settings) -> dict[str, Any] | None:
             return body
     except (urllib.error.URLError, OSError):
         return None
+
+
+def metric_sums(settings: Settings, *names: str) -> list[float] | None:
+    """Each metric's samples summed over its labels, from the worker's /metrics (0 for one it
+    has not shown yet); None while the worker does not answer."""
+    try:
+        url = f"http://127.0.0.1:{settings.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    return [
+        sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+        for name in names
+    ]
 
 
 def wait_split(members: list[Settings], partitions: int, within: float = 120) -> list[set[int]]:

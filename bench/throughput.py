@@ -13,14 +13,13 @@ import re
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ceiling import raw_consumer_rate
 from bench.output_bytes import TABLE_HEADER, OutputBytes, output_bytes
-from bench.stack import dev_services, peak_rss, start_worker
+from bench.stack import dev_services, metric_sums, peak_rss, start_worker
 from bench.workload import ACCOUNTS, create_event_topics, produce, realistic_events
 from streams.ops.devstack import ManagedProcess, free_port, settings_env, start_process
 from streams.ops.local_broker import BrokerKind
@@ -80,16 +79,10 @@ async def drained_rate(
 
 def first_input_read(settings: Settings) -> Callable[[], bool]:
     """Whether our worker has read an input (its ``chs_events_consumed_total``)."""
-    url = f"http://127.0.0.1:{settings.web_port}/metrics"
 
     def read() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                text = answer.read().decode()
-        except OSError:
-            return False
-        found = re.findall(r"^chs_events_consumed_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-        return sum(float(value) for value in found) > 0
+        found = metric_sums(settings, "chs_events_consumed_total")
+        return found is not None and found[0] > 0
 
     return read
 
