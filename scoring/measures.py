@@ -145,11 +145,20 @@ def data_days(state: AccountState, now: float) -> int | None:
     return None if first is None else max(1, day_of(now) - day_of(first) + 1)
 
 
-def scaled_from(state: AccountState, measure: Measure, now: float) -> int | None:
-    """The days of data ``measure``'s value is scaled up from (``MIN_SCALED_DAYS``), when
-    the account has fewer days of data than the measure's window; None when it is not."""
+def scaled_window(measure: Measure) -> int | None:
+    """The window of a usage count that an account with fewer days of data has not filled
+    (its value is scaled up, ``MIN_SCALED_DAYS``); None for any other measure."""
     window = measure.window_days
     if measure.metric not in SCALED_METRICS or window is None or window <= MIN_SCALED_DAYS:
+        return None
+    return window
+
+
+def scaled_from(state: AccountState, measure: Measure, now: float) -> int | None:
+    """The days of data ``measure``'s value is scaled up from, when the account has fewer
+    days of data than the measure's window; None when it is not."""
+    window = scaled_window(measure)
+    if window is None:
         return None
     days = data_days(state, now)
     return days if days is not None and days < window else None

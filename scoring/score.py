@@ -26,12 +26,13 @@ from scoring.measures import (
     MetricContext,
     data_days,
     metric_value,
-    scaled_from,
+    scaled_window,
     tenure_days,
 )
 from scoring.peers import PeerBook, PeerDistribution, peer_group
 from scoring.scoring_model import (
     OVERRIDE_COMPONENT,
+    ComponentModel,
     Measure,
     Metric,
     MissingRule,
@@ -412,6 +413,52 @@ _ABSENT = Measured(None, 0.0)
 """Marks a measure the reuse does not hold."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A measure with what its evaluation looks up about it, looked up once per model."""
+
+    measure: Measure
+    name: str
+    key: tuple[Metric, int | None, int | None]
+    """Its raw value's key in ``RawValues``."""
+    clocked: bool
+    """The clock moves it at any moment: taken again at every evaluation."""
+    scaled_window: int | None
+    """A usage count's window, which a new account may not have filled (``scaled_from``)."""
+    tenure: bool
+    percentile: PercentileMapping | None
+    """Its mapping, when it ranks among its peers (when there are peers)."""
+
+
+def _plan(model: ScoringModel) -> tuple[tuple[str, ComponentModel, tuple[_Planned, ...]], ...]:
+    """Each component of ``model`` with its measures planned (computed once per model)."""
+    found = _PLANS.get(model.version)
+    if found is None:
+        found = _PLANS[model.version] = tuple(
+            (
+                name,
+                component,
+                tuple(
+                    _Planned(
+                        measure,
+                        measure.name,
+                        (measure.metric, measure.window_days, measure.baseline_days),
+                        METRIC_MOVES[measure.metric].clock,
+                        scaled_window(measure),
+                        measure.metric is Metric.TENURE_DAYS,
+                        measure.mapping if isinstance(measure.mapping, PercentileMapping) else None,
+                    )
+                    for measure in component.measures
+                ),
+            )
+            for name, component in model.components.items()
+        )
+    return found
+
+
+_PLANS: dict[str, tuple[tuple[str, ComponentModel, tuple[_Planned, ...]], ...]] = {}
+
+
 def _component_scores(
     state: AccountState,
     model: ScoringModel,
@@ -431,8 +478,9 @@ def _component_scores(
     ctx: MetricContext | None = None
     kept = reuse.measured if reuse is not None else None
     kept_components = reuse.components if reuse is not None else None
+    days = data_days(state, as_of)
     component_scores: dict[str, float] = {}
-    for name, component in model.components.items():
+    for name, component, planned in _plan(model):
         whole = kept_components.get(name) if kept_components is not None else None
         if whole is not None:
             score, entries = whole
@@ -445,30 +493,32 @@ def _component_scores(
         scored = []
         taken: list[tuple[str, Any, Measured]] = []
         clocked = False
-        for measure in component.measures:
-            key = (measure.metric, measure.window_days, measure.baseline_days)
-            found = kept.get(measure.name, _ABSENT) if kept is not None else _ABSENT
+        for plan in planned:
+            key = plan.key
+            found = kept.get(plan.name, _ABSENT) if kept is not None else _ABSENT
             if found is _ABSENT:
                 if key in raws:
                     raw = raws[key]
                 else:
                     ctx = ctx or MetricContext(state, model, as_of)
-                    raw = raws[key] = metric_value(ctx, measure)
-                found = _measure(measure, raw, group, peers, scaled_from(state, measure, as_of))
-                if new is not None and raw is not None and measure.metric is Metric.TENURE_DAYS:
-                    counted = measure.mapping.score(max(raw, float(new.judged_from_day)))
+                    raw = raws[key] = metric_value(ctx, plan.measure)
+                window = plan.scaled_window
+                scaled = days if window is not None and days is not None and days < window else None
+                found = _measure(plan, raw, group, peers, scaled)
+                if new is not None and raw is not None and plan.tenure:
+                    counted = plan.measure.mapping.score(max(raw, float(new.judged_from_day)))
                     found = Measured(raw, counted)
-                if METRIC_MOVES[measure.metric].clock:
+                if plan.clocked:
                     clocked = True
                 elif kept is not None:
-                    kept[measure.name] = found
+                    kept[plan.name] = found
             elif found is not None:
                 raws.setdefault(key, found.value)
             if found is None:
                 continue
-            measured[measure.name] = found
-            scored.append((measure, found.score))
-            taken.append((measure.name, key, found))
+            measured[plan.name] = found
+            scored.append((plan.measure, found.score))
+            taken.append((plan.name, key, found))
         value = component.aggregate(scored) if scored else None
         if value is not None:
             component_scores[name] = value
@@ -478,7 +528,7 @@ def _component_scores(
 
 
 def _measure(
-    measure: Measure,
+    plan: _Planned,
     raw: float | None,
     group: str,
     peers: PeerDistribution | None,
@@ -486,17 +536,17 @@ def _measure(
 ) -> Measured | None:
     """The measure's result for ``raw`` (None: no data and its missing rule skips it);
     ``scaled``: the days of data a usage count was scaled up from."""
+    measure = plan.measure
     if raw is None:
         if measure.missing is MissingRule.NEUTRAL:
             return Measured(None, measure.neutral_score)
         return None
-    mapping = measure.mapping
-    if isinstance(mapping, PercentileMapping) and peers is not None:
-        rank = peers.rank(group, measure.name, raw)
+    if plan.percentile is not None and peers is not None:
+        rank = peers.rank(group, plan.name, raw)
         if rank is not None:
-            score = mapping.score_rank(rank.percentile)
+            score = plan.percentile.score_rank(rank.percentile)
             return Measured(raw, score, rank.percentile, rank.median, scaled)
-    return Measured(raw, mapping.score(raw), scaled_from_days=scaled)
+    return Measured(raw, measure.mapping.score(raw), scaled_from_days=scaled)
 
 
 def contribute(state: AccountState, score: Score, book: PeerBook, now: float) -> None:
