@@ -260,9 +260,10 @@ def report() -> str:
                 for workers, runs in rates.items()
             ),
             "",
-            "What limits it: our scoring work per account settled (a backlog of 1,000 "
-            "accounts folds about 60 inputs per account per window, so this figure is well "
-            "above the 10,000-account one), and two workers plus the broker on two cores.",
+            "What limits it: our scoring work per account settled (1,000 accounts: a "
+            "backlog's window of thousands of inputs folds many per account before settling "
+            "each once, so this figure is well above the 10,000-account one of the "
+            "throughput section), and two workers plus the broker on two cores.",
         ]
     )
 
