@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     state_write_seconds: float = Field(
         default=2.0,
         ge=0,
-        description="how long the states of settled windows are held before "
+        description="under a live load, how long the states of settled windows are held before "
         "being written, each account once (their outputs are sent at once; their inputs are "
         "committed once the states are written); 0 writes every window's",
     )

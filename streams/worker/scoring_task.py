@@ -122,6 +122,7 @@ def add_scoring_task(
     held: SettledWindow[Message] | None = None  # settled windows whose states wait
     held_since = 0.0
     closing: ClosingWrite[Message] | None = None  # held windows whose states are being encoded
+    was_behind = False  # whether the window before the last one was behind
     last_input = 0.0
 
     def open_window() -> ScoringWindow[Message]:
@@ -130,17 +131,17 @@ def add_scoring_task(
         return ScoringWindow(ports, held, closing)
 
     def write_due() -> bool:
-        """Whether the held windows' states are due: once ``state_write_seconds`` have passed
+        """Whether the held windows' states are due: under a backlog (its windows are large
+        already) and in the window that ends one, once ``state_write_seconds`` have passed
         since the first was held, when no input came for ``IDLE_WRITE_SECONDS`` (the lag
         goes to zero with the last input, not ``state_write_seconds`` later), and during a
-        rebalance (it waits for the inputs to be acknowledged). Not at once whenever a
-        window finds inputs waiting: a live load near its peak does now and then, and
-        writing each such window tripled the changelog bytes at half the maximum load and
-        raised the p99 (docs/performance.md)."""
+        rebalance (it waits for the inputs to be acknowledged)."""
         now = time.monotonic()
         age = now - held_since if held is not None else 0.0
         return (
-            not app.flowing
+            behind
+            or was_behind
+            or not app.flowing
             or age >= settings.state_write_seconds
             or now - last_input >= IDLE_WRITE_SECONDS
         )
@@ -184,7 +185,7 @@ def add_scoring_task(
 
     @app.task  # type: ignore[untyped-decorator]
     async def score_inputs() -> None:
-        nonlocal window, behind, held, held_since, last_input
+        nonlocal window, behind, held, held_since, was_behind, last_input
         async for batch in batches(queue, settings.input_batch_max, idle):
             if order is not None:
                 batch = order.add(batch) if batch else order.release()
@@ -200,7 +201,7 @@ def add_scoring_task(
             size, waiting, age = window.size, window.waiting, time.monotonic() - opened
             if not window.inputs or window_closes(size, age, waiting, app.flowing, bound):
                 if window.inputs:  # a window of ticks alone keeps what the last one found
-                    behind = window.grew or waiting > size
+                    was_behind, behind = behind, window.grew or waiting > size
                 window.tick(due())  # the accounts due, at the window's end
                 if window.size:
                     settled = window.settle(backlog=behind, hold=True)
