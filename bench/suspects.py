@@ -6,15 +6,13 @@ reads the whole backlog; it prints one table row per variant as it finishes."""
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from bench.output_bytes import output_bytes
-from bench.stack import dev_services, start_worker
+from bench.stack import dev_services, metric_sums, start_worker
 from bench.throughput import PARTITIONS, SETTLE_SECONDS, drained_rate, first_input_read
 from bench.workload import create_event_topics, produce, realistic_events
 from streams.ops.local_broker import BrokerKind
@@ -48,19 +46,18 @@ OUTPUT_TOPICS = ("scores", "alerts", "alerts_dlq", "dlq", "rollup", "peers", "au
 """The topics a worker writes: each variant gets its own."""
 
 
-def window_figures(web_port: int) -> tuple[float, float]:
+def window_figures(member: Settings) -> tuple[float, float]:
     """Inputs per window and the scoring task's seconds per input, from the worker's metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-
-    def value(name: str) -> float:
-        found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
-        return float(found.group(1)) if found else float("nan")
-
-    inputs = value("chs_window_inputs_sum")
-    return inputs / value("chs_window_inputs_count"), value(
-        "chs_window_handling_seconds_sum"
-    ) / inputs
+    found = metric_sums(
+        member,
+        "chs_window_inputs_sum",
+        "chs_window_inputs_count",
+        "chs_window_handling_seconds_sum",
+    )
+    if found is None:
+        raise RuntimeError(f"worker on port {member.web_port} does not answer")
+    inputs, windows, seconds = found
+    return inputs / windows, seconds / inputs
 
 
 def variant_settings(settings: Settings, index: int, change: dict[str, object]) -> Settings:
@@ -90,7 +87,7 @@ def main(names: list[str]) -> None:
             member, process = start_worker(member, f"worker-v{index}", Path(tmp))
             try:
                 rate = asyncio.run(drained_rate(member, total, process, first_input_read(member)))
-                per_window, seconds = window_figures(member.web_port)
+                per_window, seconds = window_figures(member)
                 time.sleep(SETTLE_SECONDS)
                 written = asyncio.run(output_bytes(member))
             finally:
